@@ -1,0 +1,236 @@
+// Package testkit holds what keter's integration tests share: finding the
+// real parts (sandbox systemd, nginx, PostgreSQL), a test root that
+// DynamicUser units can read, the demo app and bundle builders.
+package testkit
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// InCI reports whether missing parts must fail instead of skip.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Missing skips the test on a developer machine and fails it in CI.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true and a real part is missing: "+format, args...)
+	}
+	t.Skipf("skipping: "+format, args...)
+}
+
+// NeedSystemd requires a real systemd reachable as root through its
+// private socket: the sandbox of scripts/sandbox.sh or a systemd PID 1.
+func NeedSystemd(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "integration tests run as root")
+	}
+	fi, err := os.Stat("/run/systemd/private")
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		Missing(t, "no systemd at /run/systemd/private: run through scripts/sandbox.sh run -- go test ...")
+	}
+	if comm, _ := os.ReadFile("/proc/1/comm"); strings.TrimSpace(string(comm)) != "systemd" {
+		Missing(t, "PID 1 of this namespace is not systemd (run inside scripts/sandbox.sh)")
+	}
+}
+
+// NeedBinary returns the path of a program, or skips/fails.
+func NeedBinary(t testing.TB, name string, hint string) string {
+	t.Helper()
+	for _, p := range []string{name, "/usr/sbin/" + name, "/sbin/" + name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	Missing(t, "%s not found (%s)", name, hint)
+	return ""
+}
+
+// TestRootBase is where test roots live: outside /tmp and /var/tmp (which
+// PrivateTmp hides) and traversable by DynamicUser units.
+const TestRootBase = "/srv/keter-test"
+
+// Root makes a fresh, world-traversable folder for one test.
+func Root(t testing.TB) string {
+	t.Helper()
+	if err := os.MkdirAll(TestRootBase, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(TestRootBase, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(TestRootBase, sanitize(t.Name())+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// Token returns a short random lower-case hex string for unique names.
+func Token() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func sanitize(s string) string {
+	s = strings.ToLower(s)
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, s)
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+var (
+	demoOnce sync.Once
+	demoPath string
+	demoErr  error
+)
+
+// DemoApp builds internal/demoapp once per test binary and returns its path.
+func DemoApp(t testing.TB) string {
+	t.Helper()
+	demoOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keter-demoapp-")
+		if err != nil {
+			demoErr = err
+			return
+		}
+		demoPath = filepath.Join(dir, "demoapp")
+		_, self, _, _ := runtime.Caller(0)
+		src := filepath.Join(filepath.Dir(self), "..", "demoapp")
+		cmd := exec.Command("go", "build", "-o", demoPath, ".")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			demoErr = &buildError{out: string(out), err: err}
+		}
+	})
+	if demoErr != nil {
+		t.Fatalf("building demo app: %v", demoErr)
+	}
+	return demoPath
+}
+
+type buildError struct {
+	out string
+	err error
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
+
+// File is one tarball entry for Bundle.
+type File struct {
+	Body     []byte
+	Mode     int64 // 0 means 0644
+	Type     byte  // 0 means a regular file
+	Linkname string
+}
+
+// Bundle writes a gzipped tarball with the given entries (sorted by name)
+// to path. Entries ending in "/" are folders.
+func Bundle(t testing.TB, path string, files map[string]File) {
+	t.Helper()
+	if err := os.WriteFile(path, BundleBytes(t, files), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BundleBytes is Bundle into memory.
+func BundleBytes(t testing.TB, files map[string]File) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		f := files[n]
+		h := &tar.Header{Name: n, Mode: f.Mode, Typeflag: f.Type, Linkname: f.Linkname, Size: int64(len(f.Body))}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+			if strings.HasSuffix(n, "/") {
+				h.Typeflag = tar.TypeDir
+				h.Mode = 0o755
+			}
+		}
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			if _, err := tw.Write(f.Body); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// DemoBundle writes a flat-format bundle running the demo app for host
+// with the given extra args to path.
+func DemoBundle(t testing.TB, path, host string, args ...string) {
+	t.Helper()
+	bin, err := os.ReadFile(DemoApp(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var y strings.Builder
+	y.WriteString("exec: ../bin/demoapp\nhost: " + host + "\nargs:\n")
+	for _, a := range args {
+		y.WriteString("  - " + quoteYAML(a) + "\n")
+	}
+	Bundle(t, path, map[string]File{
+		"config/keter.yaml": {Body: []byte(y.String())},
+		"bin/demoapp":       {Body: bin, Mode: 0o755},
+	})
+}
+
+func quoteYAML(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}

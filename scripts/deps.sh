@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything keter's build, tests, demo and benchmarks need on a
+# Debian 12 / Ubuntu machine, as root. Safe to run again.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "deps.sh: run as root" >&2; exit 1; }
+
+PKGS=(
+	make git ca-certificates curl util-linux procps   # build + sandbox (unshare, nsenter)
+	systemd dbus                                      # the real systemd the tests boot
+	nginx-light                                       # the front door
+	postgresql                                        # the postgres plugin's tests
+	wrk                                               # load in tests and benchmarks
+	dpkg-dev debhelper lintian fakeroot               # make deb
+	chromium                                          # status page browser test
+)
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps.sh: installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+	export PATH=/usr/local/go/bin:$PATH
+fi
+command -v go >/dev/null || {
+	echo "deps.sh: Go is missing: install Go 1.22 or newer (it fetches the toolchain go.mod asks for)" >&2
+	exit 1
+}
