@@ -1,0 +1,347 @@
+package bundle
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+)
+
+// Errors of Unpack, for errors.Is.
+var (
+	ErrUnsafeEntry  = errors.New("unsafe entry")
+	ErrLimit        = errors.New("bundle exceeds a limit")
+	ErrCorrupt      = errors.New("bundle is not a complete gzipped tarball")
+	ErrUnsupported  = errors.New("unsupported entry type")
+	errStopByCancel = errors.New("unpacking cancelled")
+)
+
+// Limits bound what one bundle may unpack to.
+type Limits struct {
+	MaxTotalBytes int64 // sum of regular file sizes
+	MaxEntryBytes int64 // one regular file
+	MaxEntries    int   // entries of any type
+	MaxPathLen    int   // bytes of an entry's name (and of a link target)
+}
+
+// DefaultLimits: 2 GiB in total and per file, 200 000 entries, names up
+// to 4096 bytes (PATH_MAX).
+func DefaultLimits() Limits {
+	return Limits{
+		MaxTotalBytes: 2 << 30,
+		MaxEntryBytes: 2 << 30,
+		MaxEntries:    200_000,
+		MaxPathLen:    4096,
+	}
+}
+
+const ioBuf = 1 << 20
+
+// Unpack extracts the gzipped tarball archive into dest, which it creates
+// (mode 0755; an existing empty folder is fine). Extraction is confined to
+// dest with os.Root, and entries are refused when they would escape it or
+// are not plain content: absolute names, `..` components, symlinks whose
+// target leaves dest (or that sit below another symlink), hard links to
+// anything but a regular file already unpacked, devices, FIFOs and other
+// special files. Modes are normalised for apps running as another user and
+// for nginx: folders 0755, files 0644, or 0755 when the tarball gave any
+// exec bit; setuid, setgid and sticky bits are dropped.
+//
+// Every error names the entry. On error dest holds a partial tree: the
+// caller must remove dest (keter never starts an app from it). A gzip
+// stream that ends early or has a bad checksum is an error even when the
+// tar part was complete.
+func Unpack(ctx context.Context, archive, dest string, lim Limits) error {
+	f, err := os.Open(archive)
+	if err != nil {
+		return fmt.Errorf("unpacking bundle: %w", err)
+	}
+	defer f.Close()
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return fmt.Errorf("unpacking bundle: %w", err)
+	}
+	if err := os.Chmod(dest, 0o755); err != nil {
+		return fmt.Errorf("unpacking bundle: %w", err)
+	}
+	root, err := os.OpenRoot(dest)
+	if err != nil {
+		return fmt.Errorf("unpacking bundle: %w", err)
+	}
+	defer root.Close()
+	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: make([]byte, ioBuf)}
+	if err := u.run(f); err != nil {
+		return fmt.Errorf("unpacking bundle %s: %w", archive, err)
+	}
+	return nil
+}
+
+type unpacker struct {
+	ctx     context.Context
+	root    *os.Root
+	lim     Limits
+	buf     []byte
+	total   int64
+	entries int
+}
+
+func (u *unpacker) run(r io.Reader) error {
+	zr, err := gzip.NewReader(bufio.NewReaderSize(r, ioBuf))
+	if err != nil {
+		return fmt.Errorf("%w: reading gzip header: %v", ErrCorrupt, err)
+	}
+	defer zr.Close()
+	// Decompress ahead in another goroutine, as tar xzf runs gzip in
+	// another process: inflating and writing files overlap.
+	pr := newPipeReader(u.ctx, zr)
+	defer pr.Close()
+	tr := tar.NewReader(pr)
+	for {
+		if err := u.ctx.Err(); err != nil {
+			return fmt.Errorf("%w: %w", errStopByCancel, err)
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%w: reading next entry: %v", ErrCorrupt, err)
+		}
+		if err := u.entry(tr, h); err != nil {
+			return fmt.Errorf("entry %s: %w", describe(h.Name), err)
+		}
+	}
+	// Read the rest of the gzip stream so a truncated or corrupt end (the
+	// "premature end" of a half-copied bundle) is caught.
+	if _, err := io.CopyBuffer(io.Discard, pr, u.buf); err != nil {
+		return fmt.Errorf("%w: after the last entry: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// cleanName checks a tar name and returns it cleaned, "" for the root.
+func (u *unpacker) cleanName(name string) (string, error) {
+	if len(name) > u.lim.MaxPathLen {
+		return "", fmt.Errorf("%w: name is %d bytes long, limit %d", ErrLimit, len(name), u.lim.MaxPathLen)
+	}
+	if name == "" || strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("%w: empty name or NUL byte", ErrUnsafeEntry)
+	}
+	if strings.HasPrefix(name, "/") {
+		return "", fmt.Errorf("%w: absolute name", ErrUnsafeEntry)
+	}
+	if strings.IndexByte(name, '\\') >= 0 {
+		return "", fmt.Errorf("%w: backslash in name", ErrUnsafeEntry)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("%w: '..' in name", ErrUnsafeEntry)
+		}
+	}
+	n := path.Clean(name)
+	if n == "." {
+		return "", nil
+	}
+	return n, nil
+}
+
+func (u *unpacker) entry(tr *tar.Reader, h *tar.Header) error {
+	u.entries++
+	if u.lim.MaxEntries > 0 && u.entries > u.lim.MaxEntries {
+		return fmt.Errorf("%w: more than %d entries", ErrLimit, u.lim.MaxEntries)
+	}
+	if h.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	name, err := u.cleanName(h.Name)
+	if err != nil {
+		return err
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		if name == "" {
+			return nil
+		}
+		if err := u.root.MkdirAll(name, 0o755); err != nil {
+			return fmt.Errorf("making folder: %w", err)
+		}
+		return u.root.Chmod(name, 0o755)
+	case tar.TypeReg, tar.TypeRegA:
+		if name == "" {
+			return fmt.Errorf("%w: file entry names the root", ErrUnsafeEntry)
+		}
+		return u.file(tr, h, name)
+	case tar.TypeSymlink:
+		if name == "" {
+			return fmt.Errorf("%w: symlink entry names the root", ErrUnsafeEntry)
+		}
+		return u.symlink(h, name)
+	case tar.TypeLink:
+		if name == "" {
+			return fmt.Errorf("%w: hard link entry names the root", ErrUnsafeEntry)
+		}
+		return u.hardlink(h, name)
+	case tar.TypeChar, tar.TypeBlock:
+		return fmt.Errorf("%w: device node", ErrUnsupported)
+	case tar.TypeFifo:
+		return fmt.Errorf("%w: FIFO", ErrUnsupported)
+	default:
+		return fmt.Errorf("%w: tar type %q", ErrUnsupported, h.Typeflag)
+	}
+}
+
+// mode normalises a tar mode: world-readable, exec for everyone when the
+// tarball set any exec bit, never setuid/setgid/sticky.
+func mode(m int64) fs.FileMode {
+	if m&0o111 != 0 {
+		return 0o755
+	}
+	return 0o644
+}
+
+// prepare makes the parent folders of name and removes an existing
+// non-folder at name (a later tar entry replaces an earlier one).
+func (u *unpacker) prepare(name string) error {
+	if dir := path.Dir(name); dir != "." {
+		if err := u.root.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("making parent folder: %w", err)
+		}
+	}
+	fi, err := u.root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%w: replaces a folder", ErrUnsafeEntry)
+	}
+	return u.root.Remove(name)
+}
+
+func (u *unpacker) file(tr *tar.Reader, h *tar.Header, name string) error {
+	if h.Size < 0 {
+		return fmt.Errorf("%w: negative size", ErrCorrupt)
+	}
+	if u.lim.MaxEntryBytes > 0 && h.Size > u.lim.MaxEntryBytes {
+		return fmt.Errorf("%w: file is %d bytes, limit %d per file", ErrLimit, h.Size, u.lim.MaxEntryBytes)
+	}
+	u.total += h.Size
+	if u.lim.MaxTotalBytes > 0 && u.total > u.lim.MaxTotalBytes {
+		return fmt.Errorf("%w: more than %d bytes in total", ErrLimit, u.lim.MaxTotalBytes)
+	}
+	if err := u.prepare(name); err != nil {
+		return err
+	}
+	m := mode(h.Mode)
+	f, err := u.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, m)
+	if err != nil {
+		return fmt.Errorf("creating file: %w", err)
+	}
+	n, err := io.CopyBuffer(onlyWriter{f}, tr, u.buf)
+	if err == nil && n != h.Size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("%w: writing file: %v", ErrCorrupt, err)
+	}
+	// The umask may have removed bits we need.
+	if err := f.Chmod(m); err != nil {
+		f.Close()
+		return fmt.Errorf("setting mode: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing file: %w", err)
+	}
+	return nil
+}
+
+// onlyWriter hides ReadFrom so io.CopyBuffer uses our large buffer.
+type onlyWriter struct{ w io.Writer }
+
+func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
+
+// realParent checks that every folder above name is a real folder, not a
+// symlink, so a link's target can be judged from its own position.
+func (u *unpacker) realParent(name string) error {
+	dir := path.Dir(name)
+	if dir == "." {
+		return nil
+	}
+	p := ""
+	for _, c := range strings.Split(dir, "/") {
+		p = path.Join(p, c)
+		fi, err := u.root.Lstat(p)
+		if err != nil {
+			return fmt.Errorf("checking parent %s: %w", p, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: link below %s, which is not a real folder", ErrUnsafeEntry, p)
+		}
+	}
+	return nil
+}
+
+// symlink accepts a relative target whose `..` components all lead and
+// climb no higher than the link's own folder, so whatever the target's
+// later components are (folders or links checked the same way), it stays
+// inside dest.
+func (u *unpacker) symlink(h *tar.Header, name string) error {
+	t := h.Linkname
+	if len(t) > u.lim.MaxPathLen {
+		return fmt.Errorf("%w: link target is %d bytes long, limit %d", ErrLimit, len(t), u.lim.MaxPathLen)
+	}
+	if t == "" || strings.IndexByte(t, 0) >= 0 || strings.IndexByte(t, '\\') >= 0 {
+		return fmt.Errorf("%w: empty or odd symlink target", ErrUnsafeEntry)
+	}
+	if err := checkLinkTarget(name, t); err != nil {
+		return err
+	}
+	if err := u.prepare(name); err != nil {
+		return err
+	}
+	if err := u.realParent(name); err != nil {
+		return err
+	}
+	if err := u.root.Symlink(t, name); err != nil {
+		return fmt.Errorf("making symlink: %w", err)
+	}
+	return nil
+}
+
+// hardlink links name to an already unpacked regular file; os.Root keeps
+// both inside dest.
+func (u *unpacker) hardlink(h *tar.Header, name string) error {
+	target, err := u.cleanName(h.Linkname)
+	if err != nil {
+		return fmt.Errorf("hard link target: %w", err)
+	}
+	if target == "" {
+		return fmt.Errorf("%w: hard link to the root", ErrUnsafeEntry)
+	}
+	fi, err := u.root.Lstat(target)
+	if err != nil {
+		return fmt.Errorf("%w: hard link target %s: %v", ErrUnsafeEntry, describe(target), unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: hard link target %s is not a regular file", ErrUnsafeEntry, describe(target))
+	}
+	if target == name {
+		return nil
+	}
+	if err := u.prepare(name); err != nil {
+		return err
+	}
+	if err := u.root.Link(target, name); err != nil {
+		return fmt.Errorf("making hard link: %w", err)
+	}
+	return nil
+}
