@@ -1,0 +1,267 @@
+package unitgen
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/config"
+)
+
+// Defaults for what bundles may override.
+const (
+	DefaultStopTimeout     = 10 * time.Second
+	DefaultWebRestartDelay = 1 * time.Second
+	WebStartLimitBurst     = 5
+	minWebStartLimitWindow = 60 * time.Second
+	minRestartDelay        = 100 * time.Millisecond // systemd's default RestartSec
+	infinity               = ^uint64(0)
+	stanzaKindWeb          = "web"
+	stanzaKindBackground   = "bg"
+)
+
+// Unit is everything needed to start one stanza as a transient service.
+type Unit struct {
+	Name       string
+	Meta       Meta
+	Properties []sddbus.Property
+	// EnvFile is the root-only file the unit loads through
+	// EnvironmentFiles; empty when there are no secret variables. The
+	// caller writes Secrets there (0600, root) before starting the unit and
+	// deletes it with the version.
+	EnvFile string
+	// Secrets is EnvFile's contents in systemd's EnvironmentFile syntax.
+	Secrets []byte
+}
+
+// Input is one stanza of one unpacked version of an app.
+type Input struct {
+	App, Version string
+	// Index is the stanza's position in the bundle; it names the stanza
+	// ("web0", "bg1") together with its kind.
+	Index  int
+	Stanza bundle.Stanza // a webapp or background stanza
+	Dir    string        // absolute root of the unpacked bundle
+	Port   int           // webapps only
+	Global *config.Config
+	// PluginEnv holds plugin variables (postgres PG*).
+	PluginEnv map[string]string
+	// LookupEnv reads keter's own environment for forward-env; nil means
+	// nothing is forwarded.
+	LookupEnv func(string) (string, bool)
+	// EnvDir is the root-only folder where env files go.
+	EnvDir string
+}
+
+// StanzaName is the STANZA part of unit names: kind plus index.
+func StanzaName(t bundle.StanzaType, index int) string {
+	if t == bundle.TypeBackground {
+		return stanzaKindBackground + strconv.Itoa(index)
+	}
+	return stanzaKindWeb + strconv.Itoa(index)
+}
+
+// Build turns a stanza into a unit. It reports every problem it finds.
+func Build(in Input) (Unit, error) {
+	var (
+		errs    []error
+		exec    bundle.Exec
+		sd      bundle.Systemd
+		envIn   envInput
+		restart []sddbus.Property
+	)
+	switch {
+	case in.Stanza.Type == bundle.TypeWebApp && in.Stanza.WebApp != nil:
+		w := in.Stanza.WebApp
+		exec, sd = w.Exec, w.Systemd
+		if in.Port < 1 || in.Port > 65535 {
+			errs = append(errs, fmt.Errorf("port %d is not a TCP port", in.Port))
+		}
+		envIn = envInput{web: true, port: in.Port, portVars: w.PortEnvVars}
+		if len(w.Hosts) > 0 {
+			envIn.appRoot = AppRoot(w.Hosts[0], w.SSL.Enabled, in.Global)
+		}
+		restart = webRestart(sd)
+	case in.Stanza.Type == bundle.TypeBackground && in.Stanza.Background != nil:
+		b := in.Stanza.Background
+		exec, sd = b.Exec, b.Systemd
+		restart = backgroundRestart(b.RestartCount, b.RestartDelaySeconds)
+	default:
+		return Unit{}, fmt.Errorf("building unit for stanza %d of %s: type %q does not run a process", in.Index, in.App, in.Stanza.Type)
+	}
+
+	meta := Meta{App: in.App, Version: in.Version, Stanza: StanzaName(in.Stanza.Type, in.Index)}
+	name, err := UnitName(meta.App, meta.Version, meta.Stanza)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if !validApp(in.App) {
+		errs = append(errs, fmt.Errorf("app name %q: only letters, digits, '.', '_' and '-' are allowed", in.App))
+	}
+	if !filepath.IsAbs(in.Dir) {
+		errs = append(errs, fmt.Errorf("bundle folder %q is not absolute", in.Dir))
+	}
+	if exec.Path == "" {
+		errs = append(errs, errors.New("exec is empty"))
+	}
+	bin := exec.Path
+	if !filepath.IsAbs(bin) {
+		bin = filepath.Join(in.Dir, bin)
+	}
+
+	var global map[string]string
+	if in.Global != nil {
+		global = in.Global.Env
+	}
+	envIn.global, envIn.plugin = global, in.PluginEnv
+	envIn.forward, envIn.lookupEnv = exec.ForwardEnv, in.LookupEnv
+	envIn.stanzaEnv, envIn.stanzaName = exec.Env, meta.Stanza
+	env, err := environment(envIn)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	public, secret := split(env)
+	envFile := ""
+	if len(secret) > 0 {
+		if !filepath.IsAbs(in.EnvDir) {
+			errs = append(errs, fmt.Errorf("env folder %q is not absolute", in.EnvDir))
+		}
+		envFile = filepath.Join(in.EnvDir, strings.TrimSuffix(name, suffix)+".env")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Unit{}, fmt.Errorf("building unit for %s stanza %s: %w", in.App, meta.Stanza, err)
+	}
+
+	props := []sddbus.Property{
+		sddbus.PropDescription(Description(meta)),
+		sddbus.PropType("exec"),
+		execStart(bin, exec.Args),
+		prop("WorkingDirectory", in.Dir),
+		sddbus.PropSlice(Slice),
+		prop("CollectMode", "inactive-or-failed"),
+		prop("KillMode", "control-group"),
+		prop("TimeoutStopUSec", usec(seconds(sd.StopTimeoutSec, DefaultStopTimeout))),
+		prop("SyslogIdentifier", Prefix+in.App),
+		prop("LogExtraFields", [][]byte{
+			[]byte("KETER_APP=" + meta.App),
+			[]byte("KETER_VERSION=" + meta.Version),
+			[]byte("KETER_STANZA=" + meta.Stanza),
+		}),
+		prop("StateDirectory", []string{Prefix + in.App}),
+	}
+	props = append(props, restart...)
+	if in.Global != nil && in.Global.Setuid != "" {
+		props = append(props, prop("User", in.Global.Setuid))
+	} else {
+		props = append(props, prop("DynamicUser", true), prop("User", userName(in.App)))
+	}
+	if len(public) > 0 {
+		props = append(props, prop("Environment", public))
+	}
+	if envFile != "" {
+		props = append(props, prop("EnvironmentFiles", []envFileRef{{envFile, false}}))
+	}
+	props = append(props, hardening(sd.AllowJIT)...)
+	props = append(props, limits(sd)...)
+
+	u := Unit{Name: name, Meta: meta, Properties: props, EnvFile: envFile}
+	if envFile != "" {
+		u.Secrets = EnvFile(secret)
+	}
+	return u, nil
+}
+
+// envFileRef is the D-Bus shape (sb) of one EnvironmentFiles entry.
+type envFileRef struct {
+	Path     string
+	Optional bool
+}
+
+// execStartEx is the D-Bus shape (sasas) of ExecStartEx.
+type execStartEx struct {
+	Path  string
+	Args  []string
+	Flags []string
+}
+
+// execStart runs bin with args as Keter does: no shell, and with
+// "no-env-expand" so systemd leaves "$FOO" in arguments alone.
+func execStart(bin string, args []string) sddbus.Property {
+	argv := append([]string{bin}, args...)
+	return prop("ExecStartEx", []execStartEx{{bin, argv, []string{"no-env-expand"}}})
+}
+
+func webRestart(sd bundle.Systemd) []sddbus.Property {
+	delay := seconds(sd.RestartDelaySec, DefaultWebRestartDelay)
+	window := max(minWebStartLimitWindow, 10*delay)
+	return []sddbus.Property{
+		prop("Restart", "always"),
+		prop("RestartUSec", usec(delay)),
+		prop("StartLimitBurst", uint32(WebStartLimitBurst)),
+		prop("StartLimitIntervalUSec", usec(window)),
+	}
+}
+
+// backgroundRestart follows Keter's restart-count: negative is unlimited,
+// N > 0 allows N restarts after the first start, 0 none.
+func backgroundRestart(count, delaySec int) []sddbus.Property {
+	delay := max(time.Duration(delaySec)*time.Second, minRestartDelay)
+	switch {
+	case count < 0:
+		return []sddbus.Property{
+			prop("Restart", "always"),
+			prop("RestartUSec", usec(delay)),
+			prop("StartLimitIntervalUSec", uint64(0)), // no rate limit
+		}
+	case count == 0:
+		return []sddbus.Property{prop("Restart", "no")}
+	}
+	return []sddbus.Property{
+		prop("Restart", "always"),
+		prop("RestartUSec", usec(delay)),
+		prop("StartLimitBurst", uint32(min(count, 1<<31-2)+1)),
+		prop("StartLimitIntervalUSec", infinity),
+	}
+}
+
+func limits(sd bundle.Systemd) []sddbus.Property {
+	var ps []sddbus.Property
+	if sd.MemoryMax > 0 {
+		ps = append(ps, prop("MemoryMax", sd.MemoryMax))
+	}
+	if sd.CPUQuotaPercent > 0 {
+		// 100% is one CPU: 1 s of CPU time per second.
+		ps = append(ps, prop("CPUQuotaPerSecUSec", uint64(sd.CPUQuotaPercent)*10_000))
+	}
+	if sd.TasksMax > 0 {
+		ps = append(ps, prop("TasksMax", sd.TasksMax))
+	}
+	return ps
+}
+
+func seconds(s uint32, def time.Duration) time.Duration {
+	if s == 0 {
+		return def
+	}
+	return time.Duration(s) * time.Second
+}
+
+func usec(d time.Duration) uint64 { return uint64(d / time.Microsecond) }
+
+func validApp(app string) bool {
+	if app == "" || app == "." || app == ".." {
+		return false
+	}
+	for i := 0; i < len(app); i++ {
+		if !keep(app[i], true) {
+			return false
+		}
+	}
+	return true
+}

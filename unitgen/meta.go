@@ -1,0 +1,81 @@
+package unitgen
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Meta says which app, version and stanza a unit runs.
+type Meta struct {
+	App, Version, Stanza string
+}
+
+// Status is a unit's state as systemd reports it.
+type Status struct {
+	Name                  string
+	Meta                  Meta
+	ActiveState, SubState string
+	Result                string // the service's Result, e.g. "success", "exit-code", "start-limit-hit"
+	MainPID               uint32
+	NRestarts             uint32
+}
+
+const descPrefix = "keter "
+
+// Description is the unit Description that carries m (see ParseMeta).
+func Description(m Meta) string {
+	return descPrefix + "app=" + quote(m.App) + " version=" + quote(m.Version) + " stanza=" + quote(m.Stanza)
+}
+
+func quote(s string) string {
+	// Quote leaves printable text alone, so this catches everything else.
+	if s == "" || strings.ContainsAny(s, " \"\\") || strconv.Quote(s) != `"`+s+`"` {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// ParseMeta reads back a Description made by Description. It reports false
+// for descriptions keter did not write.
+func ParseMeta(description string) (Meta, bool) {
+	rest, ok := strings.CutPrefix(description, descPrefix)
+	if !ok {
+		return Meta{}, false
+	}
+	var m Meta
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"app=", &m.App}, {"version=", &m.Version}, {"stanza=", &m.Stanza}} {
+		if rest, ok = strings.CutPrefix(rest, f.key); !ok {
+			return Meta{}, false
+		}
+		var v string
+		if strings.HasPrefix(rest, `"`) {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				return Meta{}, false
+			}
+			if v, err = strconv.Unquote(q); err != nil {
+				return Meta{}, false
+			}
+			rest = rest[len(q):]
+		} else {
+			v, rest, _ = strings.Cut(rest, " ")
+			rest = " " + rest
+		}
+		if v == "" {
+			return Meta{}, false
+		}
+		*f.dst = v
+		if f.key != "stanza=" {
+			if rest, ok = strings.CutPrefix(rest, " "); !ok {
+				return Meta{}, false
+			}
+		}
+	}
+	if strings.TrimSpace(rest) != "" {
+		return Meta{}, false
+	}
+	return m, true
+}
