@@ -1,0 +1,24 @@
+// Package nginx owns keter's front door: it renders nginx configuration
+// from the apps' stanzas (a pure function, golden-tested), checks it with
+// `nginx -t`, installs it atomically and reloads nginx through systemd.
+//
+// In managed mode keter runs its own nginx as the transient unit
+// keter-nginx.service with a whole nginx.conf under ROOT/etc/nginx; in
+// system mode it writes one http-level include file (by default
+// /etc/nginx/conf.d/keter.conf) and reloads the system's nginx.service.
+//
+// Every value that comes from a bundle is validated and quoted here again,
+// even though the bundle package validates too: a config nginx did not test
+// is never installed, and a value that could add a directive is refused.
+//
+// What nginx cannot express and is refused with ErrUnsupported: Keter's
+// middleware other than `headers` and `autohead` (basic-auth, local,
+// rate-limiter, jsonp, method-override, accept-override), and
+// rewrite-request/rewrite-response rules whose regex uses more than five
+// groups, or whose header is Host, Content-Length or Transfer-Encoding.
+// Rewrite rules use PCRE, not Keter's POSIX regex, and a rewrite-response
+// rule sees only the first value of a header that the backend repeats.
+//
+// This package must not decide which app owns a host (the core does) nor
+// talk to D-Bus itself: it uses the small Units interface.
+package nginx
