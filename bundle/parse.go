@@ -51,11 +51,10 @@ func ParseWithWarnings(data []byte) (*AppConfig, []string, error) {
 		return nil, nil, fmt.Errorf("parsing keter.yaml: %w: more than one YAML document", ErrInvalid)
 	}
 	w := &walker{}
-	top := w.object(&doc, "(top level)")
+	top := w.object(&doc, "")
 	if top == nil {
 		return nil, nil, errors.Join(w.errs...)
 	}
-	top.path = ""
 	c := &AppConfig{Stanzas: []Stanza{}}
 	if _, ok := top.vals["stanzas"]; ok {
 		parseStanzaFormat(w, top, c)

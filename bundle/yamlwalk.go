@@ -68,6 +68,9 @@ type obj struct {
 func (w *walker) object(n *yaml.Node, path string) *obj {
 	n = deref(n)
 	if n == nil || n.Kind != yaml.MappingNode {
+		if path == "" {
+			path = "(top level)"
+		}
 		w.failf(path, "must be a mapping, found %s", kind(orEmpty(n)))
 		return nil
 	}
