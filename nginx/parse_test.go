@@ -172,6 +172,8 @@ func set(xs ...string) map[string]bool {
 // confStats is what the property checks count.
 type confStats struct {
 	servers     int
+	maps        int
+	upstreams   int
 	locations   int
 	listens     []string
 	serverNames []string
@@ -198,6 +200,10 @@ func checkShape(ds []directive, ctx string, st *confStats) error {
 		switch {
 		case d.name == "server" && ctx == "http":
 			st.servers++
+		case d.name == "map":
+			st.maps++
+		case d.name == "upstream":
+			st.upstreams++
 		case d.name == "location":
 			st.locations++
 		case d.name == "listen":
