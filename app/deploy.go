@@ -1,0 +1,312 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/unitgen"
+)
+
+var (
+	errSuperseded = errors.New("superseded by a newer bundle")
+	errUnchanged  = errors.New("bundle unchanged")
+)
+
+// ErrNotReady means a new version never answered its readiness check.
+var ErrNotReady = errors.New("app did not become ready")
+
+// deploy runs one bundle to live: unpack, plugins, units, readiness,
+// switch, then retire the old version. On any failure the new version is
+// discarded and the old one keeps serving untouched.
+func (m *Manager) deploy(ctx context.Context, name, path string, w *worker) error {
+	started := time.Now()
+	m.noteDeploying(name, path)
+	v, err := m.startVersion(ctx, name, path, w)
+	switch {
+	case errors.Is(err, errUnchanged):
+		m.log.Debug("bundle unchanged, nothing to do", "app", name)
+		m.noteResult(name, nil, nil, started)
+		return nil
+	case errors.Is(err, errSuperseded):
+		m.log.Info("deploy superseded by a newer bundle", "app", name)
+		m.noteResult(name, nil, err, started)
+		return err
+	case ctx.Err() != nil:
+		m.log.Info("deploy interrupted by shutdown", "app", name, "err", err)
+		return err
+	case err != nil:
+		m.log.Error("deploy failed; the previous version, if any, keeps serving", "app", name, "bundle", filepath.Base(path), "err", err)
+		m.noteResult(name, nil, err, started)
+		return err
+	}
+	m.log.Info("version live", "app", name, "version", v.id, "ports", v.portList(), "duration", time.Since(started).Round(time.Millisecond).String())
+	m.noteResult(name, v, nil, started)
+	return nil
+}
+
+func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker) (v *version, err error) {
+	if err := bundle.WaitComplete(ctx, path, m.stable); err != nil {
+		return nil, fmt.Errorf("reading bundle %s: %w", filepath.Base(path), err)
+	}
+	digest, err := bundle.Digest(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading bundle %s: %w", filepath.Base(path), err)
+	}
+	if cur := m.liveVersion(name); cur != nil && cur.digest == digest {
+		return nil, errUnchanged
+	}
+
+	id := m.newVersionID()
+	v = &version{
+		app: name, id: id, digest: digest, bundle: path,
+		dir:      filepath.Join(m.cfg.Temp(), name+"-"+id),
+		ports:    map[int]int{},
+		webUnits: map[int]string{},
+	}
+	defer func() {
+		if err != nil {
+			m.discard(context.WithoutCancel(ctx), v)
+		}
+	}()
+	lim := bundle.DefaultLimits()
+	lim.MaxTotalBytes = m.cfg.MaxUnpackedBytes
+	if err := bundle.Unpack(ctx, path, v.dir, lim); err != nil {
+		return v, fmt.Errorf("unpacking %s: %w", filepath.Base(path), err)
+	}
+	if v.cfg, err = bundle.Load(v.dir); err != nil {
+		return v, fmt.Errorf("reading %s: %w", filepath.Base(path), err)
+	}
+	if err := m.reserveHosts(name, v.cfg.Hosts()); err != nil {
+		return v, err
+	}
+
+	var pluginEnv map[string]string
+	if pg := v.cfg.Plugins.Postgres; pg != nil {
+		if m.dbs == nil {
+			return v, errors.New("bundle asks for the postgres plugin, but keter has no postgres connection")
+		}
+		if pluginEnv, err = m.dbs.Ensure(ctx, name, pg); err != nil {
+			return v, fmt.Errorf("postgres plugin: %w", err)
+		}
+	}
+
+	units, err := m.buildUnits(v, pluginEnv)
+	if err != nil {
+		return v, err
+	}
+	for _, u := range units {
+		if err := m.startUnit(ctx, v, u); err != nil {
+			return v, err
+		}
+	}
+	for i, s := range v.cfg.Stanzas {
+		if s.WebApp == nil {
+			continue
+		}
+		if err := m.waitReady(ctx, w, v.webUnits[i], v.ports[i], s.WebApp); err != nil {
+			return v, err
+		}
+	}
+
+	v.deployedAt = time.Now()
+	old := m.swapLive(name, v)
+	if err := m.sync.Sync(ctx); err != nil {
+		m.swapLive(name, old)
+		if rerr := m.sync.Sync(context.WithoutCancel(ctx)); rerr != nil {
+			m.log.Error("restoring nginx after a failed switch", "app", name, "err", rerr)
+		}
+		return v, fmt.Errorf("switching nginx to the new version: %w", err)
+	}
+	m.saveState()
+	if old != nil {
+		m.retire(ctx, old)
+	}
+	return v, nil
+}
+
+// buildUnits turns stanzas into units: background first, then webapps,
+// each webapp on a fresh port.
+func (m *Manager) buildUnits(v *version, pluginEnv map[string]string) ([]unitgen.Unit, error) {
+	var bg, web []unitgen.Unit
+	for i, s := range v.cfg.Stanzas {
+		if s.WebApp == nil && s.Background == nil {
+			continue
+		}
+		in := unitgen.Input{
+			App: v.app, Version: v.id, Index: i, Stanza: s, Dir: v.dir,
+			Global: m.cfg, PluginEnv: pluginEnv, LookupEnv: m.lookup, EnvDir: m.envDir(),
+		}
+		if s.WebApp != nil {
+			port, err := m.ports.Take()
+			if err != nil {
+				return nil, err
+			}
+			v.ports[i] = port
+			in.Port = port
+		}
+		u, err := unitgen.Build(in)
+		if err != nil {
+			return nil, fmt.Errorf("stanzas[%d]: %w", i, err)
+		}
+		if s.WebApp != nil {
+			v.webUnits[i] = u.Name
+			web = append(web, u)
+		} else {
+			bg = append(bg, u)
+		}
+	}
+	return append(bg, web...), nil
+}
+
+func (m *Manager) startUnit(ctx context.Context, v *version, u unitgen.Unit) error {
+	if u.EnvFile != "" {
+		if err := writeAtomic(u.EnvFile, u.Secrets, 0o600); err != nil {
+			return fmt.Errorf("writing environment of %s: %w", u.Name, err)
+		}
+		v.envFiles = append(v.envFiles, u.EnvFile)
+	}
+	v.units = append(v.units, u.Name)
+	if err := m.units.Start(ctx, u); err != nil {
+		return fmt.Errorf("starting %s: %w", u.Name, err)
+	}
+	m.log.Info("unit started", "app", v.app, "version", v.id, "unit", u.Name)
+	return nil
+}
+
+// waitReady polls the webapp until it answers, its unit fails, a newer
+// bundle arrives, or ensure-alive-time-bound runs out.
+func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port int, s *bundle.WebApp) error {
+	bound := time.Duration(s.EnsureAliveTimeBound) * time.Microsecond
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	p := newProbe(port, s.Hosts[0], s.HealthCheckPath)
+	lastCheck := time.Now()
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		if lastErr = p.once(ctx); lastErr == nil {
+			return nil
+		}
+		if time.Since(lastCheck) > 200*time.Millisecond || attempt == 3 {
+			lastCheck = time.Now()
+			if err := m.unitHealthy(ctx, unit); err != nil {
+				return m.withLog(ctx, unit, err)
+			}
+		}
+		if w != nil && w.superseded() {
+			return errSuperseded
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return m.withLog(context.WithoutCancel(ctx), unit,
+					fmt.Errorf("%w within ensure-alive-time-bound %s on port %d: %v", ErrNotReady, bound, port, lastErr))
+			}
+			return ctx.Err()
+		case <-time.After(backoff(attempt)):
+		}
+	}
+}
+
+// unitHealthy fails when systemd has given up on the unit or it keeps
+// crashing while we wait for it.
+func (m *Manager) unitHealthy(ctx context.Context, unit string) error {
+	sts, err := m.units.List(ctx, unit)
+	if err != nil {
+		return nil // the probe decides; a bus hiccup is not the app's fault
+	}
+	for _, st := range sts {
+		if st.Name != unit {
+			continue
+		}
+		switch {
+		case st.ActiveState == "failed":
+			return fmt.Errorf("%w: unit %s failed (%s)", ErrNotReady, unit, st.Result)
+		case st.NRestarts >= 2:
+			return fmt.Errorf("%w: unit %s is crash-looping (%d restarts)", ErrNotReady, unit, st.NRestarts)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: unit %s is gone", ErrNotReady, unit)
+}
+
+// withLog adds the app's last journal lines to a readiness error.
+func (m *Manager) withLog(ctx context.Context, unit string, err error) error {
+	lines, jerr := m.units.Journal(ctx, unit, 15)
+	if jerr != nil || len(lines) == 0 {
+		return err
+	}
+	return &AppError{Err: err, Log: lines}
+}
+
+// AppError is a deploy error with the last lines the app printed.
+type AppError struct {
+	Err error
+	Log []string
+}
+
+func (e *AppError) Error() string {
+	return e.Err.Error() + "; last log lines:\n  " + strings.Join(e.Log, "\n  ")
+}
+func (e *AppError) Unwrap() error { return e.Err }
+
+// discard stops and deletes a version that never went live.
+func (m *Manager) discard(ctx context.Context, v *version) {
+	m.unreserveHosts(v.app)
+	m.stopVersion(ctx, v)
+}
+
+// retire drains and stops an old version in the background.
+func (m *Manager) retire(ctx context.Context, v *version) {
+	drain := time.Duration(m.cfg.GracefulDrainMicros) * time.Microsecond
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-time.After(drain):
+		case <-ctx.Done():
+			return // the next start stops it as an orphan
+		}
+		m.stopVersion(context.WithoutCancel(ctx), v)
+		m.log.Info("old version stopped", "app", v.app, "version", v.id)
+	}()
+}
+
+// stopVersion stops units (webapps first), frees ports, deletes files.
+func (m *Manager) stopVersion(ctx context.Context, v *version) {
+	for i := len(v.units) - 1; i >= 0; i-- {
+		if err := m.units.Stop(ctx, v.units[i]); err != nil {
+			m.log.Error("stopping unit", "app", v.app, "version", v.id, "unit", v.units[i], "err", err)
+		}
+	}
+	m.ports.Release(v.portList()...)
+	for _, f := range v.envFiles {
+		os.Remove(f)
+	}
+	if v.dir != "" {
+		if err := os.RemoveAll(v.dir); err != nil {
+			m.log.Error("deleting version folder", "app", v.app, "dir", v.dir, "err", err)
+		}
+	}
+}
+
+// remove takes an app off the front door at once, then drains and stops it.
+func (m *Manager) remove(ctx context.Context, name string) error {
+	old := m.swapLive(name, nil)
+	m.forget(name)
+	if old == nil {
+		return nil
+	}
+	if err := m.sync.Sync(ctx); err != nil {
+		m.log.Error("removing app from nginx", "app", name, "err", err)
+	}
+	m.saveState()
+	m.log.Info("app removed", "app", name, "version", old.id)
+	m.retire(ctx, old)
+	return nil
+}

@@ -1,0 +1,144 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/keter-systemd/keter/unitgen"
+)
+
+// fakeUnits stands in for systemd at the D-Bus boundary: a started webapp
+// unit is an in-process HTTP server on the unit's PORT that answers with
+// the version; behaviour per app is set in failing.
+type fakeUnits struct {
+	mu      sync.Mutex
+	running map[string]*fakeUnit
+	started []string
+	stopped []string
+	failing map[string]string // app → "start" | "never-ready"
+}
+
+type fakeUnit struct {
+	st  unitgen.Status
+	srv *http.Server
+}
+
+func newFakeUnits() *fakeUnits {
+	return &fakeUnits{running: map[string]*fakeUnit{}, failing: map[string]string{}}
+}
+
+func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.started = append(f.started, u.Name)
+	mode := f.failing[u.Meta.App]
+	if mode == "start" {
+		return errors.New("job failed: " + u.Name)
+	}
+	fu := &fakeUnit{st: unitgen.Status{Name: u.Name, Meta: u.Meta, ActiveState: "active", SubState: "running", MainPID: 1}}
+	if port := envOf(u, "PORT"); port != "" && mode != "never-ready" {
+		l, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			return err
+		}
+		version := u.Meta.Version
+		fu.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, version)
+		})}
+		go fu.srv.Serve(l)
+	}
+	f.running[u.Name] = fu
+	return nil
+}
+
+func (f *fakeUnits) Stop(ctx context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = append(f.stopped, name)
+	if fu := f.running[name]; fu != nil {
+		if fu.srv != nil {
+			fu.srv.Close()
+		}
+		delete(f.running, name)
+	}
+	return nil
+}
+
+func (f *fakeUnits) List(ctx context.Context, prefix string) ([]unitgen.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []unitgen.Status
+	for n, fu := range f.running {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, fu.st)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeUnits) Journal(ctx context.Context, unit string, n int) ([]string, error) {
+	return []string{"fake log line of " + unit}, nil
+}
+
+func (f *fakeUnits) names() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ns []string
+	for n := range f.running {
+		ns = append(ns, n)
+	}
+	return ns
+}
+
+func envOf(u unitgen.Unit, key string) string {
+	for _, p := range u.Properties {
+		if p.Name != "Environment" {
+			continue
+		}
+		vs, _ := p.Value.Value().([]string)
+		for _, kv := range vs {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// fakeProxy records applies; fail makes the next Apply fail.
+type fakeProxy struct {
+	mu      sync.Mutex
+	applies int
+	last    []Live
+	fail    error
+	gate    chan struct{} // when set, Apply waits on it
+}
+
+func (p *fakeProxy) Apply(ctx context.Context, live []Live) error {
+	if p.gate != nil {
+		<-p.gate
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.applies++
+	if p.fail != nil {
+		return p.fail
+	}
+	p.last = live
+	return nil
+}
+
+func (p *fakeProxy) serving() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := map[string]string{}
+	for _, l := range p.last {
+		m[l.Name] = l.Version
+	}
+	return m
+}

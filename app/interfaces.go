@@ -1,0 +1,36 @@
+package app
+
+import (
+	"context"
+
+	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/unitgen"
+)
+
+// Units runs app code as systemd units; the dbus package implements it.
+type Units interface {
+	Start(ctx context.Context, u unitgen.Unit) error
+	Stop(ctx context.Context, name string) error
+	List(ctx context.Context, prefix string) ([]unitgen.Status, error)
+	Journal(ctx context.Context, unit string, n int) ([]string, error)
+}
+
+// Proxy points the front door at the live versions; the nginx package
+// implements it. Apply gets the whole desired state every time.
+type Proxy interface {
+	Apply(ctx context.Context, live []Live) error
+}
+
+// Databases provisions plugin databases; the postgres package implements it.
+type Databases interface {
+	Ensure(ctx context.Context, app string, want *bundle.Postgres) (map[string]string, error)
+}
+
+// Live is one app's serving version as the proxy needs it.
+type Live struct {
+	Name    string
+	Version string
+	Dir     string
+	Config  *bundle.AppConfig
+	Ports   map[int]int // stanza index → port
+}

@@ -1,0 +1,234 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/config"
+)
+
+// Options wires a Manager.
+type Options struct {
+	Config    *config.Config
+	Units     Units
+	Proxy     Proxy
+	Databases Databases // nil when the postgres plugin is not available
+	Log       *slog.Logger
+	// LookupEnv is keter's own environment, for forward-env.
+	LookupEnv func(string) (string, bool)
+	// StableWait is how long a bundle's size and mtime must stay unchanged
+	// before it is read (the gzip trailer is checked as well).
+	StableWait time.Duration
+	// OnReady is called once, after the first reconcile.
+	OnReady func()
+}
+
+// Manager owns every app's lifecycle.
+type Manager struct {
+	cfg    *config.Config
+	units  Units
+	proxy  Proxy
+	dbs    Databases
+	log    *slog.Logger
+	lookup func(string) (string, bool)
+	stable time.Duration
+	ready  func()
+	ports  *ports
+	sync   *syncer
+	rescan chan struct{}
+
+	mu      sync.Mutex
+	live    map[string]*version
+	pending map[string][]string // hosts of versions being deployed, by app
+	workers map[string]*worker
+	status  map[string]*AppStatus
+	lastID  int64
+	wg      sync.WaitGroup
+}
+
+// New checks the options and makes a Manager; Run starts it.
+func New(o Options) (*Manager, error) {
+	if o.Config == nil || o.Units == nil || o.Proxy == nil {
+		return nil, errors.New("app manager needs a config, units and a proxy")
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.LookupEnv == nil {
+		o.LookupEnv = os.LookupEnv
+	}
+	if o.StableWait == 0 {
+		o.StableWait = 50 * time.Millisecond
+	}
+	m := &Manager{
+		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
+		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady,
+		ports:   newPorts(o.Config.PortManager.Ranges),
+		rescan:  make(chan struct{}, 1),
+		live:    map[string]*version{},
+		pending: map[string][]string{},
+		workers: map[string]*worker{},
+		status:  map[string]*AppStatus{},
+	}
+	m.sync = newSyncer(o.Proxy, m.snapshot)
+	return m, nil
+}
+
+// Rescan asks for the incoming folder to be read again (SIGHUP).
+func (m *Manager) Rescan() {
+	select {
+	case m.rescan <- struct{}{}:
+	default:
+	}
+}
+
+// Run creates the root layout, re-adopts what still runs, then follows the
+// incoming folder until ctx ends. It waits for every goroutine it started.
+func (m *Manager) Run(ctx context.Context) error {
+	defer m.wg.Wait()
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{m.cfg.Root, 0o755}, {m.cfg.Incoming(), 0o755}, {m.cfg.Temp(), 0o755}, {m.cfg.Etc(), 0o755}, {m.envDir(), 0o700}} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return fmt.Errorf("creating root layout: %w", err)
+		}
+		// Apps run as other users and must traverse to their folders.
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return fmt.Errorf("creating root layout: %w", err)
+		}
+	}
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.sync.Run(ctx) }()
+
+	if err := m.reconcile(ctx); err != nil {
+		return err
+	}
+	w, err := newWatcher(m.cfg.Incoming())
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	m.scan(ctx)
+	if m.ready != nil {
+		m.ready()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.rescan:
+			m.log.Info("rescanning incoming folder")
+			m.scan(ctx)
+		case name, ok := <-w.Names:
+			if !ok {
+				return errors.New("incoming folder watcher stopped")
+			}
+			m.look(ctx, name)
+		case err := <-w.Errors:
+			m.log.Error("watching incoming folder", "err", err)
+		}
+	}
+}
+
+// look turns "something happened to NAME.keter" into a deploy or remove.
+func (m *Manager) look(ctx context.Context, file string) {
+	path := filepath.Join(m.cfg.Incoming(), file)
+	name, err := bundle.AppName(path)
+	if err != nil {
+		m.log.Error("refusing bundle", "bundle", file, "err", err)
+		return
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		m.enqueue(ctx, name, request{remove: true})
+		return
+	}
+	m.enqueue(ctx, name, request{path: path})
+}
+
+// scan deploys every bundle (unchanged ones are skipped by digest) and
+// removes apps whose bundle is gone.
+func (m *Manager) scan(ctx context.Context) {
+	entries, err := os.ReadDir(m.cfg.Incoming())
+	if err != nil {
+		m.log.Error("reading incoming folder", "err", err)
+		return
+	}
+	present := map[string]bool{}
+	for _, e := range entries {
+		if !isBundleFile(e.Name()) || e.IsDir() {
+			continue
+		}
+		m.look(ctx, e.Name())
+		if name, err := bundle.AppName(e.Name()); err == nil {
+			present[name] = true
+		}
+	}
+	m.mu.Lock()
+	var gone []string
+	for name := range m.live {
+		if !present[name] {
+			gone = append(gone, name)
+		}
+	}
+	m.mu.Unlock()
+	for _, name := range gone {
+		m.enqueue(ctx, name, request{remove: true})
+	}
+}
+
+// snapshot is the desired proxy state: every live version, sorted.
+func (m *Manager) snapshot() []Live {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Live, 0, len(m.live))
+	for _, v := range m.live {
+		out = append(out, v.asLive())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// newVersionID is unique and increasing within this root: time-based so a
+// restarted keter never reuses one.
+func (m *Manager) newVersionID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := time.Now().UnixMicro()
+	if id <= m.lastID {
+		id = m.lastID + 1
+	}
+	m.lastID = id
+	return strconv.FormatInt(id, 36)
+}
+
+func (m *Manager) envDir() string    { return filepath.Join(m.cfg.Etc(), "env") }
+func (m *Manager) statePath() string { return filepath.Join(m.cfg.Etc(), "state.json") }
+
+// saveState writes the live table; failures are logged, since the units
+// keep running and the next save will catch up.
+func (m *Manager) saveState() {
+	m.mu.Lock()
+	s := stateFile{Apps: map[string]liveRecord{}}
+	for name, v := range m.live {
+		s.Apps[name] = v.record()
+	}
+	err := saveState(m.statePath(), s)
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Error("saving state", "err", err)
+	}
+}
+
+func isBundleFile(name string) bool {
+	return filepath.Ext(name) == ".keter" && name[0] != '.'
+}

@@ -1,0 +1,118 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/unitgen"
+)
+
+// unitPrefix is what every unit running app code is named after.
+const unitPrefix = "keter-app-"
+
+// reconcile re-adopts every live version whose units all still run, with
+// no restart and no port change, then clears what a crash left behind:
+// units, folders and env files that belong to no live version.
+func (m *Manager) reconcile(ctx context.Context) error {
+	st, err := loadState(m.statePath())
+	if err != nil {
+		m.log.Error("ignoring unreadable state; running apps will be redeployed", "err", err)
+	}
+	running, err := m.units.List(ctx, unitPrefix)
+	if err != nil {
+		return fmt.Errorf("listing app units: %w", err)
+	}
+	byName := map[string]unitgen.Status{}
+	for _, u := range running {
+		byName[u.Name] = u
+	}
+	for name, rec := range st.Apps {
+		v, why := m.adoptable(name, rec, byName)
+		if v == nil {
+			m.log.Warn("not re-adopting app; its bundle will be deployed again", "app", name, "version", rec.Version, "reason", why)
+			continue
+		}
+		for _, p := range v.ports {
+			m.ports.Hold(p)
+		}
+		m.live[name] = v
+		s := m.entry(name)
+		s.LastResult, s.LastAt, s.LastDigest, s.LastBundle = "live", rec.DeployedAt, rec.Digest, rec.Bundle
+		m.log.Info("re-adopted running version", "app", name, "version", v.id, "units", v.units)
+	}
+
+	keepUnits, keepDirs, keepFiles := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, v := range m.live {
+		for _, u := range v.units {
+			keepUnits[u] = true
+		}
+		keepDirs[v.dir] = true
+		for _, f := range v.envFiles {
+			keepFiles[f] = true
+		}
+	}
+	for _, u := range running {
+		if keepUnits[u.Name] || u.ActiveState == "inactive" {
+			continue
+		}
+		m.log.Info("stopping orphaned unit", "unit", u.Name, "app", u.Meta.App, "version", u.Meta.Version)
+		if err := m.units.Stop(ctx, u.Name); err != nil {
+			m.log.Error("stopping orphaned unit", "unit", u.Name, "err", err)
+		}
+	}
+	removeAllBut(m, m.cfg.Temp(), keepDirs)
+	removeAllBut(m, m.envDir(), keepFiles)
+	m.saveState()
+	if err := m.sync.Sync(ctx); err != nil {
+		return fmt.Errorf("applying nginx config at start-up: %w", err)
+	}
+	return nil
+}
+
+// adoptable rebuilds a version from its record when all of its units are
+// running; otherwise it says why not.
+func (m *Manager) adoptable(name string, rec liveRecord, running map[string]unitgen.Status) (*version, string) {
+	for _, u := range rec.Units {
+		st, ok := running[u]
+		if !ok || (st.ActiveState != "active" && st.ActiveState != "reloading") {
+			return nil, "unit " + u + " is not running"
+		}
+	}
+	if _, err := os.Stat(rec.Bundle); err != nil {
+		return nil, "bundle file is gone"
+	}
+	cfg, err := bundle.Load(rec.Dir)
+	if err != nil {
+		return nil, "unpacked folder unreadable: " + err.Error()
+	}
+	v := &version{
+		app: name, id: rec.Version, digest: rec.Digest, bundle: rec.Bundle, dir: rec.Dir,
+		cfg: cfg, ports: rec.Ports, units: rec.Units, envFiles: rec.EnvFiles,
+		deployedAt: rec.DeployedAt, webUnits: map[int]string{},
+	}
+	if v.ports == nil {
+		v.ports = map[int]int{}
+	}
+	return v, ""
+}
+
+func removeAllBut(m *Manager, dir string, keep map[string]bool) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		m.log.Error("reading folder", "dir", dir, "err", err)
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if keep[p] {
+			continue
+		}
+		m.log.Info("deleting orphaned file", "path", p)
+		if err := os.RemoveAll(p); err != nil {
+			m.log.Error("deleting orphaned file", "path", p, "err", err)
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package app
+
+import (
+	"errors"
+	"sort"
+	"time"
+)
+
+// AppStatus is what keter knows about one app, for the CLI and status page.
+type AppStatus struct {
+	Name       string         `json:"name"`
+	Live       *VersionStatus `json:"live,omitempty"`
+	Deploying  bool           `json:"deploying"`
+	LastBundle string         `json:"last_bundle,omitempty"`
+	LastResult string         `json:"last_result,omitempty"` // live | failed | superseded
+	LastError  string         `json:"last_error,omitempty"`
+	LastLog    []string       `json:"last_log,omitempty"`
+	LastAt     time.Time      `json:"last_at,omitzero"`
+	LastDigest string         `json:"last_digest,omitempty"`
+	Duration   time.Duration  `json:"last_duration_ns,omitempty"`
+}
+
+// VersionStatus describes a live version.
+type VersionStatus struct {
+	Version    string      `json:"version"`
+	Digest     string      `json:"digest"`
+	Dir        string      `json:"dir"`
+	Hosts      []string    `json:"hosts"`
+	Ports      map[int]int `json:"ports"`
+	Units      []string    `json:"units"`
+	DeployedAt time.Time   `json:"deployed_at"`
+}
+
+// Status lists every known app, sorted by name.
+func (m *Manager) Status() []AppStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]AppStatus, 0, len(m.status))
+	for name, s := range m.status {
+		c := *s
+		if v := m.live[name]; v != nil {
+			c.Live = &VersionStatus{
+				Version: v.id, Digest: v.digest, Dir: v.dir, Hosts: v.cfg.Hosts(),
+				Ports: v.ports, Units: v.units, DeployedAt: v.deployedAt,
+			}
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (m *Manager) entry(name string) *AppStatus {
+	s := m.status[name]
+	if s == nil {
+		s = &AppStatus{Name: name}
+		m.status[name] = s
+	}
+	return s
+}
+
+func (m *Manager) noteDeploying(name, bundlePath string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.entry(name)
+	s.Deploying = true
+	s.LastBundle = bundlePath
+}
+
+// noteResult records a deploy's outcome; v is nil for failures and no-ops.
+func (m *Manager) noteResult(name string, v *version, err error, started time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.entry(name)
+	s.Deploying = false
+	switch {
+	case v != nil:
+		s.LastResult, s.LastError, s.LastLog, s.LastDigest = "live", "", nil, v.digest
+	case errors.Is(err, errSuperseded):
+		s.LastResult, s.LastError, s.LastLog = "superseded", err.Error(), nil
+	case err != nil:
+		s.LastResult, s.LastError, s.LastLog = "failed", err.Error(), nil
+		var ae *AppError
+		if errors.As(err, &ae) {
+			s.LastError, s.LastLog = ae.Err.Error(), ae.Log
+		}
+	default:
+		return // unchanged bundle: keep the previous record
+	}
+	s.LastAt = time.Now()
+	s.Duration = time.Since(started)
+}
+
+// forget drops a removed app's record.
+func (m *Manager) forget(name string) {
+	m.mu.Lock()
+	delete(m.status, name)
+	m.mu.Unlock()
+}

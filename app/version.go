@@ -1,0 +1,41 @@
+package app
+
+import (
+	"time"
+
+	"github.com/keter-systemd/keter/bundle"
+)
+
+// version is one unpacked and started bundle of an app.
+type version struct {
+	app        string
+	id         string
+	digest     string
+	bundle     string
+	dir        string
+	cfg        *bundle.AppConfig
+	ports      map[int]int
+	units      []string // background first, then webapps
+	webUnits   map[int]string
+	envFiles   []string
+	deployedAt time.Time
+}
+
+func (v *version) asLive() Live {
+	return Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.ports}
+}
+
+func (v *version) record() liveRecord {
+	return liveRecord{
+		Version: v.id, Digest: v.digest, Bundle: v.bundle, Dir: v.dir, Ports: v.ports,
+		Units: v.units, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
+	}
+}
+
+func (v *version) portList() []int {
+	ps := make([]int, 0, len(v.ports))
+	for _, p := range v.ports {
+		ps = append(ps, p)
+	}
+	return ps
+}
