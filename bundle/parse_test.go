@@ -158,28 +158,26 @@ func mustParse(t *testing.T, p string) *AppConfig {
 	return c
 }
 
-// TestParseErrors checks that every problem is reported at once, each
-// with its key path.
-func TestParseErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want []string // substrings, each must appear in the joined error
-	}{
-		{"not yaml", "exec: [", []string{"parsing keter.yaml"}},
-		{"not a mapping", "- a\n- b\n", []string{"(top level): invalid value: must be a mapping"}},
-		{"flat needs host", "exec: ../app\n", []string{"host: invalid value: required"}},
-		{"flat nothing", "args: [a]\n", []string{"nothing to run"}},
-		{"flat bad hosts", "exec: ../app\nhost: 'a b'\nextra-hosts: ['x;y', ok.com]\n", []string{
-			`host: invalid value: host name "a b" contains " "`,
-			`extra-hosts[0]: invalid value: host name "x;y" contains ";"`,
-		}},
-		{"flat static escapes", "static-hosts:\n- host: s\n  root: ../../\n- host: t\n  root: /home\n", []string{
-			`static-hosts[0].root: invalid value: path "../../" escapes the bundle`,
-			`static-hosts[1].root: invalid value: absolute path "/home" is not allowed here`,
-		}},
-		{"flat redirect injection", "redirects:\n- from: 'a.com; }'\n  to: b.com\n", []string{`redirects[0].from: invalid value`}},
-		{"all at once", `stanzas:
+// parseErrorCases are invalid configs with the messages they must give.
+var parseErrorCases = []struct {
+	name string
+	yaml string
+	want []string // substrings, each must appear in the joined error
+}{
+	{"not yaml", "exec: [", []string{"parsing keter.yaml"}},
+	{"not a mapping", "- a\n- b\n", []string{"(top level): invalid value: must be a mapping"}},
+	{"flat needs host", "exec: ../app\n", []string{"host: invalid value: required"}},
+	{"flat nothing", "args: [a]\n", []string{"nothing to run"}},
+	{"flat bad hosts", "exec: ../app\nhost: 'a b'\nextra-hosts: ['x;y', ok.com]\n", []string{
+		`host: invalid value: host name "a b" contains " "`,
+		`extra-hosts[0]: invalid value: host name "x;y" contains ";"`,
+	}},
+	{"flat static escapes", "static-hosts:\n- host: s\n  root: ../../\n- host: t\n  root: /home\n", []string{
+		`static-hosts[0].root: invalid value: path "../../" escapes the bundle`,
+		`static-hosts[1].root: invalid value: absolute path "/home" is not allowed here`,
+	}},
+	{"flat redirect injection", "redirects:\n- from: 'a.com; }'\n  to: b.com\n", []string{`redirects[0].from: invalid value`}},
+	{"all at once", `stanzas:
   - type: webapp
     host: a.example.com
   - type: webapp
@@ -229,46 +227,50 @@ func TestParseErrors(t *testing.T) {
 plugins:
   postgres: maybe
 `, []string{
-			"stanzas[0].exec: invalid value: required",
-			`stanzas[1].exec: invalid value: path "../../../bin/sh" escapes the bundle`,
-			"stanzas[1].hosts: invalid value: must not be empty",
-			`stanzas[2].host: invalid value: host name "x.com\nserver { listen 1; }" contains "\n"`,
-			`stanzas[2].root: invalid value: path "../../etc" escapes the bundle`,
-			"stanzas[3].status: invalid value: must be between 300 and 399, found 200",
-			`stanzas[3].actions[0].url: invalid value: URL "http://evil.com/$host" contains "$"`,
-			`stanzas[3].actions[1].path: invalid value: path "no-slash" must start with '/'`,
-			`stanzas[3].actions[2].host: invalid value: host "*.bad.com" must not be a wildcard here`,
-			`stanzas[4].reversed-host: invalid value: host name "a'b" contains "'"`,
-			"stanzas[4].reversed-port: invalid value: required",
-			`stanzas[4].reversing-host: invalid value: host name "{x}" contains "{"`,
-			`stanzas[4].rewrite-request[0].header: invalid value: header name "X Bad" contains " "`,
-			`stanzas[4].rewrite-request[0].from: invalid value: regular expression "("`,
-			`stanzas[4].rewrite-request[0].to: invalid value: replacement "$1" contains "$"`,
-			`stanzas[5].restart-count: invalid value: must be a number ≥ 0 or "unlimited"`,
-			"stanzas[5].restart-delay-seconds: invalid value: must be a whole number",
-			`stanzas[5].forward-env[0]: invalid value: environment variable name "BAD-NAME"`,
-			`stanzas[6].type: invalid value: unknown stanza type "cron"`,
-			"stanzas[7].ssl: invalid value: must be true, false or a mapping",
-			"stanzas[7].ensure-alive-time-bound: invalid value: must be between 1 and",
-			`stanzas[7].port-env-vars[0]: invalid value: environment variable name "1X"`,
-			`stanzas[7].health-check-path: invalid value: path "/h ealth" contains " "`,
-			`stanzas[7].middleware[0]: invalid value: unknown middleware "gzip"`,
-			`stanzas[7].middleware[1].headers.Bad Header: invalid value: header name "Bad Header"`,
-			`stanzas[7].middleware[1].headers.X-Ok: invalid value: header value "a\"b" contains "\""`,
-			`stanzas[7].middleware[2].basic-auth.realm: invalid value: realm "r\"; }" contains "\""`,
-			"stanzas[7].middleware[2].basic-auth.creds: invalid value: required",
-			`stanzas[7].systemd.memory-max: invalid value: size "lots"`,
-			`stanzas[7].systemd.cpu-quota: invalid value: CPU quota "0%"`,
-			"plugins.postgres: invalid value: must be true, false or a list",
-		}},
-		{"ssl object needs both", "stanzas:\n- type: static-files\n  host: a.com\n  root: ..\n  ssl:\n    certificate: ../c.pem\n", []string{"stanzas[0].ssl.key: invalid value: required"}},
-		{"url with host form", "stanzas:\n- type: redirect\n  host: a.com\n  actions:\n  - url: https://b.com/\n    port: 80\n", []string{"stanzas[0].actions[0].port: invalid value: not allowed together with url"}},
-		{"empty stanzas", "stanzas: []\n", []string{"stanzas: invalid value: must hold at least one stanza"}},
-		{"duplicate key", "exec: ../a\nexec: ../b\nhost: a.com\n", []string{"exec: invalid value: key given twice"}},
-		{"background systemd restart-delay-sec", "stanzas:\n- type: background\n  exec: ../w\n  systemd:\n    restart-delay-sec: 3\n", []string{"stanzas[0].systemd.restart-delay-sec: invalid value: not for background"}},
-		{"two documents", "exec: ../a\nhost: a.com\n---\nexec: ../b\n", []string{"more than one YAML document"}},
-	}
-	for _, tt := range tests {
+		"stanzas[0].exec: invalid value: required",
+		`stanzas[1].exec: invalid value: path "../../../bin/sh" escapes the bundle`,
+		"stanzas[1].hosts: invalid value: must not be empty",
+		`stanzas[2].host: invalid value: host name "x.com\nserver { listen 1; }" contains "\n"`,
+		`stanzas[2].root: invalid value: path "../../etc" escapes the bundle`,
+		"stanzas[3].status: invalid value: must be between 300 and 399, found 200",
+		`stanzas[3].actions[0].url: invalid value: URL "http://evil.com/$host" contains "$"`,
+		`stanzas[3].actions[1].path: invalid value: path "no-slash" must start with '/'`,
+		`stanzas[3].actions[2].host: invalid value: host "*.bad.com" must not be a wildcard here`,
+		`stanzas[4].reversed-host: invalid value: host name "a'b" contains "'"`,
+		"stanzas[4].reversed-port: invalid value: required",
+		`stanzas[4].reversing-host: invalid value: host name "{x}" contains "{"`,
+		`stanzas[4].rewrite-request[0].header: invalid value: header name "X Bad" contains " "`,
+		`stanzas[4].rewrite-request[0].from: invalid value: regular expression "("`,
+		`stanzas[4].rewrite-request[0].to: invalid value: replacement "$1" contains "$"`,
+		`stanzas[5].restart-count: invalid value: must be a number ≥ 0 or "unlimited"`,
+		"stanzas[5].restart-delay-seconds: invalid value: must be a whole number",
+		`stanzas[5].forward-env[0]: invalid value: environment variable name "BAD-NAME"`,
+		`stanzas[6].type: invalid value: unknown stanza type "cron"`,
+		"stanzas[7].ssl: invalid value: must be true, false or a mapping",
+		"stanzas[7].ensure-alive-time-bound: invalid value: must be between 1 and",
+		`stanzas[7].port-env-vars[0]: invalid value: environment variable name "1X"`,
+		`stanzas[7].health-check-path: invalid value: path "/h ealth" contains " "`,
+		`stanzas[7].middleware[0]: invalid value: unknown middleware "gzip"`,
+		`stanzas[7].middleware[1].headers.Bad Header: invalid value: header name "Bad Header"`,
+		`stanzas[7].middleware[1].headers.X-Ok: invalid value: header value "a\"b" contains "\""`,
+		`stanzas[7].middleware[2].basic-auth.realm: invalid value: realm "r\"; }" contains "\""`,
+		"stanzas[7].middleware[2].basic-auth.creds: invalid value: required",
+		`stanzas[7].systemd.memory-max: invalid value: size "lots"`,
+		`stanzas[7].systemd.cpu-quota: invalid value: CPU quota "0%"`,
+		"plugins.postgres: invalid value: must be true, false or a list",
+	}},
+	{"ssl object needs both", "stanzas:\n- type: static-files\n  host: a.com\n  root: ..\n  ssl:\n    certificate: ../c.pem\n", []string{"stanzas[0].ssl.key: invalid value: required"}},
+	{"url with host form", "stanzas:\n- type: redirect\n  host: a.com\n  actions:\n  - url: https://b.com/\n    port: 80\n", []string{"stanzas[0].actions[0].port: invalid value: not allowed together with url"}},
+	{"empty stanzas", "stanzas: []\n", []string{"stanzas: invalid value: must hold at least one stanza"}},
+	{"duplicate key", "exec: ../a\nexec: ../b\nhost: a.com\n", []string{"exec: invalid value: key given twice"}},
+	{"background systemd restart-delay-sec", "stanzas:\n- type: background\n  exec: ../w\n  systemd:\n    restart-delay-sec: 3\n", []string{"stanzas[0].systemd.restart-delay-sec: invalid value: not for background"}},
+	{"two documents", "exec: ../a\nhost: a.com\n---\nexec: ../b\n", []string{"more than one YAML document"}},
+}
+
+// TestParseErrors checks that every problem is reported at once, each
+// with its key path.
+func TestParseErrors(t *testing.T) {
+	for _, tt := range parseErrorCases {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Parse([]byte(tt.yaml))
 			if err == nil {

@@ -25,9 +25,26 @@ type ent struct {
 
 func tarGz(t testing.TB, ents ...ent) []byte {
 	t.Helper()
+	return gz(t, tarRaw(t, ents...))
+}
+
+func gz(t testing.TB, b []byte) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func tarRaw(t testing.TB, ents ...ent) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
 	for _, e := range ents {
 		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link, Format: tar.FormatPAX}
 		if h.Typeflag == 0 {
@@ -49,9 +66,6 @@ func tarGz(t testing.TB, ents ...ent) []byte {
 		}
 	}
 	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -103,67 +117,70 @@ func unpackBytes(t *testing.T, parent, dest string, data []byte, lim Limits) err
 	return Unpack(t.Context(), archive, dest, lim)
 }
 
+// breakouts are hostile tarballs; ents gets the parent of dest for
+// absolute names.
+var small = Limits{MaxTotalBytes: 100, MaxEntryBytes: 60, MaxEntries: 5, MaxPathLen: 40}
+var breakouts = []struct {
+	name  string
+	ents  func(parent string) []ent
+	lim   Limits
+	class error
+	entry string // must appear in the error
+}{
+	{"dotdot", func(string) []ent { return []ent{{name: "../outside/pwned", body: "x"}} }, Limits{}, ErrUnsafeEntry, `"../outside/pwned"`},
+	{"nested dotdot", func(string) []ent { return []ent{{name: "a/b/../../../outside/pwned", body: "x"}} }, Limits{}, ErrUnsafeEntry, "a/b/../../.."},
+	{"absolute name", func(p string) []ent { return []ent{{name: p + "/outside/pwned", body: "x"}} }, Limits{}, ErrUnsafeEntry, "/outside/pwned"},
+	{"symlink absolute then write", func(p string) []ent {
+		return []ent{{name: "l", typ: tar.TypeSymlink, link: p + "/outside"}, {name: "l/pwned", body: "x"}}
+	}, Limits{}, ErrUnsafeEntry, `entry "l"`},
+	{"symlink relative escape then write", func(string) []ent {
+		return []ent{{name: "l", typ: tar.TypeSymlink, link: "../outside"}, {name: "l/pwned", body: "x"}}
+	}, Limits{}, ErrUnsafeEntry, `entry "l"`},
+	{"symlink dotdot after name", func(string) []ent {
+		return []ent{{name: "d/", typ: tar.TypeDir}, {name: "l", typ: tar.TypeSymlink, link: "d/../.."}}
+	}, Limits{}, ErrUnsafeEntry, `entry "l"`},
+	{"symlink below symlink to dot", func(string) []ent {
+		return []ent{{name: "a", typ: tar.TypeSymlink, link: "."}, {name: "a/b", typ: tar.TypeSymlink, link: "../outside"}, {name: "a/b/pwned", body: "x"}}
+	}, Limits{}, ErrUnsafeEntry, `entry "a/b"`},
+	{"symlink deep escape", func(string) []ent {
+		return []ent{{name: "a/b/l", typ: tar.TypeSymlink, link: "../../../outside/secret"}}
+	}, Limits{}, ErrUnsafeEntry, `entry "a/b/l"`},
+	{"hardlink escape", func(string) []ent {
+		return []ent{{name: "h", typ: tar.TypeLink, link: "../outside/secret"}}
+	}, Limits{}, ErrUnsafeEntry, `entry "h"`},
+	{"hardlink absolute", func(p string) []ent {
+		return []ent{{name: "h", typ: tar.TypeLink, link: p + "/outside/secret"}}
+	}, Limits{}, ErrUnsafeEntry, `entry "h"`},
+	{"hardlink through symlink", func(p string) []ent {
+		return []ent{{name: "l", typ: tar.TypeSymlink, link: "."}, {name: "h", typ: tar.TypeLink, link: "l/../outside/secret"}}
+	}, Limits{}, ErrUnsafeEntry, `entry "h"`},
+	{"hardlink to symlink", func(string) []ent {
+		return []ent{{name: "d/", typ: tar.TypeDir}, {name: "d/s", typ: tar.TypeSymlink, link: "../x"}, {name: "h", typ: tar.TypeLink, link: "d/s"}}
+	}, Limits{}, ErrUnsafeEntry, `entry "h"`},
+	{"char device", func(string) []ent { return []ent{{name: "null", typ: tar.TypeChar}} }, Limits{}, ErrUnsupported, `entry "null"`},
+	{"block device", func(string) []ent { return []ent{{name: "sda", typ: tar.TypeBlock}} }, Limits{}, ErrUnsupported, `entry "sda"`},
+	{"fifo", func(string) []ent { return []ent{{name: "fifo", typ: tar.TypeFifo}} }, Limits{}, ErrUnsupported, `entry "fifo"`},
+	{"file replaces folder", func(string) []ent {
+		return []ent{{name: "d/f", body: "x"}, {name: "d", body: "y"}}
+	}, Limits{}, ErrUnsafeEntry, `entry "d"`},
+	{"oversize entry", func(string) []ent { return []ent{{name: "big", body: strings.Repeat("x", 61)}} }, small, ErrLimit, `entry "big"`},
+	{"oversize total", func(string) []ent {
+		return []ent{{name: "a", body: strings.Repeat("x", 50)}, {name: "b", body: strings.Repeat("x", 51)}}
+	}, small, ErrLimit, `entry "b"`},
+	{"too many entries", func(string) []ent {
+		return []ent{{name: "1"}, {name: "2"}, {name: "3"}, {name: "4"}, {name: "5"}, {name: "6"}}
+	}, small, ErrLimit, `entry "6"`},
+	{"path too long", func(string) []ent { return []ent{{name: strings.Repeat("a/", 21) + "f"}} }, small, ErrLimit, "aaa"[:1]},
+	{"symlink target too long", func(string) []ent {
+		return []ent{{name: "l", typ: tar.TypeSymlink, link: strings.Repeat("x", 41)}}
+	}, small, ErrLimit, `entry "l"`},
+}
+
 // TestBreakouts is a table of hostile tarballs (in the spirit of
 // containerd's TestBreakouts): each must be refused with the right class
 // of error naming the entry, and nothing outside dest may change.
 func TestBreakouts(t *testing.T) {
-	small := Limits{MaxTotalBytes: 100, MaxEntryBytes: 60, MaxEntries: 5, MaxPathLen: 40}
-	tests := []struct {
-		name  string
-		ents  func(parent string) []ent
-		lim   Limits
-		class error
-		entry string // must appear in the error
-	}{
-		{"dotdot", func(string) []ent { return []ent{{name: "../outside/pwned", body: "x"}} }, Limits{}, ErrUnsafeEntry, `"../outside/pwned"`},
-		{"nested dotdot", func(string) []ent { return []ent{{name: "a/b/../../../outside/pwned", body: "x"}} }, Limits{}, ErrUnsafeEntry, "a/b/../../.."},
-		{"absolute name", func(p string) []ent { return []ent{{name: p + "/outside/pwned", body: "x"}} }, Limits{}, ErrUnsafeEntry, "/outside/pwned"},
-		{"symlink absolute then write", func(p string) []ent {
-			return []ent{{name: "l", typ: tar.TypeSymlink, link: p + "/outside"}, {name: "l/pwned", body: "x"}}
-		}, Limits{}, ErrUnsafeEntry, `entry "l"`},
-		{"symlink relative escape then write", func(string) []ent {
-			return []ent{{name: "l", typ: tar.TypeSymlink, link: "../outside"}, {name: "l/pwned", body: "x"}}
-		}, Limits{}, ErrUnsafeEntry, `entry "l"`},
-		{"symlink dotdot after name", func(string) []ent {
-			return []ent{{name: "d/", typ: tar.TypeDir}, {name: "l", typ: tar.TypeSymlink, link: "d/../.."}}
-		}, Limits{}, ErrUnsafeEntry, `entry "l"`},
-		{"symlink below symlink to dot", func(string) []ent {
-			return []ent{{name: "a", typ: tar.TypeSymlink, link: "."}, {name: "a/b", typ: tar.TypeSymlink, link: "../outside"}, {name: "a/b/pwned", body: "x"}}
-		}, Limits{}, ErrUnsafeEntry, `entry "a/b"`},
-		{"symlink deep escape", func(string) []ent {
-			return []ent{{name: "a/b/l", typ: tar.TypeSymlink, link: "../../../outside/secret"}}
-		}, Limits{}, ErrUnsafeEntry, `entry "a/b/l"`},
-		{"hardlink escape", func(string) []ent {
-			return []ent{{name: "h", typ: tar.TypeLink, link: "../outside/secret"}}
-		}, Limits{}, ErrUnsafeEntry, `entry "h"`},
-		{"hardlink absolute", func(p string) []ent {
-			return []ent{{name: "h", typ: tar.TypeLink, link: p + "/outside/secret"}}
-		}, Limits{}, ErrUnsafeEntry, `entry "h"`},
-		{"hardlink through symlink", func(p string) []ent {
-			return []ent{{name: "l", typ: tar.TypeSymlink, link: "."}, {name: "h", typ: tar.TypeLink, link: "l/../outside/secret"}}
-		}, Limits{}, ErrUnsafeEntry, `entry "h"`},
-		{"hardlink to symlink", func(string) []ent {
-			return []ent{{name: "d/", typ: tar.TypeDir}, {name: "d/s", typ: tar.TypeSymlink, link: "../x"}, {name: "h", typ: tar.TypeLink, link: "d/s"}}
-		}, Limits{}, ErrUnsafeEntry, `entry "h"`},
-		{"char device", func(string) []ent { return []ent{{name: "null", typ: tar.TypeChar}} }, Limits{}, ErrUnsupported, `entry "null"`},
-		{"block device", func(string) []ent { return []ent{{name: "sda", typ: tar.TypeBlock}} }, Limits{}, ErrUnsupported, `entry "sda"`},
-		{"fifo", func(string) []ent { return []ent{{name: "fifo", typ: tar.TypeFifo}} }, Limits{}, ErrUnsupported, `entry "fifo"`},
-		{"file replaces folder", func(string) []ent {
-			return []ent{{name: "d/f", body: "x"}, {name: "d", body: "y"}}
-		}, Limits{}, ErrUnsafeEntry, `entry "d"`},
-		{"oversize entry", func(string) []ent { return []ent{{name: "big", body: strings.Repeat("x", 61)}} }, small, ErrLimit, `entry "big"`},
-		{"oversize total", func(string) []ent {
-			return []ent{{name: "a", body: strings.Repeat("x", 50)}, {name: "b", body: strings.Repeat("x", 51)}}
-		}, small, ErrLimit, `entry "b"`},
-		{"too many entries", func(string) []ent {
-			return []ent{{name: "1"}, {name: "2"}, {name: "3"}, {name: "4"}, {name: "5"}, {name: "6"}}
-		}, small, ErrLimit, `entry "6"`},
-		{"path too long", func(string) []ent { return []ent{{name: strings.Repeat("a/", 21) + "f"}} }, small, ErrLimit, "aaa"[:1]},
-		{"symlink target too long", func(string) []ent {
-			return []ent{{name: "l", typ: tar.TypeSymlink, link: strings.Repeat("x", 41)}}
-		}, small, ErrLimit, `entry "l"`},
-	}
-	for _, tt := range tests {
+	for _, tt := range breakouts {
 		t.Run(tt.name, func(t *testing.T) {
 			parent, dest, untouched := sandbox(t)
 			lim := tt.lim
