@@ -1,0 +1,352 @@
+package nginx
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/keter-systemd/keter/config"
+)
+
+// Units is what the manager needs from systemd; keter's dbus package
+// satisfies it. Each call returns once systemd's job has finished.
+type Units interface {
+	StartTransient(ctx context.Context, name string, props []sddbus.Property) error
+	Reload(ctx context.Context, name string) error
+	ActiveState(ctx context.Context, name string) (string, error)
+	Stop(ctx context.Context, name string) error
+}
+
+// DefaultUnit is managed mode's nginx unit.
+const DefaultUnit = "keter-nginx.service"
+
+// ErrConfigTest marks a config `nginx -t` refused; the error text carries
+// nginx's own message.
+var ErrConfigTest = errors.New("nginx refused the new config")
+
+// Option changes a Manager's defaults.
+type Option func(*Manager)
+
+// WithUnitName names managed mode's nginx unit (tests use unique names).
+func WithUnitName(name string) Option { return func(m *Manager) { m.unit = name } }
+
+// WithSystemConf is the system nginx's main config that system mode tests
+// with `nginx -t -c`; empty means nginx's built-in default.
+func WithSystemConf(path string) Option { return func(m *Manager) { m.systemConf = path } }
+
+// Manager drives one nginx: it renders, tests, installs and reloads.
+// Its methods are safe to call concurrently; they run one at a time.
+type Manager struct {
+	g          *config.Config
+	units      Units
+	log        *slog.Logger
+	unit       string
+	systemConf string
+	paths      Paths
+	conf       string // the file Apply installs: whole conf or include
+
+	mu      sync.Mutex
+	reloads atomic.Uint64
+}
+
+// New makes a Manager for g's nginx mode. It touches nothing until Start.
+func New(g *config.Config, units Units, log *slog.Logger, opts ...Option) *Manager {
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Manager{g: g, units: units, log: log, unit: DefaultUnit}
+	if g.Nginx.Mode == config.ModeSystem {
+		m.unit = g.Nginx.Service
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	prefix := filepath.Join(g.Etc(), "nginx")
+	m.paths = Paths{Prefix: prefix, PidFile: filepath.Join(prefix, "nginx.pid"), User: workerUser(), IPv6: ipv6()}
+	m.conf = filepath.Join(prefix, "nginx.conf")
+	if g.Nginx.Mode == config.ModeSystem {
+		m.conf = g.Nginx.IncludeFile
+	}
+	return m
+}
+
+// Unit is the systemd unit this manager reloads.
+func (m *Manager) Unit() string { return m.unit }
+
+// ConfigPath is the file Apply installs.
+func (m *Manager) ConfigPath() string { return m.conf }
+
+// Reloads counts the reloads Apply has done.
+func (m *Manager) Reloads() uint64 { return m.reloads.Load() }
+
+func (m *Manager) managed() bool { return m.g.Nginx.Mode != config.ModeSystem }
+
+// workerUser picks who nginx's workers run as: they must read the
+// unpacked (world-readable) bundles and nothing more.
+func workerUser() string {
+	if _, err := user.Lookup("www-data"); err == nil {
+		return "www-data"
+	}
+	return "nobody"
+}
+
+func ipv6() bool {
+	l, err := net.Listen("tcp6", "[::]:0")
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// Start brings nginx up. Managed: if the unit is already active (keter
+// restarted) it is adopted as is; otherwise an empty config is tested and
+// the unit started. System: the include file is created empty if missing
+// and nginx reloaded; an existing one stays until the first Apply.
+func (m *Manager) Start(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := os.MkdirAll(filepath.Join(m.paths.Prefix, "tls"), 0o700); err != nil {
+		return fmt.Errorf("creating nginx folder: %w", err)
+	}
+	if err := os.Chmod(m.paths.Prefix, 0o755); err != nil {
+		return fmt.Errorf("creating nginx folder: %w", err)
+	}
+	if !m.managed() {
+		if _, err := os.Stat(m.conf); err == nil {
+			m.log.Info("keeping the existing nginx include until the first apply", "file", m.conf, "unit", m.unit)
+			return nil
+		}
+		return m.apply(ctx, nil)
+	}
+	state, err := m.units.ActiveState(ctx, m.unit)
+	if err != nil {
+		return fmt.Errorf("asking the state of %s: %w", m.unit, err)
+	}
+	if state == "active" || state == "reloading" || state == "activating" {
+		m.log.Info("adopting the running nginx", "unit", m.unit)
+		return nil
+	}
+	out, err := Render(m.g, nil, m.paths)
+	if err != nil {
+		return fmt.Errorf("rendering the empty nginx config: %w", err)
+	}
+	if err := m.install(ctx, out.Main); err != nil {
+		return err
+	}
+	os.Remove(m.paths.PidFile)
+	if err := m.units.StartTransient(ctx, m.unit, m.unitProperties()); err != nil {
+		return fmt.Errorf("starting %s: %w", m.unit, err)
+	}
+	if err := m.waitListening(ctx); err != nil {
+		return err
+	}
+	m.log.Info("nginx started", "unit", m.unit, "config", m.conf)
+	return nil
+}
+
+func (m *Manager) unitProperties() []sddbus.Property {
+	bin := m.g.Nginx.Binary
+	base := []string{bin, "-p", m.paths.Prefix, "-c", m.conf}
+	reload := sddbus.PropExecStart(append(append([]string{}, base...), "-s", "reload"), true)
+	reload.Name = "ExecReload"
+	return []sddbus.Property{
+		sddbus.PropDescription("keter front door (nginx)"),
+		sddbus.PropType("exec"),
+		sddbus.PropExecStart(base, true),
+		reload,
+		{Name: "Restart", Value: godbus.MakeVariant("on-failure")},
+		{Name: "RestartUSec", Value: godbus.MakeVariant(uint64(time.Second / time.Microsecond))},
+		{Name: "KillMode", Value: godbus.MakeVariant("mixed")},
+		{Name: "KillSignal", Value: godbus.MakeVariant(int32(syscall.SIGQUIT))},
+		{Name: "TimeoutStopUSec", Value: godbus.MakeVariant(uint64(10 * time.Second / time.Microsecond))},
+		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},
+		{Name: "SyslogIdentifier", Value: godbus.MakeVariant("keter-nginx")},
+	}
+}
+
+// waitListening waits until nginx wrote its pid file, which it does after
+// binding its sockets, or the unit failed (e.g. a port in use).
+func (m *Manager) waitListening(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		state, err := m.units.ActiveState(ctx, m.unit)
+		if err == nil && (state == "failed" || state == "inactive") {
+			return fmt.Errorf("starting %s: unit is %s (see journalctl -u %s)", m.unit, state, m.unit)
+		}
+		if _, err := os.Stat(m.paths.PidFile); err == nil && state == "active" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to listen: %w", m.unit, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop stops managed mode's nginx; system mode leaves nginx alone.
+func (m *Manager) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.managed() {
+		return nil
+	}
+	if err := m.units.Stop(ctx, m.unit); err != nil {
+		return fmt.Errorf("stopping %s: %w", m.unit, err)
+	}
+	return nil
+}
+
+// Apply makes nginx serve exactly apps. It renders, writes a new file,
+// tests the full resulting config with `nginx -t`, renames it into place
+// and reloads through systemd. If rendering, the test or the reload fails
+// the previous config stays in force and the error says why. An unchanged
+// config is not reloaded.
+func (m *Manager) Apply(ctx context.Context, apps []App) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.apply(ctx, apps)
+}
+
+func (m *Manager) apply(ctx context.Context, apps []App) error {
+	out, err := Render(m.g, apps, m.paths)
+	if err != nil {
+		return fmt.Errorf("rendering nginx config: %w", err)
+	}
+	certsChanged, err := buildConcat(out.Concat)
+	if err != nil {
+		return fmt.Errorf("building certificate chains: %w", err)
+	}
+	data := out.Main
+	if !m.managed() {
+		data = out.Include
+	}
+	old, readErr := os.ReadFile(m.conf)
+	if readErr == nil && bytes.Equal(old, data) && !certsChanged {
+		m.log.Debug("nginx config unchanged", "file", m.conf)
+		return nil
+	}
+	if readErr != nil && !errors.Is(readErr, os.ErrNotExist) {
+		return fmt.Errorf("reading current nginx config: %w", readErr)
+	}
+	if err := m.install(ctx, data); err != nil {
+		return err
+	}
+	if err := m.units.Reload(ctx, m.unit); err != nil {
+		rerr := fmt.Errorf("reloading %s: %w", m.unit, err)
+		return errors.Join(rerr, m.restore(old, readErr == nil))
+	}
+	m.reloads.Add(1)
+	m.log.Info("nginx reloaded", "unit", m.unit, "apps", len(apps))
+	m.cleanChains(out.Concat)
+	return nil
+}
+
+// install puts data at m.conf only if nginx accepts the full config.
+// Managed: the whole conf is tested from a temp file next to it, then
+// renamed. System: nginx.conf includes the file by a glob we don't own, so
+// the new file is renamed into place, the system config tested, and the
+// old file put back if the test fails; nginx is not reloaded in between.
+func (m *Manager) install(ctx context.Context, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(m.conf), 0o755); err != nil {
+		return fmt.Errorf("creating nginx config folder: %w", err)
+	}
+	tmp, err := writeTemp(m.conf, data, 0o644)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if m.managed() {
+		if err := m.test(ctx, tmp); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, m.conf); err != nil {
+			return fmt.Errorf("installing nginx config: %w", err)
+		}
+		return syncDir(filepath.Dir(m.conf))
+	}
+	old, readErr := os.ReadFile(m.conf)
+	if readErr != nil && !errors.Is(readErr, os.ErrNotExist) {
+		return fmt.Errorf("reading current nginx include: %w", readErr)
+	}
+	if err := os.Rename(tmp, m.conf); err != nil {
+		return fmt.Errorf("installing nginx include: %w", err)
+	}
+	if err := m.test(ctx, m.systemConf); err != nil {
+		return errors.Join(err, m.restore(old, readErr == nil))
+	}
+	return syncDir(filepath.Dir(m.conf))
+}
+
+// restore puts the previous file back (or removes a file that did not
+// exist before).
+func (m *Manager) restore(old []byte, existed bool) error {
+	if !existed {
+		if err := os.Remove(m.conf); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing the refused nginx config: %w", err)
+		}
+		return nil
+	}
+	if err := writeAtomic(m.conf, old, 0o644); err != nil {
+		return fmt.Errorf("restoring the previous nginx config: %w", err)
+	}
+	return nil
+}
+
+// test runs `nginx -t` on conf (managed: with our prefix; system: conf
+// may be empty for nginx's default).
+func (m *Manager) test(ctx context.Context, conf string) error {
+	args := []string{"-t", "-q"}
+	if m.managed() {
+		args = append(args, "-p", m.paths.Prefix)
+	}
+	if conf != "" {
+		args = append(args, "-c", conf)
+	}
+	cmd := exec.CommandContext(ctx, m.g.Nginx.Binary, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("testing nginx config: %s: %w", msg, ErrConfigTest)
+	}
+	return nil
+}
+
+// cleanChains removes chain bundles the installed config no longer uses.
+func (m *Manager) cleanChains(used map[string][]string) {
+	dir := filepath.Join(m.paths.Prefix, "tls")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if _, ok := used[p]; !ok && strings.HasPrefix(e.Name(), "chain-") {
+			if err := os.Remove(p); err != nil {
+				m.log.Warn("removing an unused certificate chain", "file", p, "err", err)
+			}
+		}
+	}
+}
