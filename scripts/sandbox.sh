@@ -73,7 +73,7 @@ boot() {
 
 inside() {
 	local dir=$1; shift
-	nsenter -t "$(cat "$dir/pid")" -m -p -- "$@"
+	nsenter -t "$(cat "$dir/pid")" -m -p --wd="$PWD" -- "$@"
 }
 
 down() {
