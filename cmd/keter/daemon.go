@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/keter-systemd/keter/app"
+	"github.com/keter-systemd/keter/config"
+	"github.com/keter-systemd/keter/dbus"
+	"github.com/keter-systemd/keter/nginx"
+	"github.com/keter-systemd/keter/postgres"
+)
+
+func cmdRun(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	debug := fs.Bool("debug", false, "log bus traffic and other detail")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: keter run [--debug] CONFIG\n\nRuns the daemon with the keter-config.yaml at CONFIG.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := newLogger(level)
+	if err := daemonMain(ctx, fs.Arg(0), log); err != nil {
+		log.Error("keter stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger logs to stderr; under systemd, journald adds the time.
+func newLogger(level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
+	cfg, warns, err := config.Load(path)
+	for _, w := range warns {
+		log.Warn(string(w), "config", path)
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("keter starting", "version", version, "root", cfg.Root, "nginx_mode", cfg.Nginx.Mode)
+
+	bus, err := dbus.New(ctx)
+	if err != nil {
+		return fmt.Errorf("connecting to systemd: %w", err)
+	}
+	defer bus.Close()
+
+	ngx := nginx.New(cfg, bus, log.With("part", "nginx"))
+	if err := ngx.Start(ctx); err != nil {
+		return fmt.Errorf("starting nginx: %w", err)
+	}
+	mgr, err := app.New(app.Options{
+		Config:    cfg,
+		Units:     bus,
+		Proxy:     proxy{ngx},
+		Databases: postgres.New(cfg.Postgres.DSN, cfg.Etc(), log.With("part", "postgres")),
+		Log:       log,
+		OnReady: func() {
+			daemon.SdNotify(false, daemon.SdNotifyReady)
+			log.Info("keter ready")
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watchdog(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				daemon.SdNotify(false, daemon.SdNotifyReloading)
+				mgr.Rescan()
+				daemon.SdNotify(false, daemon.SdNotifyReady)
+			}
+		}
+	}()
+	err = mgr.Run(ctx)
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	log.Info("keter stopping; app units keep running")
+	return err
+}
+
+// watchdog pings systemd at half the WatchdogSec interval.
+func watchdog(ctx context.Context) {
+	every, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || every == 0 {
+		return
+	}
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+// proxy adapts the nginx manager to the core's Proxy interface.
+type proxy struct{ m *nginx.Manager }
+
+func (p proxy) Apply(ctx context.Context, live []app.Live) error {
+	apps := make([]nginx.App, len(live))
+	for i, l := range live {
+		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports}
+	}
+	return p.m.Apply(ctx, apps)
+}

@@ -1,0 +1,227 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keter-systemd/keter/internal/testkit"
+)
+
+var (
+	buildOnce sync.Once
+	keterBin  string
+	buildErr  error
+)
+
+// keterBinary builds cmd/keter once per test binary.
+func keterBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keter-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		keterBin = filepath.Join(dir, "keter")
+		_, self, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-o", keterBin, "./cmd/keter")
+		cmd.Dir = filepath.Join(filepath.Dir(self), "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building keter: %v", buildErr)
+	}
+	return keterBin
+}
+
+// keter is one keter daemon running as a unit of the sandbox systemd.
+type keter struct {
+	t     *testing.T
+	Root  string
+	Port  int
+	Unit  string
+	Nginx string
+}
+
+// startKeter writes a config with extra YAML appended and starts keter as
+// a Type=notify unit, so it returns once keter said READY.
+func startKeter(t *testing.T, extra string) *keter {
+	t.Helper()
+	testkit.NeedSystemd(t)
+	nginxBin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
+	bin := keterBinary(t)
+	k := &keter{t: t, Root: testkit.Root(t), Port: testkit.FreePort(t), Unit: "keter-e2e-" + testkit.Token() + ".service"}
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n%s",
+		k.Root, k.Port, nginxBin, extra)
+	if err := os.WriteFile(filepath.Join(k.Root, "keter-config.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "systemd-run", "--unit", k.Unit, "-p", "Type=notify", "-p", "Restart=always", "-p", "RestartSec=100ms",
+		"-p", "KillMode=process", "-p", "TimeoutStartSec=120", bin, "run", filepath.Join(k.Root, "keter-config.yaml"))
+	t.Cleanup(k.cleanup)
+	return k
+}
+
+func (k *keter) cleanup() {
+	exec.Command("systemctl", "stop", k.Unit).Run()
+	if k.t.Failed() {
+		out, _ := exec.Command("journalctl", "--no-pager", "-o", "cat", "-u", k.Unit).CombinedOutput()
+		k.t.Logf("keter log:\n%s", out)
+	}
+	// App units outlive keter by design; the test owns them.
+	out, _ := exec.Command("systemctl", "list-units", "--all", "--plain", "--no-legend", "keter-app-*", "keter-nginx*").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			exec.Command("systemctl", "stop", f[0]).Run()
+		}
+	}
+}
+
+// Drop copies a bundle into incoming atomically (write then rename).
+func (k *keter) Drop(src, name string) {
+	k.t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	tmp := filepath.Join(k.Root, "incoming", "."+name+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		k.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(k.Root, "incoming", name)); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// Get fetches path through keter's nginx with the given Host.
+func (k *keter) Get(host, path string) (int, string, error) {
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", k.Port, path), nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Host = host
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body)), err
+}
+
+var client = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// WaitBody polls until host answers 200 with body.
+func (k *keter) WaitBody(host, body string, within time.Duration) {
+	k.t.Helper()
+	eventually(k.t, within, func() error {
+		code, got, err := k.Get(host, "/")
+		if err != nil {
+			return err
+		}
+		if code != 200 || got != body {
+			return fmt.Errorf("got %d %q, want 200 %q", code, got, body)
+		}
+		return nil
+	})
+}
+
+// Log returns keter's own journal.
+func (k *keter) Log() string {
+	out, _ := exec.Command("journalctl", "--no-pager", "-o", "cat", "-u", k.Unit).CombinedOutput()
+	return string(out)
+}
+
+// activeAppUnits lists keter-app-* units that are not inactive.
+func activeAppUnits(t *testing.T) []string {
+	t.Helper()
+	out := run(t, "systemctl", "list-units", "--plain", "--no-legend", "--state=active,activating,reloading,deactivating", "keter-app-*")
+	var units []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			units = append(units, f[0])
+		}
+	}
+	return units
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func eventually(t *testing.T, within time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after %s: %v", within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// load sends requests to host continuously and counts failures, i.e.
+// anything but a 200 with one of the accepted bodies.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	firstErrs  []string
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+func startLoad(k *keter, host string, workers int, accept func(string) bool) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for ctx.Err() == nil {
+				code, body, err := k.Get(host, "/")
+				if err == nil && code == 200 && accept(body) {
+					l.ok.Add(1)
+					continue
+				}
+				l.failed.Add(1)
+				l.mu.Lock()
+				if len(l.firstErrs) < 5 {
+					l.firstErrs = append(l.firstErrs, fmt.Sprintf("code=%d body=%q err=%v", code, body, err))
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) stop(t *testing.T) (ok, failed int64) {
+	l.cancel()
+	l.wg.Wait()
+	if l.failed.Load() > 0 {
+		t.Logf("first failures: %v", l.firstErrs)
+	}
+	return l.ok.Load(), l.failed.Load()
+}

@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keter-systemd/keter/internal/testkit"
+)
+
+// stanzaBundle writes a stanza-format bundle running the demo app.
+func stanzaBundle(t *testing.T, path, host, extraStanzaYAML string, args ...string) {
+	t.Helper()
+	demo, err := os.ReadFile(testkit.DemoApp(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var y strings.Builder
+	fmt.Fprintf(&y, "stanzas:\n  - type: webapp\n    exec: ../bin/demoapp\n    host: %s\n%s    args:\n", host, extraStanzaYAML)
+	for _, a := range args {
+		fmt.Fprintf(&y, "      - %q\n", a)
+	}
+	testkit.Bundle(t, path, map[string]testkit.File{
+		"config/keter.yaml": {Body: []byte(y.String())},
+		"bin/demoapp":       {Body: demo, Mode: 0o755},
+	})
+}
+
+// TestReplaceUnderLoad replaces an app 5 times while requests flow: not
+// one may fail, and the last version must be the one serving.
+func TestReplaceUnderLoad(t *testing.T) {
+	k := startKeter(t, "")
+	host := "replace-" + testkit.Token() + ".test"
+	src := filepath.Join(k.Root, "v.keter")
+	testkit.DemoBundle(t, src, host, "--message", "v0")
+	k.Drop(src, "replace.keter")
+	k.WaitBody(host, "v0", 60*time.Second)
+
+	l := startLoad(k, host, 4, func(b string) bool { return strings.HasPrefix(b, "v") })
+	for i := 1; i <= 5; i++ {
+		want := "v" + strconv.Itoa(i)
+		testkit.DemoBundle(t, src, host, "--message", want)
+		k.Drop(src, "replace.keter")
+		k.WaitBody(host, want, 60*time.Second)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the drain, so old units are stopped under load too
+	ok, failed := l.stop(t)
+	t.Logf("requests: %d ok, %d failed", ok, failed)
+	if failed != 0 || ok == 0 {
+		t.Fatalf("%d requests failed (%d ok) across 5 replacements", failed, ok)
+	}
+	k.WaitBody(host, "v5", time.Second)
+	eventually(t, 30*time.Second, func() error {
+		if u := activeAppUnits(t); len(u) != 1 {
+			return fmt.Errorf("active app units %v, want only the live one", u)
+		}
+		return nil
+	})
+}
+
+// TestFailingNewVersionKeepsOld: a never-ready and a crash-looping new
+// version are refused with a reason and the app's own last lines, while
+// the old version answers every request.
+func TestFailingNewVersionKeepsOld(t *testing.T) {
+	k := startKeter(t, "")
+	host := "failing-" + testkit.Token() + ".test"
+	src := filepath.Join(k.Root, "v.keter")
+	stanzaBundle(t, src, host, "    ensure-alive-time-bound: 3000000\n", "--message", "good")
+	k.Drop(src, "failing.keter")
+	k.WaitBody(host, "good", 60*time.Second)
+	l := startLoad(k, host, 2, func(b string) bool { return b == "good" })
+
+	for _, c := range []struct {
+		name, want string
+		args       []string
+	}{
+		{"never-ready", "ensure-alive-time-bound", []string{"--never-ready"}},
+		{"crash-loop", "demoapp exiting with 3 as asked", []string{"--exit", "3"}},
+	} {
+		before := strings.Count(k.Log(), "deploy failed")
+		stanzaBundle(t, src, host, "    ensure-alive-time-bound: 3000000\n", c.args...)
+		k.Drop(src, "failing.keter")
+		eventually(t, 60*time.Second, func() error {
+			log := k.Log()
+			if strings.Count(log, "deploy failed") <= before {
+				return fmt.Errorf("%s: no deploy failure logged yet", c.name)
+			}
+			if !strings.Contains(log, c.want) {
+				return fmt.Errorf("%s: failure does not mention %q", c.name, c.want)
+			}
+			return nil
+		})
+	}
+	ok, failed := l.stop(t)
+	t.Logf("requests: %d ok, %d failed", ok, failed)
+	if failed != 0 || ok == 0 {
+		t.Fatalf("%d requests failed (%d ok) while bad versions were refused", failed, ok)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if u := activeAppUnits(t); len(u) != 1 {
+			return fmt.Errorf("active app units %v, want only the good one", u)
+		}
+		if left, _ := os.ReadDir(filepath.Join(k.Root, "temp")); len(left) != 1 {
+			return fmt.Errorf("temp holds %v, want only the live version", names(left))
+		}
+		return nil
+	})
+}
+
+// TestFirstDeployFails: a first version that never works leaves its host
+// answering 404 and nothing running.
+func TestFirstDeployFails(t *testing.T) {
+	k := startKeter(t, "")
+	host := "first-" + testkit.Token() + ".test"
+	src := filepath.Join(k.Root, "v.keter")
+	stanzaBundle(t, src, host, "", "--exit", "1")
+	k.Drop(src, "first.keter")
+	eventually(t, 60*time.Second, func() error {
+		if !strings.Contains(k.Log(), "deploy failed") {
+			return fmt.Errorf("no failure logged")
+		}
+		return nil
+	})
+	if code, _, err := k.Get(host, "/"); err != nil || code != 404 {
+		t.Fatalf("host after failed first deploy: %d %v, want 404", code, err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if u := activeAppUnits(t); len(u) != 0 {
+			return fmt.Errorf("units still active: %v", u)
+		}
+		return nil
+	})
+}
+
+// TestKeterRestartKeepsApps SIGKILLs keter under load; systemd restarts
+// it and it re-adopts the app: no failed request, same app process.
+func TestKeterRestartKeepsApps(t *testing.T) {
+	k := startKeter(t, "")
+	host := "adopt-" + testkit.Token() + ".test"
+	src := filepath.Join(k.Root, "v.keter")
+	testkit.DemoBundle(t, src, host, "--message", "adopt")
+	k.Drop(src, "adopt.keter")
+	k.WaitBody(host, "adopt", 60*time.Second)
+	_, pidBefore, err := k.Get(host, "/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restartsBefore := unitProp(t, k.Unit, "NRestarts")
+
+	l := startLoad(k, host, 4, func(b string) bool { return b == "adopt" })
+	run(t, "systemctl", "kill", "--signal=KILL", "--kill-whom=main", k.Unit)
+	eventually(t, 60*time.Second, func() error {
+		if unitProp(t, k.Unit, "NRestarts") == restartsBefore {
+			return fmt.Errorf("keter not restarted yet")
+		}
+		if st := unitProp(t, k.Unit, "ActiveState"); st != "active" {
+			return fmt.Errorf("keter is %s", st)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // keep the load on the re-adopted state
+	ok, failed := l.stop(t)
+	t.Logf("requests: %d ok, %d failed", ok, failed)
+	if failed != 0 || ok == 0 {
+		t.Fatalf("%d requests failed (%d ok) across a keter SIGKILL", failed, ok)
+	}
+	if _, pidAfter, err := k.Get(host, "/pid"); err != nil || pidAfter != pidBefore {
+		t.Fatalf("app PID %s -> %s (%v): the app was restarted", pidBefore, pidAfter, err)
+	}
+	if !strings.Contains(k.Log(), "re-adopted running version") {
+		t.Fatal("keter did not log the re-adoption")
+	}
+}
+
+// TestManyBundlesAtOnce drops 100 bundles together: all go live and the
+// reloads coalesce.
+func TestManyBundlesAtOnce(t *testing.T) {
+	const n = 100
+	k := startKeter(t, "")
+	tok := testkit.Token()
+	staged := filepath.Join(k.Root, "staged")
+	os.Mkdir(staged, 0o755)
+	for i := range n {
+		testkit.DemoBundle(t, filepath.Join(staged, fmt.Sprintf("app%03d.keter", i)),
+			fmt.Sprintf("app%03d-%s.test", i, tok), "--message", fmt.Sprintf("app%03d", i))
+	}
+	reloadsBefore := nginxReloads(t)
+	entries, _ := os.ReadDir(staged)
+	for _, e := range entries {
+		os.Rename(filepath.Join(staged, e.Name()), filepath.Join(k.Root, "incoming", e.Name()))
+	}
+	for i := range n {
+		k.WaitBody(fmt.Sprintf("app%03d-%s.test", i, tok), fmt.Sprintf("app%03d", i), 5*time.Minute)
+	}
+	reloads := nginxReloads(t) - reloadsBefore
+	t.Logf("%d apps live after %d nginx reloads", n, reloads)
+	if reloads < 1 || reloads > n/4 {
+		t.Fatalf("%d nginx reloads for %d bundles dropped at once, want between 1 and %d", reloads, n, n/4)
+	}
+}
+
+// nginxReloads counts systemd's "Reloaded" messages for keter-nginx.
+func nginxReloads(t *testing.T) int {
+	out := run(t, "journalctl", "--no-pager", "-o", "cat", "-u", "keter-nginx.service")
+	return strings.Count(out, "Reloaded ")
+}
+
+func unitProp(t *testing.T, unit, prop string) string {
+	return strings.TrimSpace(run(t, "systemctl", "show", "--value", "-p", prop, unit))
+}

@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keter-systemd/keter/internal/testkit"
+)
+
+// TestSkeleton is the walking skeleton: a dropped flat-format bundle is
+// served through nginx from a transient unit, logs to journald, and goes
+// away without a trace when its file is deleted.
+func TestSkeleton(t *testing.T) {
+	k := startKeter(t, "")
+	host := "skeleton-" + testkit.Token() + ".test"
+	msg := "hello " + testkit.Token()
+	src := filepath.Join(k.Root, "src.keter")
+	testkit.DemoBundle(t, src, host, "--message", msg)
+
+	k.Drop(src, "skeleton.keter")
+	k.WaitBody(host, msg, 60*time.Second)
+
+	units := activeAppUnits(t)
+	if len(units) != 1 || !strings.HasPrefix(units[0], "keter-app-skeleton") {
+		t.Fatalf("active app units = %v, want one keter-app-skeleton*", units)
+	}
+	journal := run(t, "journalctl", "--no-pager", "-o", "cat", "-u", "keter-app-*")
+	if !strings.Contains(journal, "demoapp listening on port") {
+		t.Fatalf("app output not in journalctl -u 'keter-app-*':\n%s", journal)
+	}
+	if code, _, err := k.Get("unknown-"+testkit.Token()+".test", "/"); err != nil || code != 404 {
+		t.Fatalf("unknown host: code %d err %v, want 404", code, err)
+	}
+
+	if err := os.Remove(filepath.Join(k.Root, "incoming", "skeleton.keter")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if code, _, err := k.Get(host, "/"); err != nil || code != 404 {
+			return fmt.Errorf("host still answers: code %d err %v", code, err)
+		}
+		if u := activeAppUnits(t); len(u) != 0 {
+			return fmt.Errorf("app units still active: %v", u)
+		}
+		if left, _ := os.ReadDir(filepath.Join(k.Root, "temp")); len(left) != 0 {
+			return fmt.Errorf("unpacked folders left: %v", names(left))
+		}
+		return nil
+	})
+}
+
+// TestBadBundles: each bad bundle gets one log line naming it and the
+// reason, and the app already serving keeps serving.
+func TestBadBundles(t *testing.T) {
+	k := startKeter(t, "")
+	host := "good-" + testkit.Token() + ".test"
+	src := filepath.Join(k.Root, "good.keter")
+	testkit.DemoBundle(t, src, host, "--message", "still here")
+	k.Drop(src, "good.keter")
+	k.WaitBody(host, "still here", 60*time.Second)
+
+	demo, err := os.ReadFile(testkit.DemoApp(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		files  map[string]testkit.File
+		raw    []byte
+		reason string
+	}{
+		{name: "notgzip", raw: []byte("this is not a tarball"), reason: "gzip"},
+		{name: "noconfig", files: map[string]testkit.File{"bin/demoapp": {Body: demo, Mode: 0o755}}, reason: "keter.yaml"},
+		{name: "noexec", files: map[string]testkit.File{
+			"config/keter.yaml": {Body: []byte("exec: ../bin/demoapp\nhost: noexec.test\n")},
+			"bin/demoapp":       {Body: demo, Mode: 0o644},
+		}, reason: "executable"},
+		{name: "missingexec", files: map[string]testkit.File{
+			"config/keter.yaml": {Body: []byte("exec: ../bin/nothere\nhost: missing.test\n")},
+		}, reason: "nothere"},
+		{name: "breakout", files: map[string]testkit.File{
+			"config/keter.yaml": {Body: []byte("exec: ../bin/demoapp\nhost: breakout.test\n")},
+			"../../escaped":     {Body: []byte("x")},
+		}, reason: "escaped"},
+		{name: "hosttaken", files: map[string]testkit.File{
+			"config/keter.yaml": {Body: []byte("exec: ../bin/demoapp\nhost: " + host + "\n")},
+			"bin/demoapp":       {Body: demo, Mode: 0o755},
+		}, reason: "good"},
+		{name: "injection", files: map[string]testkit.File{
+			"config/keter.yaml": {Body: []byte("exec: ../bin/demoapp\nhost: \"a.test; } server { listen 1; }\"\n")},
+			"bin/demoapp":       {Body: demo, Mode: 0o755},
+		}, reason: "host"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(k.Root, c.name+".src")
+			if c.raw != nil {
+				os.WriteFile(path, c.raw, 0o644)
+			} else {
+				testkit.Bundle(t, path, c.files)
+			}
+			k.Drop(path, c.name+".keter")
+			eventually(t, 30*time.Second, func() error {
+				for _, line := range strings.Split(k.Log(), "\n") {
+					if strings.Contains(line, c.name+".keter") && strings.Contains(line, c.reason) && strings.Contains(line, "level=ERROR") {
+						return nil
+					}
+				}
+				return fmt.Errorf("no error line naming %s.keter and %q", c.name, c.reason)
+			})
+			if code, body, err := k.Get(host, "/"); err != nil || code != 200 || body != "still here" {
+				t.Fatalf("serving app disturbed: %d %q %v", code, body, err)
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(k.Root), "escaped")); err == nil {
+				t.Fatal("a bundle wrote outside its folder")
+			}
+		})
+	}
+	if u := activeAppUnits(t); len(u) != 1 {
+		t.Fatalf("active app units = %v, want only the good one", u)
+	}
+}
+
+func names(es []os.DirEntry) []string {
+	var n []string
+	for _, e := range es {
+		n = append(n, e.Name())
+	}
+	return n
+}
