@@ -25,19 +25,16 @@ type chunk struct {
 	err error
 }
 
-const (
-	pipeChunk = 1 << 20
-	pipeDepth = 4
-)
+const pipeDepth = 4
 
-func newPipeReader(ctx context.Context, src io.Reader) *pipeReader {
+func newPipeReader(ctx context.Context, src io.Reader, chunkSize int) *pipeReader {
 	p := &pipeReader{
 		full: make(chan chunk, pipeDepth),
 		free: make(chan []byte, pipeDepth+1),
 		stop: make(chan struct{}),
 	}
 	for range pipeDepth + 1 {
-		p.free <- make([]byte, pipeChunk)
+		p.free <- make([]byte, chunkSize)
 	}
 	p.wg.Add(1)
 	go func() {

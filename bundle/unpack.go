@@ -75,7 +75,12 @@ func Unpack(ctx context.Context, archive, dest string, lim Limits) error {
 		return fmt.Errorf("unpacking bundle: %w", err)
 	}
 	defer root.Close()
-	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: make([]byte, ioBuf)}
+	// Small bundles (and the fuzzer) need no megabyte buffers.
+	bufSize := ioBuf
+	if fi, err := f.Stat(); err == nil && fi.Size() < ioBuf {
+		bufSize = max(int(fi.Size()), 64<<10)
+	}
+	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: make([]byte, bufSize)}
 	if err := u.run(f); err != nil {
 		return fmt.Errorf("unpacking bundle %s: %w", archive, err)
 	}
@@ -92,14 +97,14 @@ type unpacker struct {
 }
 
 func (u *unpacker) run(r io.Reader) error {
-	zr, err := gzip.NewReader(bufio.NewReaderSize(r, ioBuf))
+	zr, err := gzip.NewReader(bufio.NewReaderSize(r, len(u.buf)))
 	if err != nil {
 		return fmt.Errorf("%w: reading gzip header: %v", ErrCorrupt, err)
 	}
 	defer zr.Close()
 	// Decompress ahead in another goroutine, as tar xzf runs gzip in
 	// another process: inflating and writing files overlap.
-	pr := newPipeReader(u.ctx, zr)
+	pr := newPipeReader(u.ctx, zr, len(u.buf))
 	defer pr.Close()
 	tr := tar.NewReader(pr)
 	for {
