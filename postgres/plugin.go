@@ -246,7 +246,7 @@ func (p *Plugin) ensure(ctx context.Context, app string, want *bundle.Postgres) 
 			"server", serverAddr(e.Server, e.Port))
 	}
 	if err := p.converge(ctx, conn, app, e); err != nil {
-		return nil, fmt.Errorf("on %s: %w", serverAddr(e.Server, e.Port), err)
+		return nil, err
 	}
 	return e.Env(), nil
 }
@@ -278,7 +278,7 @@ func freshNames(ctx context.Context, conn *pgx.Conn, app string, entries map[str
 		}
 		taken, err := exists(ctx, conn, "SELECT EXISTS(SELECT 1 FROM pg_roles WHERE rolname = $1) OR EXISTS(SELECT 1 FROM pg_database WHERE datname = $2)", role, db)
 		if err != nil {
-			return "", "", err
+			return "", "", fmt.Errorf("querying the catalog: %w", err)
 		}
 		if !taken {
 			return db, role, nil
@@ -290,7 +290,7 @@ func freshNames(ctx context.Context, conn *pgx.Conn, app string, entries map[str
 func exists(ctx context.Context, conn *pgx.Conn, query string, args ...any) (bool, error) {
 	var ok bool
 	if err := conn.QueryRow(ctx, query, args...).Scan(&ok); err != nil {
-		return false, fmt.Errorf("querying the catalog: %w", err)
+		return false, err
 	}
 	return ok, nil
 }
@@ -302,32 +302,34 @@ func ident(name string) string { return pgx.Identifier{catalogName(name)}.Saniti
 // checked free before the entry is written), so its password matches.
 func (p *Plugin) converge(ctx context.Context, conn *pgx.Conn, app string, e Entry) error {
 	role, db := catalogName(e.User), catalogName(e.Name)
+	on := serverAddr(e.Server, e.Port)
 	roleOK, err := exists(ctx, conn, "SELECT EXISTS(SELECT 1 FROM pg_roles WHERE rolname = $1)", role)
 	if err != nil {
-		return err
+		return fmt.Errorf("looking up role %q on %s: %w", role, on, err)
 	}
 	if !roleOK {
 		pw, err := passwordSQL(e.Pass)
+		if err == nil {
+			_, err = conn.Exec(ctx, "CREATE ROLE "+ident(role)+" LOGIN PASSWORD "+pw)
+		}
 		if err != nil {
-			return fmt.Errorf("creating role %q: %w", role, err)
+			return fmt.Errorf("creating role %q on %s: %w", role, on, err)
 		}
-		if _, err := conn.Exec(ctx, "CREATE ROLE "+ident(role)+" LOGIN PASSWORD "+pw); err != nil {
-			return fmt.Errorf("creating role %q: %w", role, err)
-		}
-		p.log.Info("created postgres role", "app", app, "role", role)
+		p.log.Info("created postgres role", "app", app, "role", role, "server", on)
 	}
 	dbOK, err := exists(ctx, conn, "SELECT EXISTS(SELECT 1 FROM pg_database WHERE datname = $1)", db)
 	if err != nil {
-		return err
+		return fmt.Errorf("looking up database %q on %s: %w", db, on, err)
 	}
 	if !dbOK {
-		if err := canSetRole(ctx, conn, role); err != nil {
-			return fmt.Errorf("creating database %q: %w", db, err)
+		err := canSetRole(ctx, conn, role)
+		if err == nil {
+			_, err = conn.Exec(ctx, "CREATE DATABASE "+ident(db)+" OWNER "+ident(role))
 		}
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident(db)+" OWNER "+ident(role)); err != nil {
-			return fmt.Errorf("creating database %q: %w", db, err)
+		if err != nil {
+			return fmt.Errorf("creating database %q on %s: %w", db, on, err)
 		}
-		p.log.Info("created postgres database", "app", app, "database", db, "role", role)
+		p.log.Info("created postgres database", "app", app, "database", db, "role", role, "server", on)
 	}
 	return nil
 }
@@ -408,28 +410,30 @@ func (p *Plugin) drop(ctx context.Context, app string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	role, db := catalogName(e.User), catalogName(e.Name)
+	on := serverAddr(e.Server, e.Port)
 
 	var owner string
 	err = conn.QueryRow(ctx, "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1", db).Scan(&owner)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
-		return fmt.Errorf("querying the catalog: %w", err)
+		return fmt.Errorf("looking up database %q on %s: %w", db, on, err)
 	case owner != role:
-		return fmt.Errorf("database %q is owned by %q, not by the app's role %q: refusing to drop it", db, owner, role)
+		return fmt.Errorf("database %q on %s is owned by %q, not by the app's role %q: refusing to drop it", db, on, owner, role)
 	default:
-		if err := canSetRole(ctx, conn, role); err != nil {
-			return err
+		err := canSetRole(ctx, conn, role)
+		if err == nil {
+			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(db)+" WITH (FORCE)")
 		}
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(db)+" WITH (FORCE)"); err != nil {
-			return fmt.Errorf("dropping database %q: %w", db, err)
+		if err != nil {
+			return fmt.Errorf("dropping database %q on %s: %w", db, on, err)
 		}
-		p.log.Info("dropped postgres database", "app", app, "database", db)
+		p.log.Info("dropped postgres database", "app", app, "database", db, "server", on)
 	}
 	if _, err := conn.Exec(ctx, "DROP ROLE IF EXISTS "+ident(role)); err != nil {
-		return fmt.Errorf("dropping role %q: %w", role, err)
+		return fmt.Errorf("dropping role %q on %s: %w", role, on, err)
 	}
-	p.log.Info("dropped postgres role", "app", app, "role", role)
+	p.log.Info("dropped postgres role", "app", app, "role", role, "server", on)
 	delete(entries, app)
 	return p.store.save(entries)
 }
