@@ -307,6 +307,7 @@ func parseStanza(w *walker, n *yaml.Node, p string) (Stanza, bool) {
 	case TypeWebApp:
 		s.WebApp = parseWebApp(o)
 	case TypeStaticFiles:
+		defer func() { warnWholeBundle(o, s.StaticFiles) }()
 		s.StaticFiles = &StaticFiles{
 			Root:                o.pathKey("root", true, false),
 			Hosts:               o.hosts(),
@@ -326,6 +327,14 @@ func parseStanza(w *walker, n *yaml.Node, p string) (Stanza, bool) {
 		return Stanza{}, false
 	}
 	return s, true
+}
+
+// warnWholeBundle warns when a static root is the bundle root: it serves
+// config/keter.yaml too, which may hold secrets in env.
+func warnWholeBundle(o *obj, s *StaticFiles) {
+	if s != nil && s.Root == "." {
+		o.w.warn(join(o.path, "root"), "serves the whole bundle, including config/keter.yaml")
+	}
 }
 
 func parseWebApp(o *obj) *WebApp {
@@ -814,6 +823,9 @@ func parseFlat(w *walker, top *obj, c *AppConfig) {
 			}
 		}
 		s.root = o.pathKey("root", true, false)
+		if s.root == "." {
+			w.warn(join(sp, "root"), "serves the whole bundle, including config/keter.yaml")
+		}
 		o.done()
 		statics = append(statics, s)
 	}

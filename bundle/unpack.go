@@ -177,7 +177,7 @@ func (u *unpacker) entry(tr *tar.Reader, h *tar.Header) error {
 			return fmt.Errorf("making folder: %w", err)
 		}
 		return u.root.Chmod(name, 0o755)
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // archive/tar reports the old TypeRegA as TypeReg
 		if name == "" {
 			return fmt.Errorf("%w: file entry names the root", ErrUnsafeEntry)
 		}
@@ -256,6 +256,9 @@ func (u *unpacker) file(tr *tar.Reader, h *tar.Header, name string) error {
 	}
 	if err != nil {
 		f.Close()
+		if cerr := u.ctx.Err(); cerr != nil {
+			return fmt.Errorf("%w: %w", errStopByCancel, cerr)
+		}
 		return fmt.Errorf("%w: writing file: %v", ErrCorrupt, err)
 	}
 	// The umask may have removed bits we need.
