@@ -7,9 +7,12 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keter-systemd/keter/internal/testkit"
 )
 
 // ent is one tar entry, written in the given order (order matters for
@@ -303,5 +306,38 @@ func TestUnpackModes(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dest, "bin/suid")); string(b) != "#!/bin/sh\n" {
 		t.Errorf("writing over the symlink wrote through it: bin/suid = %q", b)
+	}
+}
+
+// TestUnpackUsableByOtherUser checks the point of the mode rules for real:
+// an unprivileged user (as a DynamicUser app or an nginx worker is) can
+// read the unpacked files and run the executables.
+func TestUnpackUsableByOtherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testkit.Missing(t, "needs root to switch to an unprivileged user")
+	}
+	setpriv := testkit.NeedBinary(t, "setpriv", "util-linux")
+	root := testkit.Root(t)
+	archive := filepath.Join(root, "app.keter")
+	if err := os.WriteFile(archive, tarGz(t,
+		ent{name: "bin/", typ: tar.TypeDir, mode: 0o700},
+		ent{name: "bin/app", mode: 0o700, body: "#!/bin/sh\necho ran-as-$(id -u)\n"},
+		ent{name: "static/css/site.css", mode: 0o600, body: "body{}"},
+	), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(root, "v1")
+	if err := Unpack(t.Context(), archive, dest, DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	as := func(args ...string) (string, error) {
+		out, err := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--"}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := as(filepath.Join(dest, "bin", "app")); err != nil || out != "ran-as-65534" {
+		t.Errorf("running bin/app as nobody: %q %v", out, err)
+	}
+	if out, err := as("cat", filepath.Join(dest, "static", "css", "site.css")); err != nil || out != "body{}" {
+		t.Errorf("reading static file as nobody: %q %v", out, err)
 	}
 }
