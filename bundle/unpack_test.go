@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -340,4 +341,16 @@ func TestUnpackUsableByOtherUser(t *testing.T) {
 	if out, err := as("cat", filepath.Join(dest, "static", "css", "site.css")); err != nil || out != "body{}" {
 		t.Errorf("reading static file as nobody: %q %v", out, err)
 	}
+}
+
+func TestUnpackCancelled(t *testing.T) {
+	parent, dest, untouched := sandbox(t)
+	archive := filepath.Join(parent, "archive.keter")
+	os.WriteFile(archive, tarGz(t, ent{name: "a", body: "x"}), 0o644)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := Unpack(ctx, archive, dest, DefaultLimits()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	untouched()
 }
