@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# End-to-end test of the Debian package, as root on a test machine:
+#   1. make deb (lintian: no errors, no warning without a justified override)
+#   2. apt-get install ./dist/keter_*.deb on this machine; check the files
+#   3. in a sandbox systemd holding the INSTALLED keter.service and
+#      nginx.service: start both, drop a demo bundle into /opt/keter/incoming,
+#      get the app through the system nginx with its Host header
+#   4. reinstall inside the sandbox (an upgrade: the postinst restarts
+#      keter.service) and check the app unit was not stopped
+#   5. apt-get remove: keter stops, /opt/keter and the config stay
+#   6. apt-get purge: config and state gone, no keter-app-* unit active
+# /opt/keter, port 80 and the dpkg database are global: the test takes a
+# lock, refuses to start if they are in use and cleans up after itself.
+# The debtest Go package runs this script under `go test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+say() { echo "== test-deb: $*"; }
+fail() { echo "test-deb: FAIL: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || fail "must run as root (it installs the package)"
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+	export PATH=$PATH:/usr/local/go/bin
+fi
+for tool in go dpkg-buildpackage lintian apt-get curl nginx unshare nsenter flock ss; do
+	command -v "$tool" >/dev/null || fail "$tool is missing (scripts/deps.sh installs it)"
+done
+
+exec 9>/var/tmp/keter-deb-test.lock
+flock -w 1800 9 || fail "another test-deb.sh holds /var/tmp/keter-deb-test.lock"
+
+if dpkg-query -W -f='${Status}' keter 2>/dev/null | grep -qv '^unknown ok not-installed$'; then
+	fail "keter is already installed here (dpkg --purge keter first): this test installs and purges it"
+fi
+[ ! -e /opt/keter ] || fail "/opt/keter exists: this test needs it for itself (remove it first)"
+[ ! -e /etc/keter ] || fail "/etc/keter exists: this test needs it for itself (remove it first)"
+[ -z "$(ss -Hltn 'sport = :80')" ] || fail "port 80 is in use: the test's system nginx needs it"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/keter-debtest.XXXXXX")
+sandbox=$work/sandbox
+installed=0
+cleanup() {
+	local rc=$?
+	set +e
+	if [ $rc != 0 ] && [ -f "$sandbox/pid" ]; then
+		echo "---- sandbox journal (keter, nginx, apps)" >&2
+		inside journalctl --no-pager -o short-monotonic -u keter.service -u nginx.service -u 'keter-app-*' 2>&1 | tail -n 80 >&2
+		echo "---- /etc/nginx/conf.d/keter.conf" >&2
+		cat /etc/nginx/conf.d/keter.conf >&2 2>/dev/null
+	fi
+	bash scripts/sandbox.sh down "$sandbox"
+	if [ $installed = 1 ] && dpkg-query -W -f='${Status}' keter 2>/dev/null | grep -qv 'not-installed'; then
+		DEBIAN_FRONTEND=noninteractive dpkg --purge keter >/dev/null
+	fi
+	rm -rf /opt/keter /etc/keter /etc/nginx/conf.d/keter.conf "$work"
+	exit $rc
+}
+trap cleanup EXIT
+
+inside() { bash scripts/sandbox.sh exec "$sandbox" "$@"; }
+apt_in_sandbox() { inside env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+
+# until SECONDS_MAX CMD...: poll CMD until it succeeds.
+until_ok() {
+	local max=$1; shift
+	local end=$((SECONDS + max))
+	until "$@"; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.5
+	done
+}
+
+say "build"
+DEB_LINTIAN_FAIL_ON=error,warning bash scripts/deb.sh
+version=$(dpkg-parsechangelog -l debian/changelog -S Version)
+upstream=${version%-*}
+arch=$(dpkg-architecture -qDEB_HOST_ARCH)
+deb=$root/dist/keter_${version}_${arch}.deb
+[ -f "$deb" ] || fail "$deb was not built"
+
+say "package metadata"
+dpkg-deb -f "$deb" Depends | grep -Eq '(^|, )nginx( |,|$)' || fail "Depends lacks nginx: $(dpkg-deb -f "$deb" Depends)"
+dpkg-deb -f "$deb" Depends | grep -Eq '(^|, )systemd( |,|$)' || fail "Depends lacks systemd"
+dpkg-deb -f "$deb" Recommends | grep -q postgresql || fail "Recommends lacks postgresql"
+dpkg-deb -I "$deb" conffiles | grep -qx /etc/keter/keter-config.yaml || fail "keter-config.yaml is not a conffile"
+
+say "install on this machine"
+installed=1
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb"
+dpkg-query -W -f='${Status}\n' keter | grep -q 'install ok installed' || fail "keter is not installed"
+out=$(/usr/bin/keter version) || fail "keter version failed"
+grep -qF "$upstream" <<<"$out" || fail "keter version printed '$out', want $upstream"
+/usr/bin/keter --help >/dev/null 2>&1 || fail "keter --help failed"
+grep -Eq '^root: /opt/keter$' /etc/keter/keter-config.yaml || fail "config root is not /opt/keter"
+grep -Eq '^  mode: system$' /etc/keter/keter-config.yaml || fail "config nginx mode is not system"
+unit=""
+for d in /lib/systemd/system /usr/lib/systemd/system; do
+	[ -f "$d/keter.service" ] && unit=$d/keter.service && break
+done
+[ -n "$unit" ] || fail "keter.service is not installed in the systemd unit folder"
+grep -qx 'ExecStart=/usr/bin/keter /etc/keter/keter-config.yaml' "$unit" || fail "keter.service ExecStart is wrong"
+systemd-analyze verify "$unit" 2>&1 | grep -v -e 'network-online.target' -e 'nginx.service' | grep . &&
+	fail "systemd-analyze verify complains about keter.service"
+[ -f /usr/share/man/man1/keter.1.gz ] || fail "man page missing"
+man -l /usr/share/man/man1/keter.1.gz 2>/dev/null | grep -q 'keter-config.yaml' || fail "man page does not render"
+[ -d /opt/keter/incoming ] || fail "postinst did not create /opt/keter/incoming"
+nginx_unit=/lib/systemd/system/nginx.service
+[ -f "$nginx_unit" ] || nginx_unit=/usr/lib/systemd/system/nginx.service
+[ -f "$nginx_unit" ] || fail "nginx.service is not installed"
+
+say "run in a sandbox systemd"
+SANDBOX_EXTRA_UNITS="$unit $nginx_unit /lib/systemd/system/network-online.target" \
+	bash scripts/sandbox.sh up "$sandbox"
+# This machine may carry Docker's /usr/sbin/policy-rc.d (exit 101: never
+# touch services), which would turn the maintainer scripts' service actions
+# into no-ops. Inside the sandbox's own mount namespace only, act like a
+# plain Debian host, where any action is allowed.
+printf '#!/bin/sh\nexit 0\n' >"$work/policy-rc.d"
+chmod 755 "$work/policy-rc.d"
+if [ -e /usr/sbin/policy-rc.d ]; then
+	inside mount --bind "$work/policy-rc.d" /usr/sbin/policy-rc.d
+fi
+inside systemctl start nginx.service
+inside systemctl start keter.service || fail "keter.service did not start"
+[ "$(inside systemctl is-active keter.service)" = active ] || fail "keter.service is not active"
+
+token=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+host=debtest-$token.test
+msg="hello from the keter package $token"
+mkdir -p "$work/bundle/config" "$work/bundle/bin"
+CGO_ENABLED=0 go build -o "$work/bundle/bin/demoapp" ./internal/demoapp
+printf 'exec: ../bin/demoapp\nhost: %s\nargs:\n  - --message\n  - "%s"\n' "$host" "$msg" >"$work/bundle/config/keter.yaml"
+# Written next to incoming/ and renamed in, so keter never sees half a file.
+tar -C "$work/bundle" -czf /opt/keter/.debtest.keter.part config bin
+mv /opt/keter/.debtest.keter.part /opt/keter/incoming/debtest.keter
+
+served() { [ "$(curl -s --max-time 5 -H "Host: $host" http://127.0.0.1/ 2>/dev/null)" = "$msg" ]; }
+until_ok 180 served || fail "the app never answered through nginx with Host: $host"
+say "served through nginx: $msg"
+app_units() { inside systemctl list-units --no-legend --plain --state=active 'keter-app-*' | awk '{print $1}'; }
+app_unit=$(app_units | head -n 1)
+[ -n "$app_unit" ] || fail "no active keter-app-* unit while the app is served"
+cgroup=$(inside systemctl show -P ControlGroup "$app_unit")
+case $cgroup in */keter.service/*) fail "$app_unit runs inside keter.service's cgroup ($cgroup)" ;; esac
+app_invocation=$(inside systemctl show -P InvocationID "$app_unit")
+keter_pid=$(inside systemctl show -P MainPID keter.service)
+
+say "upgrade (reinstall) inside the sandbox: keter restarts, $app_unit keeps running"
+apt_in_sandbox install -y -q --reinstall "$deb"
+[ "$(inside systemctl is-active keter.service)" = active ] || fail "keter.service is not active after the upgrade"
+[ "$(inside systemctl show -P MainPID keter.service)" != "$keter_pid" ] || fail "the upgrade did not restart keter.service"
+[ "$(inside systemctl show -P InvocationID "$app_unit")" = "$app_invocation" ] ||
+	fail "the upgrade stopped or restarted $app_unit"
+until_ok 60 served || fail "the app is not served after the upgrade"
+
+say "apt-get remove"
+apt_in_sandbox remove -y -q keter
+[ ! -e /usr/bin/keter ] || fail "/usr/bin/keter is still there after remove"
+state=$(inside systemctl is-active keter.service || true)
+[ "$state" != active ] || fail "keter.service still active after remove"
+[ -f /etc/keter/keter-config.yaml ] || fail "remove deleted the conffile"
+[ -f /opt/keter/incoming/debtest.keter ] || fail "remove deleted the app's bundle"
+[ -d /opt/keter/temp ] || fail "remove deleted /opt/keter/temp"
+[ "$(inside systemctl is-active "$app_unit")" = active ] || fail "remove stopped $app_unit (apps must keep running until purge)"
+
+say "apt-get purge"
+apt_in_sandbox purge -y -q keter
+dpkg-query -W -f='${Status}' keter 2>/dev/null | grep -q 'install ok installed' && fail "keter still installed"
+[ ! -e /etc/keter ] || fail "/etc/keter is still there after purge"
+[ ! -e /opt/keter/etc ] || fail "/opt/keter/etc is still there after purge"
+[ ! -e /opt/keter/temp ] || fail "/opt/keter/temp is still there after purge"
+[ ! -e /etc/nginx/conf.d/keter.conf ] || fail "/etc/nginx/conf.d/keter.conf is still there after purge"
+[ -f /opt/keter/incoming/debtest.keter ] || fail "purge deleted the operator's bundle"
+left=$(app_units)
+[ -z "$left" ] || fail "app units still active after purge: $left"
+[ "$(inside systemctl is-active keter-nginx.service || true)" != active ] || fail "keter-nginx.service still active"
+served && fail "the app is still served after purge"
+say "PASS"
