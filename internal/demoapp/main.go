@@ -25,7 +25,10 @@ func main() {
 		os.Exit(*exit)
 	}
 	if *neverReady {
-		select {}
+		// A bare select{} would be reported as a deadlock and exit.
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 	time.Sleep(*delay)
 	port := os.Getenv("PORT")
