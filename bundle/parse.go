@@ -62,10 +62,29 @@ func ParseWithWarnings(data []byte) (*AppConfig, []string, error) {
 		parseFlat(w, top, c)
 	}
 	top.done()
+	uniqueHosts(w, c)
 	if len(w.errs) > 0 {
 		return nil, w.warns, errors.Join(w.errs...)
 	}
 	return c, w.warns, nil
+}
+
+// uniqueHosts refuses a host served by two stanzas: Keter silently keeps
+// the last one; nginx would see two server blocks for one name.
+func uniqueHosts(w *walker, c *AppConfig) {
+	owner := map[string]int{}
+	for i, s := range c.Stanzas {
+		for _, h := range s.Hosts() {
+			if h == "" {
+				continue
+			}
+			if j, ok := owner[h]; ok && j != i {
+				w.failf(index("stanzas", i), "host %s is already served by stanzas[%d]", h, j)
+				continue
+			}
+			owner[h] = i
+		}
+	}
 }
 
 // relPath resolves p (relative to config/) to a cleaned bundle-relative

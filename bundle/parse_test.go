@@ -264,6 +264,7 @@ plugins:
 	{"empty stanzas", "stanzas: []\n", []string{"stanzas: invalid value: must hold at least one stanza"}},
 	{"duplicate key", "exec: ../a\nexec: ../b\nhost: a.com\n", []string{"exec: invalid value: key given twice"}},
 	{"background systemd restart-delay-sec", "stanzas:\n- type: background\n  exec: ../w\n  systemd:\n    restart-delay-sec: 3\n", []string{"stanzas[0].systemd.restart-delay-sec: invalid value: not for background"}},
+	{"host in two stanzas", "exec: ../a\nhost: a.com\nstatic-hosts:\n- host: A.com\n  root: ..\n", []string{"stanzas[1]: invalid value: host a.com is already served by stanzas[0]"}},
 	{"two documents", "exec: ../a\nhost: a.com\n---\nexec: ../b\n", []string{"more than one YAML document"}},
 }
 

@@ -70,6 +70,13 @@ func Unpack(ctx context.Context, archive, dest string, lim Limits) error {
 	if err := os.Chmod(dest, 0o755); err != nil {
 		return fmt.Errorf("unpacking bundle: %w", err)
 	}
+	names, err := readNames(dest, 1)
+	if err != nil {
+		return fmt.Errorf("unpacking bundle: %w", err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("unpacking bundle: destination %s must be a new or empty folder", dest)
+	}
 	root, err := os.OpenRoot(dest)
 	if err != nil {
 		return fmt.Errorf("unpacking bundle: %w", err)
@@ -352,4 +359,17 @@ func (u *unpacker) hardlink(h *tar.Header, name string) error {
 		return fmt.Errorf("making hard link: %w", err)
 	}
 	return nil
+}
+
+func readNames(dir string, n int) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(n)
+	if err == io.EOF {
+		err = nil
+	}
+	return names, err
 }

@@ -354,3 +354,13 @@ func TestUnpackCancelled(t *testing.T) {
 	}
 	untouched()
 }
+
+func TestUnpackRefusesNonEmptyDest(t *testing.T) {
+	parent, dest, _ := sandbox(t)
+	os.MkdirAll(dest, 0o755)
+	os.WriteFile(filepath.Join(dest, "old"), []byte("x"), 0o644)
+	err := unpackBytes(t, parent, dest, tarGz(t, ent{name: "a", body: "x"}), DefaultLimits())
+	if err == nil || !strings.Contains(err.Error(), "new or empty folder") {
+		t.Fatalf("error %v", err)
+	}
+}
