@@ -28,6 +28,7 @@ func (m *Manager) deploy(ctx context.Context, name, path string, w *worker) erro
 	started := time.Now()
 	m.noteDeploying(name, path)
 	v, err := m.startVersion(ctx, name, path, w)
+	m.noteAttempt(name, v)
 	switch {
 	case errors.Is(err, errUnchanged):
 		m.log.Debug("bundle unchanged, nothing to do", "app", name)
@@ -45,15 +46,19 @@ func (m *Manager) deploy(ctx context.Context, name, path string, w *worker) erro
 		m.noteResult(name, nil, err, started)
 		return err
 	}
-	m.log.Info("version live", "app", name, "version", v.id, "ports", v.portList(), "duration", time.Since(started).Round(time.Millisecond).String())
+	m.log.Info("version live", "app", name, "version", v.id, "ports", v.portList(),
+		"duration", time.Since(started).Round(time.Millisecond).String(), "steps", v.steps.String())
 	m.noteResult(name, v, nil, started)
+	m.keepBundle(v)
 	return nil
 }
 
 func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker) (v *version, err error) {
+	steps := stepTimer{last: time.Now()}
 	if err := bundle.WaitComplete(ctx, path, m.stable); err != nil {
 		return nil, fmt.Errorf("reading bundle %s: %w", filepath.Base(path), err)
 	}
+	steps.mark("wait")
 	digest, err := bundle.Digest(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading bundle %s: %w", filepath.Base(path), err)
@@ -69,6 +74,7 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 		ports:    map[int]int{},
 		webUnits: map[int]string{},
 	}
+	defer func() { v.steps = steps }()
 	defer func() {
 		if err != nil {
 			m.discard(context.WithoutCancel(ctx), v)
@@ -79,6 +85,8 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	if err := bundle.Unpack(ctx, path, v.dir, lim); err != nil {
 		return v, fmt.Errorf("unpacking %s: %w", filepath.Base(path), err)
 	}
+	steps.mark("unpack")
+	m.crashpoint("unpacked")
 	if v.cfg, err = bundle.Load(v.dir); err != nil {
 		return v, fmt.Errorf("reading %s: %w", filepath.Base(path), err)
 	}
@@ -105,6 +113,8 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 			return v, err
 		}
 	}
+	steps.mark("start")
+	m.crashpoint("started")
 	for i, s := range v.cfg.Stanzas {
 		if s.WebApp == nil {
 			continue
@@ -114,6 +124,8 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 		}
 	}
 
+	steps.mark("ready")
+	m.crashpoint("ready")
 	v.deployedAt = time.Now()
 	old := m.swapLive(name, v)
 	if err := m.sync.Sync(ctx); err != nil {
@@ -123,7 +135,10 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 		}
 		return v, fmt.Errorf("switching nginx to the new version: %w", err)
 	}
+	steps.mark("switch")
+	m.crashpoint("switched")
 	m.saveState()
+	m.crashpoint("saved")
 	if old != nil {
 		m.retire(ctx, old)
 	}
@@ -272,6 +287,7 @@ func (m *Manager) retire(ctx context.Context, v *version) {
 		case <-ctx.Done():
 			return // the next start stops it as an orphan
 		}
+		m.crashpoint("draining")
 		m.stopVersion(context.WithoutCancel(ctx), v)
 		m.log.Info("old version stopped", "app", v.app, "version", v.id)
 	}()
@@ -283,6 +299,7 @@ func (m *Manager) stopVersion(ctx context.Context, v *version) {
 		if err := m.units.Stop(ctx, v.units[i]); err != nil {
 			m.log.Error("stopping unit", "app", v.app, "version", v.id, "unit", v.units[i], "err", err)
 		}
+		m.crashpoint("stopping")
 	}
 	m.ports.Release(v.portList()...)
 	for _, f := range v.envFiles {

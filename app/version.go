@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strings"
 	"time"
 
 	"github.com/keter-systemd/keter/bundle"
@@ -19,7 +20,24 @@ type version struct {
 	webUnits   map[int]string
 	envFiles   []string
 	deployedAt time.Time
+	steps      stepTimer
 }
+
+// stepTimer records how long each deploy step took, for the log.
+type stepTimer struct {
+	last  time.Time
+	parts []string
+}
+
+func (s *stepTimer) mark(step string) {
+	now := time.Now()
+	if !s.last.IsZero() {
+		s.parts = append(s.parts, step+"="+now.Sub(s.last).Round(time.Millisecond).String())
+	}
+	s.last = now
+}
+
+func (s stepTimer) String() string { return strings.Join(s.parts, ",") }
 
 func (v *version) asLive() Live {
 	return Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.ports}

@@ -62,17 +62,36 @@ func startKeter(t *testing.T, extra string) *keter {
 	t.Helper()
 	testkit.NeedSystemd(t)
 	nginxBin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
-	bin := keterBinary(t)
 	k := &keter{t: t, Root: testkit.Root(t), Port: testkit.FreePort(t), Unit: "keter-e2e-" + testkit.Token() + ".service"}
 	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n%s",
 		k.Root, k.Port, nginxBin, extra)
+	keterBinary(t)
 	if err := os.WriteFile(filepath.Join(k.Root, "keter-config.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "systemd-run", "--unit", k.Unit, "-p", "Type=notify", "-p", "Restart=always", "-p", "RestartSec=100ms",
-		"-p", "KillMode=process", "-p", "TimeoutStartSec=120", bin, "run", filepath.Join(k.Root, "keter-config.yaml"))
+	k.start()
 	t.Cleanup(k.cleanup)
 	return k
+}
+
+// start runs keter as a transient Type=notify unit, with extra
+// environment assignments (KEY=VALUE).
+func (k *keter) start(env ...string) {
+	k.t.Helper()
+	args := []string{"--unit", k.Unit, "-p", "Type=notify", "-p", "Restart=always", "-p", "RestartSec=100ms",
+		"-p", "KillMode=process", "-p", "TimeoutStartSec=120"}
+	for _, e := range env {
+		args = append(args, "--setenv="+e)
+	}
+	args = append(args, keterBinary(k.t), "run", filepath.Join(k.Root, "keter-config.yaml"))
+	run(k.t, "systemd-run", args...)
+}
+
+// restart stops keter (apps keep running) and starts it again with env.
+func (k *keter) restart(env ...string) {
+	k.t.Helper()
+	run(k.t, "systemctl", "stop", k.Unit)
+	k.start(env...)
 }
 
 func (k *keter) cleanup() {

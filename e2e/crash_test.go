@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keter-systemd/keter/internal/testkit"
+)
+
+// TestCrashMidDeployConverges SIGKILLs keter between each two steps of a
+// replacement; systemd restarts it and the next start must converge on one
+// live version with no orphaned unit, folder or secret file.
+func TestCrashMidDeployConverges(t *testing.T) {
+	points := []string{"unpacked", "started", "ready", "switched", "saved", "draining", "stopping"}
+	k := startKeter(t, "")
+	for _, point := range points {
+		t.Run(point, func(t *testing.T) {
+			host := "crash-" + point + "-" + testkit.Token() + ".test"
+			src := filepath.Join(k.Root, "crash.src")
+			name := "crash-" + point + ".keter"
+			testkit.DemoBundle(t, src, host, "--message", "v1")
+			k.Drop(src, name)
+			k.WaitBody(host, "v1", 60*time.Second)
+
+			k.restart("KETER_TEST_CRASHPOINT=" + point)
+			restarts := unitProp(t, k.Unit, "NRestarts")
+			testkit.DemoBundle(t, src, host, "--message", "v2")
+			k.Drop(src, name)
+			eventually(t, 60*time.Second, func() error {
+				if unitProp(t, k.Unit, "NRestarts") == restarts {
+					return fmt.Errorf("keter has not crashed at %q yet", point)
+				}
+				return nil
+			})
+			k.WaitBody(host, "v2", 90*time.Second)
+			eventually(t, 60*time.Second, func() error { return converged(k) })
+
+			// Clean slate for the next point.
+			os.Remove(filepath.Join(k.Root, "incoming", name))
+			eventually(t, 60*time.Second, func() error {
+				if u := activeAppUnits(t); len(u) != 0 {
+					return fmt.Errorf("units left after removal: %v", u)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// converged: one live app, one active unit, one folder, one secret file
+// at most, and keter itself running.
+func converged(k *keter) error {
+	if st := unitProp(k.t, k.Unit, "ActiveState"); st != "active" {
+		return fmt.Errorf("keter is %s", st)
+	}
+	if u := activeAppUnits(k.t); len(u) != 1 {
+		return fmt.Errorf("active app units %v, want 1", u)
+	}
+	dirs, _ := os.ReadDir(filepath.Join(k.Root, "temp"))
+	if len(dirs) != 1 {
+		return fmt.Errorf("temp holds %v, want 1 folder", names(dirs))
+	}
+	envs, _ := os.ReadDir(filepath.Join(k.Root, "etc", "env"))
+	if len(envs) > 1 {
+		return fmt.Errorf("env files %v, want at most 1", names(envs))
+	}
+	// Folders are NAME-VERSION; units keter-app-NAME-VERSION-STANZA.
+	live, dir := activeAppUnits(k.t)[0], dirs[0].Name()
+	if id := dir[strings.LastIndex(dir, "-")+1:]; !strings.Contains(live, "-"+id+"-") {
+		return fmt.Errorf("live unit %s does not belong to folder %s", live, dir)
+	}
+	return nil
+}
