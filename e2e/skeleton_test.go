@@ -133,3 +133,29 @@ func names(es []os.DirEntry) []string {
 	}
 	return n
 }
+
+// TestSIGHUPRescans: SIGHUP makes keter read the incoming folder again
+// (Keter does this), and it keeps serving while it does.
+func TestSIGHUPRescans(t *testing.T) {
+	k := startKeter(t, "")
+	host := "hup-" + testkit.Token() + ".test"
+	src := filepath.Join(k.Root, "hup.keter")
+	testkit.DemoBundle(t, src, host, "--message", "hup")
+	k.Drop(src, "hup.keter")
+	k.WaitBody(host, "hup", 60*time.Second)
+	before := strings.Count(k.Log(), "rescanning incoming folder")
+	run(t, "systemctl", "kill", "--signal=HUP", "--kill-whom=main", k.Unit)
+	eventually(t, 30*time.Second, func() error {
+		if n := strings.Count(k.Log(), "rescanning incoming folder"); n != before+1 {
+			return fmt.Errorf("%d rescans logged, want %d", n, before+1)
+		}
+		return nil
+	})
+	k.WaitBody(host, "hup", time.Second)
+	if st := unitProp(t, k.Unit, "ActiveState"); st != "active" {
+		t.Fatalf("keter is %s after SIGHUP", st)
+	}
+	if strings.Count(k.Log(), "version live") != 1 {
+		t.Fatal("an unchanged bundle was deployed again on rescan")
+	}
+}
