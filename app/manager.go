@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/config"
 )
@@ -136,6 +138,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.look(ctx, name)
 		case err := <-w.Errors:
 			m.log.Error("watching incoming folder", "err", err)
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				m.scan(ctx) // events were lost: look at everything
+			}
 		}
 	}
 }
