@@ -77,7 +77,7 @@ func New(g *config.Config, units Units, log *slog.Logger, opts ...Option) *Manag
 		o(m)
 	}
 	prefix := filepath.Join(g.Etc(), "nginx")
-	m.paths = Paths{Prefix: prefix, PidFile: filepath.Join(prefix, "nginx.pid"), User: workerUser(), IPv6: ipv6()}
+	m.paths = Paths{Prefix: prefix, PidFile: filepath.Join(prefix, "nginx.pid"), User: workerUser(), IPv6: ipv6(), MaxFiles: maxFiles()}
 	m.conf = filepath.Join(prefix, "nginx.conf")
 	if g.Nginx.Mode == config.ModeSystem {
 		m.conf = g.Nginx.IncludeFile
@@ -103,6 +103,16 @@ func workerUser() string {
 		return "www-data"
 	}
 	return "nobody"
+}
+
+// maxFiles is the open-file limit nginx may raise itself to: up to 65536,
+// within the hard limit keter (and so its systemd) runs under.
+func maxFiles() int {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0
+	}
+	return int(min(l.Max, 65536))
 }
 
 func ipv6() bool {
@@ -142,9 +152,9 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.log.Info("adopting the running nginx", "unit", m.unit)
 		return nil
 	}
-	out, err := Render(m.g, nil, m.paths)
+	out, _, err := m.render(nil)
 	if err != nil {
-		return fmt.Errorf("rendering the empty nginx config: %w", err)
+		return err
 	}
 	if err := m.install(ctx, out.Main); err != nil {
 		return err
@@ -227,14 +237,23 @@ func (m *Manager) Apply(ctx context.Context, apps []App) error {
 	return m.apply(ctx, apps)
 }
 
-func (m *Manager) apply(ctx context.Context, apps []App) error {
+// render renders and writes the certificate chains the config needs.
+func (m *Manager) render(apps []App) (*Output, bool, error) {
 	out, err := Render(m.g, apps, m.paths)
 	if err != nil {
-		return fmt.Errorf("rendering nginx config: %w", err)
+		return nil, false, fmt.Errorf("rendering nginx config: %w", err)
 	}
-	certsChanged, err := buildConcat(out.Concat)
+	changed, err := buildConcat(out.Concat)
 	if err != nil {
-		return fmt.Errorf("building certificate chains: %w", err)
+		return nil, false, fmt.Errorf("building certificate chains: %w", err)
+	}
+	return out, changed, nil
+}
+
+func (m *Manager) apply(ctx context.Context, apps []App) error {
+	out, certsChanged, err := m.render(apps)
+	if err != nil {
+		return err
 	}
 	data := out.Main
 	if !m.managed() {

@@ -32,6 +32,7 @@ type Paths struct {
 	User      string // worker user in managed mode ("" leaves nginx's default)
 	MimeTypes string // included by the whole conf; default /etc/nginx/mime.types
 	IPv6      bool   // a "*" listener also listens on [::]
+	MaxFiles  int    // worker_rlimit_nofile when > 0; bounds worker_connections
 }
 
 // Output is a rendered configuration.
@@ -532,14 +533,18 @@ func (r *renderer) main(inc []byte) []byte {
 		w.line("user", q(r.p.User))
 	}
 	w.line("worker_processes", "auto")
-	w.line("worker_rlimit_nofile", "65536")
+	conns := 4096
+	if r.p.MaxFiles > 0 {
+		w.line("worker_rlimit_nofile", strconv.Itoa(r.p.MaxFiles))
+		conns = min(conns, r.p.MaxFiles/2)
+	}
 	w.line("daemon", "off")
 	if r.p.PidFile != "" {
 		w.line("pid", q(r.p.PidFile))
 	}
 	w.line("error_log", "stderr", "warn")
 	w.open("events")
-	w.line("worker_connections", "4096")
+	w.line("worker_connections", strconv.Itoa(conns))
 	w.close()
 	w.open("http")
 	w.line("include", q(r.p.MimeTypes))

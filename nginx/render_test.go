@@ -154,7 +154,7 @@ var renderCases = []renderCase{
 }
 
 func goldenPaths() Paths {
-	return Paths{Prefix: "/srv/keter/etc/nginx", PidFile: "/srv/keter/etc/nginx/nginx.pid", User: "www-data", IPv6: true}
+	return Paths{Prefix: "/srv/keter/etc/nginx", PidFile: "/srv/keter/etc/nginx/nginx.pid", User: "www-data", IPv6: true, MaxFiles: 65536}
 }
 
 func renderText(out *Output) []byte {
