@@ -452,4 +452,33 @@ func TestManagedIPFromHeader(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Concurrent Applies are serialized: each tests and installs whole.
+	two := append(append([]App{}, apps...), App{Name: "two", Dir: f.root, Ports: map[int]int{0: portOf(t, web)},
+		Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("two.test")}}})
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			if i%2 == 0 {
+				errs <- f.m.Apply(t.Context(), apps)
+			} else {
+				errs <- f.m.Apply(t.Context(), two)
+			}
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent Apply: %v", err)
+		}
+	}
+	if err := f.m.Apply(t.Context(), two); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "last Apply wins", func() error {
+		a, err := get(plain, fmt.Sprintf("http://x:%d/", f.port), map[string]string{"Host": "two.test"})
+		if err != nil || a.status != 200 {
+			return fmt.Errorf("%+v %v", a, err)
+		}
+		return nil
+	})
 }
