@@ -5,8 +5,11 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -59,11 +62,42 @@ const ioBuf = 1 << 20
 // stream that ends early or has a bad checksum is an error even when the
 // tar part was complete.
 func Unpack(ctx context.Context, archive, dest string, lim Limits) error {
+	_, err := unpackFile(ctx, archive, dest, lim, nil)
+	return err
+}
+
+// UnpackDigest is Unpack that also returns the archive's sha256 (as
+// Digest), reading the file once instead of twice.
+func UnpackDigest(ctx context.Context, archive, dest string, lim Limits) (string, error) {
+	h := sha256.New()
+	return unpackFile(ctx, archive, dest, lim, h)
+}
+
+func unpackFile(ctx context.Context, archive, dest string, lim Limits, h hash.Hash) (string, error) {
 	f, err := os.Open(archive)
 	if err != nil {
-		return fmt.Errorf("unpacking bundle: %w", err)
+		return "", fmt.Errorf("unpacking bundle: %w", err)
 	}
 	defer f.Close()
+	var r io.Reader = f
+	if h != nil {
+		r = io.TeeReader(f, h)
+	}
+	if err := unpackReader(ctx, f, r, dest, lim); err != nil {
+		return "", err
+	}
+	if h == nil {
+		return "", nil
+	}
+	// The gzip reader may stop short of the file's last bytes.
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hashing bundle %s: %w", archive, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func unpackReader(ctx context.Context, f *os.File, r io.Reader, dest string, lim Limits) error {
+	archive := f.Name()
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return fmt.Errorf("unpacking bundle: %w", err)
 	}
@@ -88,7 +122,7 @@ func Unpack(ctx context.Context, archive, dest string, lim Limits) error {
 		bufSize = max(int(fi.Size()), 64<<10)
 	}
 	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: make([]byte, bufSize)}
-	if err := u.run(f); err != nil {
+	if err := u.run(r); err != nil {
 		return fmt.Errorf("unpacking bundle %s: %w", archive, err)
 	}
 	return nil

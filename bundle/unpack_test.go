@@ -364,3 +364,29 @@ func TestUnpackRefusesNonEmptyDest(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// TestUnpackDigest: one read gives the same digest as Digest and the same
+// tree as Unpack, including bytes after the gzip stream's last block.
+func TestUnpackDigest(t *testing.T) {
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "a.keter")
+	testkit.Bundle(t, archive, map[string]testkit.File{
+		"config/keter.yaml": {Body: []byte("exec: ../app\nhost: a.test\n")},
+		"app":               {Body: bytes.Repeat([]byte("x"), 3<<20), Mode: 0o755},
+	})
+	want, err := Digest(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(dir, "out")
+	got, err := UnpackDigest(context.Background(), archive, dest, DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("UnpackDigest = %s, Digest = %s", got, want)
+	}
+	if fi, err := os.Stat(filepath.Join(dest, "app")); err != nil || fi.Size() != 3<<20 {
+		t.Fatalf("app not unpacked whole: %v", err)
+	}
+}
