@@ -1,0 +1,459 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// env is what every benchmark needs.
+type env struct {
+	keterBin string
+	app      []byte // the benchmark app's binary
+	base     string // parent of every keter root
+	deploys  int
+	apps     int
+	replaces int
+	wrkDur   time.Duration
+	logf     func(format string, args ...any)
+}
+
+// deployResult: rename into incoming/ → first 200 from the new version.
+type deployResult struct {
+	First     time.Duration   // the app's first deploy (not in the figures)
+	Latencies []time.Duration // each replacement
+	Steps     map[string][]time.Duration
+	KeterDur  []time.Duration // "version live" duration (keter's own clock)
+	Notice    []time.Duration // rename → keter's "unit started" journal line
+}
+
+func benchDeploy(ctx context.Context, e env) (res deployResult, err error) {
+	k, err := startKeter(ctx, e.keterBin, e.base, "deploy")
+	if err != nil {
+		return res, err
+	}
+	defer k.stop(ctx)
+	if err := k.waitReady(ctx); err != nil {
+		return res, err
+	}
+	host := "deploy.bench.test"
+	var renames []time.Time
+	deploy := func(i int) (time.Duration, error) {
+		msg := "v" + strconv.Itoa(i)
+		b, err := makeBundle(e.app, host, msg)
+		if err != nil {
+			return 0, err
+		}
+		if err := stage(k.incoming(), "deploy", b); err != nil {
+			return 0, err
+		}
+		at, err := publish(k.incoming(), "deploy")
+		if err != nil {
+			return 0, err
+		}
+		renames = append(renames, at)
+		got, err := waitBody(ctx, k.port, host, msg, 2*time.Millisecond, 60*time.Second)
+		return got.Sub(at), err
+	}
+	if res.First, err = deploy(0); err != nil {
+		return res, err
+	}
+	for i := 1; i <= e.deploys; i++ {
+		// Start each deploy from a quiet keter: the previous old version
+		// drained and stopped.
+		if _, err := k.waitLog(ctx, "old version stopped", i-1, 30*time.Second); err != nil {
+			return res, err
+		}
+		lat, err := deploy(i)
+		if err != nil {
+			return res, err
+		}
+		res.Latencies = append(res.Latencies, lat)
+		e.logf("  deploy %2d: %s", i, lat.Round(time.Microsecond))
+	}
+	entries, err := k.waitLog(ctx, "version live", e.deploys+1, 30*time.Second)
+	if err != nil {
+		return res, err
+	}
+	res.Steps = map[string][]time.Duration{}
+	for _, l := range filter(entries, "version live")[1:] {
+		d, _ := time.ParseDuration(l.fields["duration"])
+		res.KeterDur = append(res.KeterDur, d)
+		for _, part := range strings.Split(l.fields["steps"], ",") {
+			name, val, ok := strings.Cut(part, "=")
+			if d, err := time.ParseDuration(val); ok && err == nil {
+				res.Steps[name] = append(res.Steps[name], d)
+			}
+		}
+	}
+	// rename → "unit started": how long keter took to notice, wait for the
+	// bundle to settle, unpack and start the unit, on the journal's clock.
+	started := filter(entries, "unit started")
+	for i := 1; i < len(started) && i < len(renames); i++ {
+		res.Notice = append(res.Notice, started[i].at.Sub(renames[i]))
+	}
+	return res, nil
+}
+
+// replaceResult: the same wrk load without and with replacements.
+type replaceResult struct {
+	Baseline, Replacing wrkResult
+	Replacements        int
+	StoppedUnderLoad    int // old versions stopped while wrk still ran
+}
+
+func benchReplace(ctx context.Context, e env) (res replaceResult, err error) {
+	k, err := startKeter(ctx, e.keterBin, e.base, "replace")
+	if err != nil {
+		return res, err
+	}
+	defer k.stop(ctx)
+	if err := k.waitReady(ctx); err != nil {
+		return res, err
+	}
+	host := "replace.bench.test"
+	bundles := make([][]byte, e.replaces+1)
+	for i := range bundles {
+		if bundles[i], err = makeBundle(e.app, host, "v"+strconv.Itoa(i)); err != nil {
+			return res, err
+		}
+	}
+	if err := stage(k.incoming(), "replace", bundles[0]); err != nil {
+		return res, err
+	}
+	if _, err := publish(k.incoming(), "replace"); err != nil {
+		return res, err
+	}
+	if _, err := waitBody(ctx, k.port, host, "v0", 5*time.Millisecond, 60*time.Second); err != nil {
+		return res, err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", k.port)
+	e.logf("  baseline: wrk %s without replacements", e.wrkDur)
+	if res.Baseline, err = runWrk(ctx, 16, e.wrkDur, host, url, true); err != nil {
+		return res, err
+	}
+	// The loaded run lasts as long as the replacements take: wrk gets a
+	// long -d and SIGINT once every old version has been stopped.
+	w, err := startWrk(ctx, 16, 5*time.Minute, host, url, true)
+	if err != nil {
+		return res, err
+	}
+	defer w.stop()
+	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		return res, err
+	}
+	for i := 1; i <= e.replaces; i++ {
+		msg := "v" + strconv.Itoa(i)
+		if err := stage(k.incoming(), "replace", bundles[i]); err != nil {
+			return res, err
+		}
+		if _, err := publish(k.incoming(), "replace"); err != nil {
+			return res, err
+		}
+		if _, err := waitBody(ctx, k.port, host, msg, 5*time.Millisecond, 60*time.Second); err != nil {
+			return res, err
+		}
+		res.Replacements++
+	}
+	e.logf("  %d replacements live; waiting for the old versions to stop under load", res.Replacements)
+	if _, err := k.waitLog(ctx, "old version stopped", e.replaces, 60*time.Second); err != nil {
+		return res, err
+	}
+	sleep(ctx, 500*time.Millisecond)
+	wrkEnd := time.Now()
+	w.stop()
+	if res.Replacing, err = w.wait(); err != nil {
+		return res, err
+	}
+	entries, err := k.journal(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, l := range filter(entries, "old version stopped") {
+		if l.at.Before(wrkEnd) {
+			res.StoppedUnderLoad++
+		}
+	}
+	return res, nil
+}
+
+// throughputResult: wrk -c32 against the app directly and through nginx,
+// alternating, so drift in machine load hits both sides alike.
+type throughputResult struct {
+	Direct, Proxied []wrkResult
+}
+
+func (r throughputResult) Ratio() float64 {
+	var d, p float64
+	for i := range r.Direct {
+		d += r.Direct[i].RPS()
+		p += r.Proxied[i].RPS()
+	}
+	return p / d
+}
+
+var portsRE = regexp.MustCompile(`\d+`)
+
+func benchThroughput(ctx context.Context, e env) (res throughputResult, err error) {
+	k, err := startKeter(ctx, e.keterBin, e.base, "throughput")
+	if err != nil {
+		return res, err
+	}
+	defer k.stop(ctx)
+	if err := k.waitReady(ctx); err != nil {
+		return res, err
+	}
+	host := "throughput.bench.test"
+	b, err := makeBundle(e.app, host, "hello")
+	if err != nil {
+		return res, err
+	}
+	if err := stage(k.incoming(), "throughput", b); err != nil {
+		return res, err
+	}
+	if _, err := publish(k.incoming(), "throughput"); err != nil {
+		return res, err
+	}
+	if _, err := waitBody(ctx, k.port, host, "hello", 5*time.Millisecond, 60*time.Second); err != nil {
+		return res, err
+	}
+	entries, err := k.waitLog(ctx, "version live", 1, 30*time.Second)
+	if err != nil {
+		return res, err
+	}
+	appPort, err := strconv.Atoi(portsRE.FindString(filter(entries, "version live")[0].fields["ports"]))
+	if err != nil {
+		return res, errors.New("keter's log names no port for the app")
+	}
+	// The app answers directly too (the figure's denominator).
+	if _, err := waitBody(ctx, appPort, host, "hello", 5*time.Millisecond, 5*time.Second); err != nil {
+		return res, err
+	}
+	half := e.wrkDur / 2
+	for round := 0; round < 2; round++ {
+		d, err := runWrk(ctx, 32, half, "", fmt.Sprintf("http://127.0.0.1:%d/", appPort), false)
+		if err != nil {
+			return res, err
+		}
+		p, err := runWrk(ctx, 32, half, host, fmt.Sprintf("http://127.0.0.1:%d/", k.port), false)
+		if err != nil {
+			return res, err
+		}
+		e.logf("  round %d: direct %.0f req/s, through nginx %.0f req/s", round+1, d.RPS(), p.RPS())
+		res.Direct, res.Proxied = append(res.Direct, d), append(res.Proxied, p)
+	}
+	return res, nil
+}
+
+// scaleResult: many apps dropped at once until every one answers.
+type scaleResult struct {
+	Apps            int
+	AllServing      time.Duration // first rename → last app's first 200
+	LastLive        time.Duration // first rename → keter's last "version live"
+	Reloads         int           // "nginx reloaded" while the apps came up
+	IdleRSSKB       int64         // keter before the drop, no apps
+	RSSKB, HWMKB    int64         // keter 2 s after all served
+	CPU             time.Duration // keter's CPU from the drop to 2 s after
+	AppUnitsRunning int
+}
+
+func benchScale(ctx context.Context, e env) (res scaleResult, err error) {
+	k, err := startKeter(ctx, e.keterBin, e.base, "scale")
+	if err != nil {
+		return res, err
+	}
+	defer k.stop(ctx)
+	if err := k.waitReady(ctx); err != nil {
+		return res, err
+	}
+	res.Apps = e.apps
+	names := make([]string, e.apps)
+	for i := range names {
+		names[i] = fmt.Sprintf("app%03d", i)
+		b, err := makeBundle(e.app, names[i]+".bench.test", names[i])
+		if err != nil {
+			return res, err
+		}
+		if err := stage(k.incoming(), names[i], b); err != nil {
+			return res, err
+		}
+	}
+	sleep(ctx, time.Second) // let keter settle after start-up before reading "idle"
+	pid, err := k.mainPID(ctx)
+	if err != nil {
+		return res, err
+	}
+	before, err := readProc(pid)
+	if err != nil {
+		return res, err
+	}
+	res.IdleRSSKB = before.rssKB
+	entries, err := k.journal(ctx)
+	if err != nil {
+		return res, err
+	}
+	reloads0 := count(entries, "nginx reloaded")
+
+	var t0 time.Time
+	for i, n := range names {
+		at, err := publish(k.incoming(), n)
+		if err != nil {
+			return res, err
+		}
+		if i == 0 {
+			t0 = at
+		}
+	}
+	// Sweep the hosts not yet serving every 10 ms, one request each, so
+	// the poller does not compete with keter for the CPU.
+	pending := slices.Clone(names)
+	deadline := time.Now().Add(5 * time.Minute)
+	var last time.Time
+	for len(pending) > 0 {
+		var still []string
+		for _, n := range pending {
+			code, body, err := get(ctx, k.port, n+".bench.test")
+			if err == nil && code == 200 && body == n {
+				last = time.Now()
+				continue
+			}
+			still = append(still, n)
+		}
+		pending = still
+		if len(pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("%d of %d apps not serving after 5 minutes: %v", len(pending), e.apps, pending[:min(5, len(pending))])
+		}
+		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			return res, err
+		}
+	}
+	res.AllServing = last.Sub(t0)
+	e.logf("  all %d apps serving after %s", e.apps, res.AllServing.Round(time.Millisecond))
+	sleep(ctx, 2*time.Second)
+	after, err := readProc(pid)
+	if err != nil {
+		return res, err
+	}
+	res.RSSKB, res.HWMKB, res.CPU = after.rssKB, after.hwmKB, after.cpu-before.cpu
+	if now, err := k.mainPID(ctx); err != nil || now != pid {
+		return res, fmt.Errorf("keter restarted during the scale run (pid %d, now %d, %v)", pid, now, err)
+	}
+	if entries, err = k.journal(ctx); err != nil {
+		return res, err
+	}
+	res.Reloads = count(entries, "nginx reloaded") - reloads0
+	live := filter(entries, "version live")
+	if len(live) > 0 {
+		res.LastLive = live[len(live)-1].at.Sub(t0)
+	}
+	out, _ := command(ctx, "systemctl", "list-units", "--plain", "--no-legend", "--state=active", "keter-app-*")
+	for _, line := range strings.Split(out, "\n") {
+		if strings.TrimSpace(line) != "" {
+			res.AppUnitsRunning++
+		}
+	}
+	e.logf("  stopping %d app units", res.AppUnitsRunning)
+	return res, nil
+}
+
+// restartResult: SIGKILL keter under load, systemd restarts it.
+type restartResult struct {
+	Load           wrkResult
+	Ready          time.Duration // kill → "keter ready" in the journal
+	Starting       time.Duration // kill → "keter starting" (systemd's RestartSec is in here)
+	AppPIDSame     bool
+	KeterPIDBefore int
+	KeterPIDAfter  int
+}
+
+func benchRestart(ctx context.Context, e env) (res restartResult, err error) {
+	k, err := startKeter(ctx, e.keterBin, e.base, "restart")
+	if err != nil {
+		return res, err
+	}
+	defer k.stop(ctx)
+	if err := k.waitReady(ctx); err != nil {
+		return res, err
+	}
+	host := "restart.bench.test"
+	b, err := makeBundle(e.app, host, "alive")
+	if err != nil {
+		return res, err
+	}
+	if err := stage(k.incoming(), "restart", b); err != nil {
+		return res, err
+	}
+	if _, err := publish(k.incoming(), "restart"); err != nil {
+		return res, err
+	}
+	if _, err := waitBody(ctx, k.port, host, "alive", 5*time.Millisecond, 60*time.Second); err != nil {
+		return res, err
+	}
+	entries, err := k.waitLog(ctx, "unit started", 1, 30*time.Second)
+	if err != nil {
+		return res, err
+	}
+	appUnit := filter(entries, "unit started")[0].fields["unit"]
+	appPID, err := unitPID(ctx, appUnit)
+	if err != nil {
+		return res, err
+	}
+	if res.KeterPIDBefore, err = k.mainPID(ctx); err != nil {
+		return res, err
+	}
+	w, err := startWrk(ctx, 16, e.wrkDur, host, fmt.Sprintf("http://127.0.0.1:%d/", k.port), true)
+	if err != nil {
+		return res, err
+	}
+	defer w.stop()
+	sleep(ctx, e.wrkDur/3)
+	killAt := time.Now()
+	if _, err := command(ctx, "systemctl", "kill", "--signal=KILL", "--kill-whom=main", k.unit); err != nil {
+		return res, err
+	}
+	entries, err = k.waitLog(ctx, "keter ready", 2, 60*time.Second)
+	if err != nil {
+		return res, err
+	}
+	for _, l := range entries {
+		if l.at.Before(killAt) {
+			continue
+		}
+		if l.msg == "keter starting" && res.Starting == 0 {
+			res.Starting = l.at.Sub(killAt)
+		}
+		if l.msg == "keter ready" && res.Ready == 0 {
+			res.Ready = l.at.Sub(killAt)
+		}
+	}
+	if res.Load, err = w.wait(); err != nil {
+		return res, err
+	}
+	if res.KeterPIDAfter, err = k.mainPID(ctx); err != nil {
+		return res, err
+	}
+	now, err := unitPID(ctx, appUnit)
+	res.AppPIDSame = err == nil && now == appPID
+	return res, nil
+}
+
+func median(ds []time.Duration) time.Duration { return percentile(ds, 50) }
+
+// percentile by the nearest-rank method.
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := (p*len(s) + 99) / 100
+	return s[max(rank-1, 0)]
+}

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// results collects every benchmark's outcome; nil means not run.
+type results struct {
+	command           string
+	started, finished time.Time
+	machine           machine
+	errs              map[string]error
+
+	deploy     *outcome[deployResult]
+	replace    *outcome[replaceResult]
+	throughput *outcome[throughputResult]
+	scale      *outcome[scaleResult]
+	restart    *outcome[restartResult]
+	unpack     *outcome[unpackResult]
+}
+
+// Goals from issues 5, 6 and 10.
+const (
+	goalDeploy     = 250 * time.Millisecond
+	goalThroughput = 0.55
+	goalRSSKB      = 30 * 1024
+)
+
+// row is one line of the summary table.
+type row struct{ bench, figure, goal, verdict string }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
+func ms(d time.Duration) string   { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+func mb(kb int64) string          { return fmt.Sprintf("%.1f MB", float64(kb)/1024) }
+
+func (r *results) rows() []row {
+	var rows []row
+	failed := func(bench string, err error) {
+		rows = append(rows, row{bench, "did not finish: " + err.Error(), "", "FAILED"})
+	}
+	if o := r.deploy; o != nil {
+		if o.err != nil {
+			failed("1. deploy latency", o.err)
+		} else {
+			d := o.v
+			med, p90 := median(d.Latencies), percentile(d.Latencies, 90)
+			v := verdict(med < goalDeploy)
+			if med < goalDeploy && p90 >= goalDeploy {
+				v = "met (median); p90 MISSED"
+			}
+			rows = append(rows, row{"1. deploy latency (rename → first 200 of new version)",
+				fmt.Sprintf("median %s, p90 %s over %d replacements; %.1f× faster than the quoted ~2.0 s of Haskell Keter",
+					secs(med), secs(p90), len(d.Latencies), (2*time.Second).Seconds()/med.Seconds()),
+				"< 0.25 s", v})
+		}
+	}
+	if o := r.replace; o != nil {
+		if o.err != nil {
+			failed("2. replace under load", o.err)
+		} else {
+			x := o.v
+			rows = append(rows,
+				row{"2. replace under load: failed requests",
+					fmt.Sprintf("%d failed of %d requests during %d replacements (%d old versions stopped under load)",
+						x.Replacing.Failed(), x.Replacing.Requests, x.Replacements, x.StoppedUnderLoad),
+					"0", verdict(x.Replacing.Failed() == 0 && x.Baseline.Failed() == 0)},
+				row{"2. replace under load: p99 latency",
+					fmt.Sprintf("%.2f× the p99 without replacements (%s vs %s)",
+						x.Replacing.P99.Seconds()/x.Baseline.P99.Seconds(), ms(x.Replacing.P99), ms(x.Baseline.P99)),
+					"(none stated)", "—"})
+		}
+	}
+	if o := r.throughput; o != nil {
+		if o.err != nil {
+			failed("3. front door throughput", o.err)
+		} else {
+			t := o.v
+			var d, p float64
+			for i := range t.Direct {
+				d += t.Direct[i].RPS() / float64(len(t.Direct))
+				p += t.Proxied[i].RPS() / float64(len(t.Proxied))
+			}
+			rows = append(rows, row{"3. front door throughput (nginx / direct, 32 connections)",
+				fmt.Sprintf("%.2f of direct (through nginx %.0f req/s, direct %.0f req/s)", t.Ratio(), p, d),
+				"≥ 0.55", verdict(t.Ratio() >= goalThroughput)})
+		}
+	}
+	if o := r.scale; o != nil {
+		if o.err != nil {
+			failed("4. scale", o.err)
+		} else {
+			s := o.v
+			rows = append(rows,
+				row{fmt.Sprintf("4. scale: %d apps dropped at once → all serving", s.Apps),
+					fmt.Sprintf("%s (%s per app)", secs(s.AllServing), ms(s.AllServing/time.Duration(s.Apps))),
+					"(none stated)", "—"},
+				row{"4. scale: nginx reloads",
+					fmt.Sprintf("%d reloads for %d apps (%.2f per app)", s.Reloads, s.Apps, float64(s.Reloads)/float64(s.Apps)),
+					"a few, not one per app", "—"},
+				row{"4. scale: keter RSS with the apps live",
+					fmt.Sprintf("%s (peak %s; %s idle before the drop)", mb(s.RSSKB), mb(s.HWMKB), mb(s.IdleRSSKB)),
+					"< 30 MB", verdict(s.RSSKB < goalRSSKB)},
+				row{"4. scale: keter CPU",
+					fmt.Sprintf("%.2f s of CPU for %d deploys (%s per app)", s.CPU.Seconds(), s.Apps, ms(s.CPU/time.Duration(s.Apps))),
+					"(none stated)", "—"})
+		}
+	}
+	if o := r.restart; o != nil {
+		if o.err != nil {
+			failed("5. keter restart", o.err)
+		} else {
+			x := o.v
+			rows = append(rows,
+				row{"5. keter SIGKILLed under load: failed requests",
+					fmt.Sprintf("%d failed of %d requests; app process %s", x.Load.Failed(), x.Load.Requests, map[bool]string{true: "unchanged", false: "CHANGED"}[x.AppPIDSame]),
+					"0", verdict(x.Load.Failed() == 0)},
+				row{"5. keter SIGKILLed: until keter ready again",
+					fmt.Sprintf("%s (restarted by systemd after %s, incl. RestartSec=100ms)", secs(x.Ready), secs(x.Starting)),
+					"(none stated)", "—"})
+		}
+	}
+	if o := r.unpack; o != nil {
+		if o.err != nil {
+			failed("6. unpack", o.err)
+		} else {
+			u := o.v
+			rows = append(rows, row{fmt.Sprintf("6. unpack %d MB bundle: bundle.Unpack / tar xzf", u.Unpacked/1e6),
+				fmt.Sprintf("%.2f× the speed of tar xzf (%.0f MB/s vs %.0f MB/s, medians of %d runs)",
+					u.mbps(u.Keter)/u.mbps(u.Tar), u.mbps(u.Keter), u.mbps(u.Tar), len(u.Keter)),
+				"(none stated)", "—"})
+		}
+	}
+	return rows
+}
+
+func (r *results) table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "keter benchmarks: %d cores, %s, load average %s at start, %s at end\n\n",
+		r.machine.cores, r.started.Format("2006-01-02 15:04 MST"), r.machine.loadInit, r.machine.loadEnd)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "BENCHMARK\tFIGURE\tGOAL\tVERDICT")
+	for _, x := range r.rows() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", x.bench, x.figure, x.goal, x.verdict)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+func (r *results) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	m := r.machine
+	p("# keter benchmarks")
+	p("")
+	p("Written by `%s` (bench/run.sh → bench/keterbench) on %s for keter %s; the run took %s.",
+		r.command, r.started.Format("2006-01-02 15:04 MST"), m.keter, r.finished.Sub(r.started).Round(time.Second))
+	p("Rerun it to refresh this file: `make bench` as root on Debian 12 (it installs what it needs with")
+	p("scripts/deps.sh, builds keter and a minimal Go app, boots the sandbox systemd, runs a real keter")
+	p("with a real managed nginx on loopback, and tears everything down).")
+	p("")
+	p("**Machine:** %d cores (%s), kernel %s, %s, %s, Go %s. Load average %s at the start and %s at the end:",
+		m.cores, m.cpu, m.kernel, m.nginx, m.wrk, m.goVersion, m.loadInit, m.loadEnd)
+	p("this is a shared VM, so absolute times are noisy; the ratios and counts are the figures to compare.")
+	p("wrk (2 threads), nginx, keter and the app all share these %d cores.", m.cores)
+	p("")
+	p("| benchmark | figure | goal | verdict |")
+	p("|---|---|---|---|")
+	for _, x := range r.rows() {
+		p("| %s | %s | %s | %s |", x.bench, strings.ReplaceAll(x.figure, "|", "/"), x.goal, x.verdict)
+	}
+	p("")
+	var missed []string
+	for _, x := range r.rows() {
+		if strings.Contains(x.verdict, "MISSED") || x.verdict == "FAILED" {
+			missed = append(missed, x.bench)
+		}
+	}
+	if len(missed) > 0 {
+		p("**Goals missed in this run:** %s. See the details below for where the time goes.", strings.Join(missed, "; "))
+	} else {
+		p("Every goal with a number was met in this run.")
+	}
+	p("")
+	p("## Haskell Keter, for comparison (quoted from the issues, not measured by us)")
+	p("")
+	p("These figures are quoted as stated in issues 5, 6 and 10 (\"here\" = 2 cores, minimal Go app); this")
+	p("benchmark does not run the Haskell Keter.")
+	p("")
+	p("- Deploy latency: about 2.0 s (it sleeps 2 s before its first check). Issues 6 and 10.")
+	p("- Front door: Keter's own proxy about 0.15 of direct; plain nginx with a keepalive upstream about 0.58 of direct. Issues 5 and 10.")
+	p("- Memory: the Haskell Keter idles at about 29 MB RSS with no apps. Issue 6.")
+	p("")
+	p("## Details")
+	r.details(p)
+	p("")
+	p("## Method")
+	p("")
+	p("- Each benchmark starts its own keter as a transient `Type=notify` unit of the sandbox systemd")
+	p("  (`Restart=always RestartSec=100ms KillMode=process`, as e2e/harness_test.go does), with")
+	p("  `nginx: {mode: managed}` and `graceful-drain-micros: 1000000`, and stops it, its nginx and its")
+	p("  apps afterwards. Apps are bench/app (a minimal Go HTTP server answering a fixed body),")
+	p("  bundled in the flat format (`exec: ../bin/app`, `host`, `args: [--message, M]`).")
+	p("- Bundles are dropped the way an operator's `mv` does: written to `incoming/.NAME.keter.tmp`,")
+	p("  then renamed to `incoming/NAME.keter`; the clock starts just before the rename.")
+	p("- Failed requests are responses other than 2xx (counted by bench/keterbench/wrk-count.lua)")
+	p("  plus wrk's socket errors (connect, read, write, timeout; wrk --timeout 5s).")
+	p("- The throughput runs use bench/keterbench/wrk-summary.lua, which has no response() callback")
+	p("  so wrk stays on its fast path; direct and proxied runs alternate, and the ratio is the sum of")
+	p("  the proxied rates over the sum of the direct ones.")
+	p("- Timings inside keter come from its journal: `version live` carries `duration` (bundle event →")
+	p("  live) and `steps` (wait = bundle stable + gzip check, unpack, start = unit started over D-Bus,")
+	p("  ready = first good HTTP probe, switch = nginx config applied and reloaded).")
+	return b.String()
+}
+
+func (r *results) details(p func(string, ...any)) {
+	if o := r.deploy; o != nil && o.err == nil {
+		d := o.v
+		p("")
+		p("### 1. Deploy latency")
+		p("")
+		p("One app (`deploy.bench.test`) deployed once, then replaced %d times, one at a time, each after the", len(d.Latencies))
+		p("previous old version had been stopped. A Go client polls `/` every 2 ms with the app's Host header")
+		p("through nginx until the body is the new version's message.")
+		p("")
+		p("- First deploy of the app (not in the figures): %s.", secs(d.First))
+		p("- Replacements, in order: %s.", joinDur(d.Latencies))
+		p("- min %s, median %s, p90 %s, max %s.", secs(slices.Min(d.Latencies)), secs(median(d.Latencies)),
+			secs(percentile(d.Latencies, 90)), secs(slices.Max(d.Latencies)))
+		p("")
+		p("Where the time goes (medians over the replacements, from keter's journal):")
+		p("")
+		p("| part | median | p90 |")
+		p("|---|---|---|")
+		if len(d.Notice) > 0 {
+			p("| rename → keter logs `unit started` (notice + wait + unpack + start) | %s | %s |", ms(median(d.Notice)), ms(percentile(d.Notice, 90)))
+		}
+		for _, step := range []string{"wait", "unpack", "start", "ready", "switch"} {
+			if ds := d.Steps[step]; len(ds) > 0 {
+				p("| keter step `%s` | %s | %s |", step, ms(median(ds)), ms(percentile(ds, 90)))
+			}
+		}
+		if len(d.KeterDur) > 0 {
+			p("| keter's `duration` (its whole deploy, bundle event → live) | %s | %s |", ms(median(d.KeterDur)), ms(percentile(d.KeterDur, 90)))
+			p("| rename → first 200 (the figure) | %s | %s |", ms(median(d.Latencies)), ms(percentile(d.Latencies, 90)))
+		}
+	}
+	if o := r.replace; o != nil && o.err == nil {
+		x := o.v
+		p("")
+		p("### 2. Replace under load")
+		p("")
+		p("`%s`", x.Baseline.Command)
+		p("")
+		p("First %s without replacements, then the same load (stopped with SIGINT once done) while the app", x.Baseline.Duration.Round(time.Second))
+		p("was replaced %d times back to back (each waits until the new body is served); the load ran until", x.Replacements)
+		p("every old version had drained (1 s) and been stopped.")
+		p("")
+		p("| run | requests | req/s | failed | p50 | p90 | p99 | max |")
+		p("|---|---|---|---|---|---|---|---|")
+		for _, w := range []struct {
+			name string
+			r    wrkResult
+		}{{"without replacements", x.Baseline}, {fmt.Sprintf("%d replacements", x.Replacements), x.Replacing}} {
+			p("| %s (%s) | %d | %.0f | %d | %s | %s | %s | %s |", w.name, w.r.Duration.Round(100*time.Millisecond), w.r.Requests, w.r.RPS(),
+				w.r.Failed(), ms(w.r.P50), ms(w.r.P90), ms(w.r.P99), ms(w.r.Max))
+		}
+	}
+	if o := r.throughput; o != nil && o.err == nil {
+		t := o.v
+		p("")
+		p("### 3. Front door throughput")
+		p("")
+		p("`%s` (direct) and `%s` (through nginx)", t.Direct[0].Command, t.Proxied[0].Command)
+		p("")
+		p("| round | direct req/s | through nginx req/s | ratio | direct p99 | nginx p99 |")
+		p("|---|---|---|---|---|---|")
+		for i := range t.Direct {
+			d, x := t.Direct[i], t.Proxied[i]
+			p("| %d | %.0f | %.0f | %.2f | %s | %s |", i+1, d.RPS(), x.RPS(), x.RPS()/d.RPS(), ms(d.P99), ms(x.P99))
+		}
+	}
+	if o := r.scale; o != nil && o.err == nil {
+		s := o.v
+		p("")
+		p("### 4. Scale")
+		p("")
+		p("%d bundles written to `incoming/.*.tmp` first, then renamed one after another as fast as the", s.Apps)
+		p("kernel allows; a single client sweeps the hosts still pending every 10 ms.")
+		p("")
+		p("- First rename → last app's first 200: %s; → keter's last `version live` line: %s.", secs(s.AllServing), secs(s.LastLive))
+		p("- nginx reloads (`nginx reloaded` lines) while they came up: %d.", s.Reloads)
+		p("- keter RSS (VmRSS) 2 s after all served: %s; peak (VmHWM) %s; before the drop %s.", mb(s.RSSKB), mb(s.HWMKB), mb(s.IdleRSSKB))
+		p("- keter CPU (utime+stime) from the drop to 2 s after all served: %.2f s on %d cores.", s.CPU.Seconds(), r.machine.cores)
+		p("- App units active afterwards: %d.", s.AppUnitsRunning)
+	}
+	if o := r.restart; o != nil && o.err == nil {
+		x := o.v
+		p("")
+		p("### 5. keter restart")
+		p("")
+		p("`%s`; after a third of it: `systemctl kill --signal=KILL --kill-whom=main UNIT`.", x.Load.Command)
+		p("")
+		p("- Failed requests: %d of %d (p99 %s, max %s).", x.Load.Failed(), x.Load.Requests, ms(x.Load.P99), ms(x.Load.Max))
+		p("- Kill → `keter starting` (systemd restarted it; RestartSec=100ms): %s; kill → `keter ready`: %s.", secs(x.Starting), secs(x.Ready))
+		p("- keter PID %d → %d; the app's main PID unchanged: %v.", x.KeterPIDBefore, x.KeterPIDAfter, x.AppPIDSame)
+	}
+	if o := r.unpack; o != nil && o.err == nil {
+		u := o.v
+		p("")
+		p("### 6. Unpack")
+		p("")
+		p("A bundle shaped like bundle/bench_test.go's (one 80 MiB binary, 3000 assets of 40 KiB): %d MB", u.Unpacked/1e6)
+		p("unpacked, %d MB gzipped. keter's `bundle.Unpack` (in-process, as keter calls it) and `tar xzf` (GNU tar", u.Gzipped/1e6)
+		p("with gzip as a second process) alternate into fresh folders on the same disk; deleting is not timed.")
+		p("The bundle package's own `go test -run '^$' -bench BenchmarkUnpack ./bundle` measures the same thing.")
+		p("")
+		p("- bundle.Unpack: %s (median %.0f MB/s).", joinDur(u.Keter), u.mbps(u.Keter))
+		p("- tar xzf: %s (median %.0f MB/s).", joinDur(u.Tar), u.mbps(u.Tar))
+	}
+	if len(r.errs) > 0 {
+		p("")
+		p("### Benchmarks that did not finish")
+		p("")
+		for _, name := range allBenches {
+			if err := r.errs[name]; err != nil {
+				p("- %s: %v", name, err)
+			}
+		}
+	}
+}
+
+func joinDur(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf("%.3f", d.Seconds())
+	}
+	return strings.Join(parts, ", ") + " s"
+}
