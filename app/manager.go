@@ -55,6 +55,8 @@ type Manager struct {
 	status  map[string]*AppStatus
 	lastID  int64
 	wg      sync.WaitGroup
+
+	metrics metrics // deploy counters for /metrics
 }
 
 // New checks the options and makes a Manager; Run starts it.

@@ -89,6 +89,19 @@ func (m *Manager) noteResult(name string, v *version, err error, started time.Ti
 	}
 	s.LastAt = time.Now()
 	s.Duration = time.Since(started)
+	m.metrics.observe(s.LastResult, s.Duration)
+}
+
+// noteAttempt records the digest a deploy tried, so `keter deploy` can
+// tell its own bundle's outcome from another's; v is nil when the bundle
+// could not even be read.
+func (m *Manager) noteAttempt(name string, v *version) {
+	if v == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.entry(name).LastDigest = v.digest
 }
 
 // forget drops a removed app's record.

@@ -1,0 +1,157 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ErrNoPrevious means rollback has no kept bundle other than the live one.
+var ErrNoPrevious = errors.New("no previous bundle kept")
+
+// ErrUnknownApp means no app of that name is known.
+var ErrUnknownApp = errors.New("no such app")
+
+// Kept is one bundle kept for rollback.
+type Kept struct {
+	Path   string    `json:"path"`
+	Digest string    `json:"digest"`
+	At     time.Time `json:"at"` // when it went live
+}
+
+func (m *Manager) bundlesDir(name string) string {
+	return filepath.Join(m.cfg.Etc(), "bundles", name)
+}
+
+// keepBundle copies the bundle of a version that just went live into
+// ROOT/etc/bundles/NAME/ and keeps only the newest keep-bundles of them.
+// Failures are logged: keeping is a convenience, the deploy succeeded.
+func (m *Manager) keepBundle(v *version) {
+	dir := m.bundlesDir(v.app)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		m.log.Error("keeping bundle for rollback", "app", v.app, "err", err)
+		return
+	}
+	dst := filepath.Join(dir, fmt.Sprintf("%019d-%s.keter", time.Now().UnixNano(), v.digest))
+	digest, err := CopyAtomic(v.bundle, dst, 0o600)
+	if err != nil {
+		m.log.Error("keeping bundle for rollback", "app", v.app, "err", err)
+		return
+	}
+	if digest != v.digest {
+		// A newer bundle replaced the file meanwhile; it keeps itself.
+		os.Remove(dst)
+		return
+	}
+	kept, _ := m.KeptBundles(v.app)
+	n := 0
+	for _, k := range kept {
+		switch {
+		case k.Path == dst:
+			n++
+		case k.Digest == v.digest || n >= m.cfg.KeepBundles:
+			os.Remove(k.Path)
+		default:
+			n++
+		}
+	}
+}
+
+// KeptBundles lists an app's kept bundles, newest first.
+func (m *Manager) KeptBundles(name string) ([]Kept, error) {
+	entries, err := os.ReadDir(m.bundlesDir(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing kept bundles of %s: %w", name, err)
+	}
+	var out []Kept
+	for _, e := range entries {
+		stamp, digest, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".keter"), "-")
+		if !ok || e.Name()[0] == '.' || !strings.HasSuffix(e.Name(), ".keter") {
+			continue
+		}
+		var ns int64
+		if _, err := fmt.Sscanf(stamp, "%d", &ns); err != nil {
+			continue
+		}
+		out = append(out, Kept{Path: filepath.Join(m.bundlesDir(name), e.Name()), Digest: digest, At: time.Unix(0, ns)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].At.After(out[j].At) })
+	return out, nil
+}
+
+// Rollback puts the newest kept bundle that is not the live one back into
+// the incoming folder as NAME.keter, so the usual deploy takes it live
+// (and a restarted keter keeps it). It returns that bundle's digest;
+// WaitDeploy tells the outcome.
+func (m *Manager) Rollback(ctx context.Context, name string) (string, error) {
+	kept, err := m.KeptBundles(name)
+	if err != nil {
+		return "", err
+	}
+	live := ""
+	if v := m.liveVersion(name); v != nil {
+		live = v.digest
+	}
+	if live == "" && len(kept) == 0 {
+		return "", fmt.Errorf("rolling back %s: %w", name, ErrUnknownApp)
+	}
+	for _, k := range kept {
+		if k.Digest == live {
+			continue
+		}
+		dst := filepath.Join(m.cfg.Incoming(), name+".keter")
+		digest, err := CopyAtomic(k.Path, dst, 0o644)
+		if err != nil {
+			return "", fmt.Errorf("rolling back %s: %w", name, err)
+		}
+		m.log.Info("rolling back", "app", name, "digest", digest, "kept_at", k.At)
+		return digest, nil
+	}
+	return "", fmt.Errorf("rolling back %s: %w (keep-bundles is %d)", name, ErrNoPrevious, m.cfg.KeepBundles)
+}
+
+// CopyAtomic copies src to dst through a dot-named temporary file in
+// dst's folder (the incoming watcher ignores dotfiles), synced and renamed
+// into place. It returns the sha256 of what it wrote, as bundle.Digest.
+func CopyAtomic(src, dst string, mode os.FileMode) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("copying bundle: %w", err)
+	}
+	defer in.Close()
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("copying bundle: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), in)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		return "", fmt.Errorf("copying bundle %s to %s: %w", src, dst, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
