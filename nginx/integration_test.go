@@ -35,7 +35,7 @@ type front struct {
 	unitName string
 }
 
-func startFront(t *testing.T, extraYAML string) *front {
+func startFront(t testing.TB, extraYAML string) *front {
 	t.Helper()
 	testkit.NeedSystemd(t)
 	bin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
@@ -131,7 +131,7 @@ func get(c *http.Client, url string, hdr map[string]string) (answer, error) {
 
 // eventually retries check until it passes: a reload reaches new workers
 // a moment after systemd's job ends.
-func eventually(t *testing.T, what string, check func() error) {
+func eventually(t testing.TB, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -148,7 +148,7 @@ func eventually(t *testing.T, what string, check func() error) {
 
 // backend is a webapp stand-in: it reports what it received and echoes
 // bytes after a WebSocket-style upgrade.
-func backend(t *testing.T, name string) *httptest.Server {
+func backend(t testing.TB, name string) *httptest.Server {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") == "websocket" {
 			conn, rw, err := http.NewResponseController(w).Hijack()
@@ -170,7 +170,7 @@ func backend(t *testing.T, name string) *httptest.Server {
 	return s
 }
 
-func portOf(t *testing.T, s *httptest.Server) int {
+func portOf(t testing.TB, s *httptest.Server) int {
 	_, p, _ := net.SplitHostPort(s.Listener.Addr().String())
 	n, err := strconv.Atoi(p)
 	if err != nil {
@@ -179,7 +179,7 @@ func portOf(t *testing.T, s *httptest.Server) int {
 	return n
 }
 
-func writeFile(t *testing.T, path, body string) {
+func writeFile(t testing.TB, path, body string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
