@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/keter-systemd/keter/dbus"
 	"github.com/keter-systemd/keter/nginx"
 	"github.com/keter-systemd/keter/postgres"
+	"github.com/keter-systemd/keter/status"
 )
 
 func cmdRun(ctx context.Context, args []string) int {
@@ -79,13 +81,16 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	if err := ngx.Start(ctx); err != nil {
 		return fmt.Errorf("starting nginx: %w", err)
 	}
+	pg := postgres.New(cfg.Postgres.DSN, cfg.Etc(), log.With("part", "postgres"))
+	var st *status.Server
 	mgr, err := app.New(app.Options{
 		Config:    cfg,
 		Units:     bus,
 		Proxy:     proxy{ngx},
-		Databases: postgres.New(cfg.Postgres.DSN, cfg.Etc(), log.With("part", "postgres")),
+		Databases: pg,
 		Log:       log,
 		OnReady: func() {
+			st.SetReady()
 			daemon.SdNotify(false, daemon.SdNotifyReady)
 			log.Info("keter ready")
 		},
@@ -93,9 +98,21 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The socket listens before READY, so the CLI works once start returns.
+	st = status.New(status.Options{
+		Core: mgr, Units: bus, Reloads: ngx.Reloads, DropDatabase: pg.Drop,
+		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket,
+		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
+	})
+	if err := st.Listen(); err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var served sync.WaitGroup
+	defer func() { cancel(); served.Wait() }()
+	served.Add(1)
+	go func() { defer served.Done(); st.Serve(ctx) }()
 	go watchdog(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

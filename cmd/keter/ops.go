@@ -1,0 +1,12 @@
+package main
+
+// The operator's commands, in the order `keter --help` lists them.
+func init() {
+	register(command{"status", "[APP]", "show apps, versions, units, last deploys", cmdStatus})
+	register(command{"deploy", "FILE.keter", "deploy a bundle and wait until it is live", cmdDeploy})
+	register(command{"rollback", "APP", "bring back the app's previous bundle", cmdRollback})
+	register(command{"logs", "APP", "show the app's journal across versions", cmdLogs})
+	register(command{"bundle", "DIR", "build NAME.keter from a folder", cmdBundle})
+	register(command{"check", "FILE.keter", "validate a bundle without deploying it", cmdCheck})
+	register(command{"postgres", "drop APP", "drop an app's database and role", cmdPostgres})
+}
