@@ -1,0 +1,379 @@
+package dbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/keter-systemd/keter/unitgen"
+)
+
+// DefaultJobTimeout bounds the wait for a job when the context has no
+// earlier deadline. Stopping waits for the unit's own stop timeout, so this
+// must exceed the longest one keter sets.
+const DefaultJobTimeout = 2 * time.Minute
+
+// redialFor is how long a dropped connection is retried: long enough for
+// systemd to re-execute.
+const redialFor = 10 * time.Second
+
+// ErrJob classes a job that ended with a result other than "done".
+var ErrJob = errors.New("systemd job did not succeed")
+
+// Client is a connection to systemd. Its methods are safe for concurrent use.
+type Client struct {
+	mu   sync.Mutex
+	conn *sddbus.Conn
+	dial func(context.Context) (*sddbus.Conn, error)
+	// JobTimeout bounds each job wait; zero means DefaultJobTimeout.
+	JobTimeout time.Duration
+	// JournalLines is how many journal lines a failed start reports; zero
+	// means 20.
+	JournalLines int
+}
+
+// New connects to systemd's private socket. It needs root.
+func New(ctx context.Context) (*Client, error) {
+	c := &Client{dial: dialSystemd}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to systemd: %w", err)
+	}
+	c.conn = conn
+	return c, nil
+}
+
+// Close ends the connection.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}
+
+func dialSystemd(ctx context.Context) (*sddbus.Conn, error) {
+	conn, err := sddbus.NewSystemdConnectionContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := warmUp(ctx, func(ctx context.Context) error {
+		_, err := conn.SystemStateContext(ctx)
+		return err
+	}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// warmUp makes a first call on a new connection, repeating it after short
+// timeouts. systemd 252 sometimes leaves the first message that follows
+// authentication unread until more data arrives on the socket (seen in the
+// sandbox: the call hung until a second one was sent), so a lone first
+// call could wait forever.
+func warmUp(ctx context.Context, call func(context.Context) error) error {
+	var err error
+	for d := 250 * time.Millisecond; d <= 8*time.Second; d *= 2 {
+		tctx, cancel := context.WithTimeout(ctx, d)
+		err = call(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		slog.Debug("repeating first call to systemd", "after", d)
+	}
+	return err
+}
+
+// current returns a live connection, dialling when there is none.
+func (c *Client) current(ctx context.Context) (*sddbus.Conn, error) {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn != nil && conn.Connected() {
+		return conn, nil
+	}
+	return c.redial(ctx, conn)
+}
+
+// redial replaces old (if it is still the current connection) with a new one.
+func (c *Client) redial(ctx context.Context, old *sddbus.Conn) (*sddbus.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil && c.conn != old && c.conn.Connected() {
+		return c.conn, nil // another caller already redialled
+	}
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+	slog.Debug("redialling systemd")
+	var err error
+	deadline := time.Now().Add(redialFor)
+	for {
+		var conn *sddbus.Conn
+		if conn, err = c.dial(ctx); err == nil {
+			c.conn = conn
+			return conn, nil
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("reconnecting to systemd: %w", errors.Join(err, ctx.Err()))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("reconnecting to systemd: %w", err)
+}
+
+// do runs fn and, when it fails because the bus dropped, redials and runs
+// it once more.
+func (c *Client) do(ctx context.Context, fn func(*sddbus.Conn) error) error {
+	conn, err := c.current(ctx)
+	if err != nil {
+		return err
+	}
+	err = fn(conn)
+	if err == nil || !dropped(err, conn) {
+		return err
+	}
+	conn, rerr := c.redial(ctx, conn)
+	if rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return fn(conn)
+}
+
+func dropped(err error, conn *sddbus.Conn) bool {
+	return !conn.Connected() || errors.Is(err, godbus.ErrClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+func (c *Client) jobTimeout() time.Duration {
+	if c.JobTimeout > 0 {
+		return c.JobTimeout
+	}
+	return DefaultJobTimeout
+}
+
+// job starts a job with start and waits for its result. start gets a
+// buffered channel: go-systemd sends the result while holding a lock.
+func (c *Client) job(ctx context.Context, what, name string, start func(*sddbus.Conn, chan<- string) error) error {
+	ch := make(chan string, 1)
+	var conn *sddbus.Conn
+	err := c.do(ctx, func(cn *sddbus.Conn) error {
+		conn = cn
+		return start(cn, ch)
+	})
+	if err != nil {
+		return err
+	}
+	timer := time.NewTimer(c.jobTimeout())
+	defer timer.Stop()
+	// A dropped bus never delivers the result; notice it instead of waiting.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case res := <-ch:
+			slog.Debug("systemd job finished", "unit", name, "job", what, "result", res)
+			if res != "done" {
+				return fmt.Errorf("job result %q: %w", res, ErrJob)
+			}
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s of %s: %w", what, name, ctx.Err())
+		case <-timer.C:
+			return fmt.Errorf("waiting for %s of %s: no result after %s", what, name, c.jobTimeout())
+		case <-tick.C:
+			if !conn.Connected() {
+				return fmt.Errorf("waiting for %s of %s: connection to systemd dropped", what, name)
+			}
+		}
+	}
+}
+
+// Start starts u as a transient unit and waits until systemd has executed
+// its main process (Type=exec). A failure names the unit and the job
+// result and quotes the unit's last journal lines. The caller must have
+// written u.Secrets to u.EnvFile first.
+func (c *Client) Start(ctx context.Context, u unitgen.Unit) error {
+	err := c.StartTransient(ctx, u.Name, u.Properties)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, ErrJob) {
+		return err
+	}
+	n := c.JournalLines
+	if n == 0 {
+		n = 20
+	}
+	lines, jerr := c.Journal(ctx, u.Name, n)
+	if jerr != nil || len(lines) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w; last journal lines:\n%s", err, strings.Join(lines, "\n"))
+}
+
+// StartTransient starts a transient unit with the given properties and
+// waits for the job. A failed or dead unit left under the same name is
+// reset and replaced once.
+func (c *Client) StartTransient(ctx context.Context, name string, props []sddbus.Property) error {
+	start := func(conn *sddbus.Conn, ch chan<- string) error {
+		_, err := conn.StartTransientUnitContext(ctx, name, "fail", props, ch)
+		return err
+	}
+	err := c.job(ctx, "start", name, start)
+	if err != nil && isDBusError(err, "org.freedesktop.systemd1.UnitExists") {
+		state, serr := c.ActiveState(ctx, name)
+		if serr == nil && (state == "failed" || state == "inactive") {
+			_ = c.ResetFailed(ctx, name) // an inactive unit has nothing to reset
+			err = c.job(ctx, "start", name, start)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("starting unit %s: %w", name, err)
+	}
+	return nil
+}
+
+// Stop stops a unit and waits until it is down. A unit that is not
+// loaded counts as stopped.
+func (c *Client) Stop(ctx context.Context, name string) error {
+	err := c.job(ctx, "stop", name, func(conn *sddbus.Conn, ch chan<- string) error {
+		_, err := conn.StopUnitContext(ctx, name, "replace", ch)
+		return err
+	})
+	if isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stopping unit %s: %w", name, err)
+	}
+	return nil
+}
+
+// Reload runs the unit's ExecReload and waits for it.
+func (c *Client) Reload(ctx context.Context, name string) error {
+	err := c.job(ctx, "reload", name, func(conn *sddbus.Conn, ch chan<- string) error {
+		_, err := conn.ReloadUnitContext(ctx, name, "replace", ch)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reloading unit %s: %w", name, err)
+	}
+	return nil
+}
+
+// ResetFailed clears a unit's failed state so it can be collected. A unit
+// that is not loaded is not an error.
+func (c *Client) ResetFailed(ctx context.Context, name string) error {
+	err := c.do(ctx, func(conn *sddbus.Conn) error { return conn.ResetFailedUnitContext(ctx, name) })
+	if err != nil && !isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
+		return fmt.Errorf("resetting failed unit %s: %w", name, err)
+	}
+	return nil
+}
+
+// ActiveState is the unit's ActiveState; a unit that is not loaded is
+// "inactive".
+func (c *Client) ActiveState(ctx context.Context, name string) (string, error) {
+	var state string
+	err := c.do(ctx, func(conn *sddbus.Conn) error {
+		p, err := conn.GetUnitPropertyContext(ctx, name, "ActiveState")
+		if err != nil {
+			return err
+		}
+		s, ok := p.Value.Value().(string)
+		if !ok {
+			return fmt.Errorf("ActiveState is %s, not a string", p.Value.Signature())
+		}
+		state = s
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading state of unit %s: %w", name, err)
+	}
+	return state, nil
+}
+
+// List returns every loaded unit whose name starts with prefix, failed ones
+// included, with the metadata keter gave it.
+func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, error) {
+	var units []sddbus.UnitStatus
+	err := c.do(ctx, func(conn *sddbus.Conn) error {
+		var err error
+		units, err = conn.ListUnitsByPatternsContext(ctx, nil, []string{globEscape(prefix) + "*"})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing units %s*: %w", prefix, err)
+	}
+	var out []unitgen.Status
+	for _, u := range units {
+		if u.LoadState == "not-found" || !strings.HasPrefix(u.Name, prefix) {
+			continue
+		}
+		s := unitgen.Status{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState}
+		s.Meta = meta(u.Name, u.Description)
+		if strings.HasSuffix(u.Name, ".service") {
+			var props map[string]any
+			err := c.do(ctx, func(conn *sddbus.Conn) error {
+				var err error
+				props, err = conn.GetUnitTypePropertiesContext(ctx, u.Name, "Service")
+				return err
+			})
+			if err != nil {
+				return nil, fmt.Errorf("reading unit %s: %w", u.Name, err)
+			}
+			s.MainPID, _ = props["MainPID"].(uint32)
+			s.NRestarts, _ = props["NRestarts"].(uint32)
+			s.Result, _ = props["Result"].(string)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func meta(name, description string) unitgen.Meta {
+	if m, ok := unitgen.ParseMeta(description); ok {
+		return m
+	}
+	m, _ := unitgen.ParseUnitName(name)
+	return m
+}
+
+// globEscape makes a literal prefix safe inside an fnmatch pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isDBusError(err error, name string) bool {
+	var de godbus.Error
+	if errors.As(err, &de) {
+		return de.Name == name
+	}
+	var dp *godbus.Error
+	return errors.As(err, &dp) && dp.Name == name
+}

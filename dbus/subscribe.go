@@ -1,0 +1,263 @@
+package dbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/keter-systemd/keter/unitgen"
+)
+
+const (
+	unitPathPrefix = "/org/freedesktop/systemd1/unit/"
+	ifaceUnit      = "org.freedesktop.systemd1.Unit"
+	ifaceService   = "org.freedesktop.systemd1.Service"
+	propsChanged   = "org.freedesktop.DBus.Properties.PropertiesChanged"
+	unitRemoved    = "org.freedesktop.systemd1.Manager.UnitRemoved"
+)
+
+// Subscribe follows the units whose name starts with prefix: it sends a
+// Status each time one's ActiveState, SubState, Result, MainPID or
+// NRestarts changes, beginning with the current state of every such unit.
+// After a dropped connection it redials and sends every unit's state again.
+// The channel closes when ctx ends or systemd cannot be reached again.
+// Read it promptly: systemd's signals are dropped while its buffer is full.
+func (c *Client) Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error) {
+	conn, sigs, err := subscribeConn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to systemd: %w", err)
+	}
+	out := make(chan unitgen.Status, 256)
+	go func() {
+		defer close(out)
+		w := watcher{c: c, prefix: prefix, out: out, known: map[string]unitgen.Status{}, sent: map[string]unitgen.Status{}}
+		for {
+			w.snapshot(ctx)
+			w.follow(ctx, sigs)
+			conn.Close()
+			if ctx.Err() != nil {
+				return
+			}
+			slog.Debug("systemd subscription dropped; redialling")
+			if conn, sigs, err = redialSubscription(ctx); err != nil {
+				slog.Warn("systemd subscription ended", "err", err)
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// subscribeConn opens a connection of its own, so signal traffic never
+// competes with method calls.
+func subscribeConn(ctx context.Context) (*godbus.Conn, chan *godbus.Signal, error) {
+	conn, err := godbus.Dial("unix:path=/run/systemd/private", godbus.WithContext(ctx))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	sigs := make(chan *godbus.Signal, 1024)
+	conn.Signal(sigs)
+	// systemd sends every signal to direct connections; Subscribe also
+	// makes it emit them while no other client listens.
+	obj := conn.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
+	if err := warmUp(ctx, func(ctx context.Context) error {
+		return obj.CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err
+	}); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, sigs, nil
+}
+
+func redialSubscription(ctx context.Context) (*godbus.Conn, chan *godbus.Signal, error) {
+	deadline := time.Now().Add(redialFor)
+	for {
+		conn, sigs, err := subscribeConn(ctx)
+		if err == nil {
+			return conn, sigs, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, errors.Join(err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+type watcher struct {
+	c      *Client
+	prefix string
+	out    chan<- unitgen.Status
+	known  map[string]unitgen.Status // merged from signals
+	sent   map[string]unitgen.Status // last state sent per unit
+}
+
+func (w *watcher) send(ctx context.Context, s unitgen.Status) {
+	select {
+	case w.out <- s:
+	case <-ctx.Done():
+	}
+}
+
+// snapshot sends the current state of every matching unit.
+func (w *watcher) snapshot(ctx context.Context) {
+	list, err := w.c.List(ctx, w.prefix)
+	if err != nil {
+		slog.Warn("listing units for subscription", "err", err)
+		return
+	}
+	for _, s := range list {
+		w.known[s.Name] = s
+		w.sent[s.Name] = s
+		w.send(ctx, s)
+	}
+}
+
+// follow applies signals until ctx ends or the connection drops.
+func (w *watcher) follow(ctx context.Context, sigs <-chan *godbus.Signal) {
+	for {
+		var sig *godbus.Signal
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return
+		case sig, ok = <-sigs:
+			if !ok {
+				return
+			}
+		}
+		name, isUnit := unitName(sig.Path)
+		switch {
+		case sig.Name == unitRemoved && len(sig.Body) > 0:
+			if id, _ := sig.Body[0].(string); id != "" {
+				delete(w.known, id)
+				delete(w.sent, id)
+			}
+		case sig.Name == propsChanged && isUnit && strings.HasPrefix(name, w.prefix) && len(sig.Body) >= 2:
+			iface, _ := sig.Body[0].(string)
+			changed, _ := sig.Body[1].(map[string]godbus.Variant)
+			s, ok := w.apply(name, iface, changed)
+			if ok && iface == ifaceUnit {
+				s, ok = w.refresh(ctx, s)
+			}
+			if ok {
+				w.send(ctx, s)
+			}
+		}
+	}
+}
+
+// apply merges changed properties into the unit's last known status and
+// reports whether anything the caller sees changed.
+func (w *watcher) apply(name, iface string, changed map[string]godbus.Variant) (unitgen.Status, bool) {
+	s, seen := w.known[name]
+	if !seen {
+		s = unitgen.Status{Name: name}
+		s.Meta, _ = unitgen.ParseUnitName(name)
+	}
+	before := s
+	str := func(k string, dst *string) {
+		if v, ok := changed[k]; ok {
+			if x, ok := v.Value().(string); ok {
+				*dst = x
+			}
+		}
+	}
+	u32 := func(k string, dst *uint32) {
+		if v, ok := changed[k]; ok {
+			if x, ok := v.Value().(uint32); ok {
+				*dst = x
+			}
+		}
+	}
+	switch iface {
+	case ifaceUnit:
+		str("ActiveState", &s.ActiveState)
+		str("SubState", &s.SubState)
+		if d, ok := changed["Description"]; ok {
+			if m, ok := unitgen.ParseMeta(fmt.Sprint(d.Value())); ok {
+				s.Meta = m
+			}
+		}
+	case ifaceService:
+		str("Result", &s.Result)
+		u32("MainPID", &s.MainPID)
+		u32("NRestarts", &s.NRestarts)
+	default:
+		return s, false
+	}
+	w.known[name] = s
+	return s, s != before || !seen
+}
+
+// refresh replaces a state from a signal with systemd's current one and
+// reports whether it differs from the last one sent. systemd 252 passes
+// through "failed" on every crash before "auto-restart"; reading the state
+// back hides that blip, so "failed" means the unit gave up. A unit that is
+// already collected keeps the signal's state, its last.
+func (w *watcher) refresh(ctx context.Context, s unitgen.Status) (unitgen.Status, bool) {
+	last, seen := w.sent[s.Name]
+	var unit, svc map[string]any
+	err := w.c.do(ctx, func(conn *sddbus.Conn) error {
+		var err error
+		if unit, err = conn.GetUnitPropertiesContext(ctx, s.Name); err != nil {
+			return err
+		}
+		if strings.HasSuffix(s.Name, ".service") {
+			svc, err = conn.GetUnitTypePropertiesContext(ctx, s.Name, "Service")
+		}
+		return err
+	})
+	if err == nil && unit["LoadState"] != "not-found" {
+		s.ActiveState, _ = unit["ActiveState"].(string)
+		s.SubState, _ = unit["SubState"].(string)
+		if m, ok := unitgen.ParseMeta(fmt.Sprint(unit["Description"])); ok {
+			s.Meta = m
+		}
+		s.NRestarts, _ = svc["NRestarts"].(uint32)
+		s.MainPID, _ = svc["MainPID"].(uint32)
+		s.Result, _ = svc["Result"].(string)
+		w.known[s.Name] = s
+	}
+	if seen && last == s {
+		return s, false
+	}
+	w.sent[s.Name] = s
+	return s, true
+}
+
+// unitName decodes systemd's object path for a unit (bus_label_escape:
+// every byte outside [A-Za-z0-9] is _XX).
+func unitName(p godbus.ObjectPath) (string, bool) {
+	label, ok := strings.CutPrefix(string(p), unitPathPrefix)
+	if !ok || label == "" || strings.Contains(label, "/") {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(label); i++ {
+		if label[i] == '_' && i+2 < len(label) {
+			if v, err := strconv.ParseUint(label[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(label[i])
+	}
+	return b.String(), true
+}
