@@ -9,6 +9,8 @@ import (
 	"regexp/syntax"
 	"strconv"
 	"strings"
+
+	"github.com/keter-systemd/keter/bundle"
 )
 
 var (
@@ -47,11 +49,17 @@ func qRegex(s string) string {
 	return `"` + strings.ReplaceAll(s, `\`, `\\`) + `"`
 }
 
-var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// Underscores are allowed as bundle.ValidHost allows them (Keter's
+// samples use them).
+var labelRE = regexp.MustCompile(`^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`)
 
 // validHost accepts a lower-case DNS name, optionally starting with "*."
-// (one label of wildcard, as Keter's LabelMap does).
+// (one label of wildcard, as Keter's LabelMap does). It runs after
+// bundle.ValidHost as a second, stricter check of its own.
 func validHost(h string) error {
+	if err := bundle.ValidHost(h); err != nil {
+		return fmt.Errorf("host %q: %v: %w", h, err, ErrInvalid)
+	}
 	name := strings.TrimPrefix(h, "*.")
 	if h == "" || len(h) > 253 {
 		return fmt.Errorf("host %q: must be 1 to 253 characters: %w", h, ErrInvalid)
