@@ -55,21 +55,18 @@ func (m *Manager) deploy(ctx context.Context, name, path string, w *worker) erro
 
 func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker) (v *version, err error) {
 	steps := stepTimer{last: time.Now()}
-	if err := bundle.WaitComplete(ctx, path, m.stable); err != nil {
-		return nil, fmt.Errorf("reading bundle %s: %w", filepath.Base(path), err)
-	}
-	steps.mark("wait")
-	digest, err := bundle.Digest(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading bundle %s: %w", filepath.Base(path), err)
 	}
-	if cur := m.liveVersion(name); cur != nil && cur.digest == digest {
-		return nil, errUnchanged
+	cur := m.liveVersion(name)
+	if cur != nil && cur.file == identify(fi) {
+		return nil, errUnchanged // the same file again: a second event for one change
 	}
 
 	id := m.newVersionID()
 	v = &version{
-		app: name, id: id, digest: digest, bundle: path,
+		app: name, id: id, bundle: path,
 		dir:      filepath.Join(m.cfg.Temp(), name+"-"+id),
 		ports:    map[int]int{},
 		webUnits: map[int]string{},
@@ -82,10 +79,14 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	}()
 	lim := bundle.DefaultLimits()
 	lim.MaxTotalBytes = m.cfg.MaxUnpackedBytes
-	if err := bundle.Unpack(ctx, path, v.dir, lim); err != nil {
+	if v.digest, v.file, err = m.unpack(ctx, path, v.dir, lim); err != nil {
 		return v, fmt.Errorf("unpacking %s: %w", filepath.Base(path), err)
 	}
 	steps.mark("unpack")
+	if cur != nil && cur.digest == v.digest {
+		m.touchLive(name, v.file) // same content copied again
+		return v, errUnchanged
+	}
 	m.crashpoint("unpacked")
 	if v.cfg, err = bundle.Load(v.dir); err != nil {
 		return v, fmt.Errorf("reading %s: %w", filepath.Base(path), err)
@@ -143,6 +144,39 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 		m.retire(ctx, old)
 	}
 	return v, nil
+}
+
+// unpack reads the bundle once, hashing as it goes. A bundle renamed into
+// incoming is complete at once; one still being copied reads as cut short
+// or changes under us, and is then waited for and read again.
+func (m *Manager) unpack(ctx context.Context, path, dir string, lim bundle.Limits) (string, fileID, error) {
+	for attempt := 0; ; attempt++ {
+		before, err := os.Stat(path)
+		if err != nil {
+			return "", fileID{}, err
+		}
+		digest, err := bundle.UnpackDigest(ctx, path, dir, lim)
+		after, serr := os.Stat(path)
+		if serr != nil {
+			return "", fileID{}, serr
+		}
+		changed := identify(before) != identify(after)
+		if !changed && (err == nil || !errors.Is(err, bundle.ErrCorrupt) || attempt > 0) {
+			return digest, identify(after), err
+		}
+		if attempt == 2 {
+			if err == nil {
+				err = errors.New("the file kept changing while it was read")
+			}
+			return "", fileID{}, err
+		}
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			return "", fileID{}, rerr
+		}
+		if err := bundle.WaitComplete(ctx, path, m.stable); err != nil {
+			return "", fileID{}, err
+		}
+	}
 }
 
 // buildUnits turns stanzas into units: background first, then webapps,

@@ -62,3 +62,14 @@ func (m *Manager) swapLive(name string, v *version) *version {
 	delete(m.pending, name)
 	return old
 }
+
+// touchLive records that the live version's bundle file was replaced by
+// one with the same content.
+func (m *Manager) touchLive(name string, f fileID) {
+	m.mu.Lock()
+	if v := m.live[name]; v != nil {
+		v.file = f
+	}
+	m.mu.Unlock()
+	m.saveState()
+}

@@ -89,7 +89,7 @@ func (m *Manager) adoptable(name string, rec liveRecord, running map[string]unit
 		return nil, "unpacked folder unreadable: " + err.Error()
 	}
 	v := &version{
-		app: name, id: rec.Version, digest: rec.Digest, bundle: rec.Bundle, dir: rec.Dir,
+		app: name, id: rec.Version, digest: rec.Digest, file: rec.File, bundle: rec.Bundle, dir: rec.Dir,
 		cfg: cfg, ports: rec.Ports, units: rec.Units, envFiles: rec.EnvFiles,
 		deployedAt: rec.DeployedAt, webUnits: map[int]string{},
 	}

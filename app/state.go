@@ -20,6 +20,7 @@ type stateFile struct {
 type liveRecord struct {
 	Version    string      `json:"version"`
 	Digest     string      `json:"digest"`
+	File       fileID      `json:"file"`
 	Bundle     string      `json:"bundle"`
 	Dir        string      `json:"dir"`
 	Ports      map[int]int `json:"ports"` // stanza index → port

@@ -1,7 +1,9 @@
 package app
 
 import (
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/keter-systemd/keter/bundle"
@@ -12,6 +14,7 @@ type version struct {
 	app        string
 	id         string
 	digest     string
+	file       fileID
 	bundle     string
 	dir        string
 	cfg        *bundle.AppConfig
@@ -21,6 +24,21 @@ type version struct {
 	envFiles   []string
 	deployedAt time.Time
 	steps      stepTimer
+}
+
+// fileID tells whether a bundle file changed without reading it.
+type fileID struct {
+	Size  int64  `json:"size"`
+	Mtime int64  `json:"mtime_ns"`
+	Inode uint64 `json:"inode"`
+}
+
+func identify(fi os.FileInfo) fileID {
+	id := fileID{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.Inode = st.Ino
+	}
+	return id
 }
 
 // stepTimer records how long each deploy step took, for the log.
@@ -45,7 +63,7 @@ func (v *version) asLive() Live {
 
 func (v *version) record() liveRecord {
 	return liveRecord{
-		Version: v.id, Digest: v.digest, Bundle: v.bundle, Dir: v.dir, Ports: v.ports,
+		Version: v.id, Digest: v.digest, File: v.file, Bundle: v.bundle, Dir: v.dir, Ports: v.ports,
 		Units: v.units, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
 	}
 }

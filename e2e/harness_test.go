@@ -69,8 +69,8 @@ func startKeter(t *testing.T, extra string) *keter {
 	if err := os.WriteFile(filepath.Join(k.Root, "keter-config.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	k.start()
 	t.Cleanup(k.cleanup)
+	k.start()
 	return k
 }
 
@@ -99,6 +99,8 @@ func (k *keter) cleanup() {
 	if k.t.Failed() {
 		out, _ := exec.Command("journalctl", "--no-pager", "-o", "cat", "-u", k.Unit).CombinedOutput()
 		k.t.Logf("keter log:\n%s", out)
+		out, _ = exec.Command("systemctl", "status", "--no-pager", "-n", "20", "keter-nginx.service").CombinedOutput()
+		k.t.Logf("keter-nginx:\n%s", out)
 	}
 	// App units outlive keter by design; the test owns them.
 	out, _ := exec.Command("systemctl", "list-units", "--all", "--plain", "--no-legend", "keter-app-*", "keter-nginx*").Output()

@@ -159,3 +159,37 @@ func TestSIGHUPRescans(t *testing.T) {
 		t.Fatal("an unchanged bundle was deployed again on rescan")
 	}
 }
+
+// TestSlowCopyDeploysOnce writes a bundle into incoming in small chunks,
+// as a cp of a large file over a slow disk does: keter must not read it
+// half-way, and must deploy it exactly once.
+func TestSlowCopyDeploysOnce(t *testing.T) {
+	k := startKeter(t, "")
+	host := "copy-" + testkit.Token() + ".test"
+	src := filepath.Join(k.Root, "copy.src")
+	testkit.DemoBundle(t, src, host, "--message", "copied")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(k.Root, "incoming", "copy.keter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(data); off += 64 << 10 {
+		if _, err := f.Write(data[off:min(off+64<<10, len(data))]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.Close()
+	k.WaitBody(host, "copied", 60*time.Second)
+	time.Sleep(time.Second) // room for a late duplicate deploy to show up
+	log := k.Log()
+	if n := strings.Count(log, `msg="version live"`); n != 1 {
+		t.Fatalf("%d versions went live for one copy, want 1", n)
+	}
+	if strings.Contains(log, "deploy failed") {
+		t.Fatalf("a half-written bundle was reported as failed:\n%s", log)
+	}
+}
