@@ -19,6 +19,20 @@
 // Rewrite rules use PCRE, not Keter's POSIX regex, and a rewrite-response
 // rule sees only the first value of a header that the backend repeats.
 //
+// Safety of Apply: managed mode tests the whole new nginx.conf from a temp
+// file beside the real one, then renames it. In system mode nginx.conf
+// includes our file through a glob we do not own, so the new include is
+// renamed into place, the system config tested with `nginx -t`, and the
+// previous file restored if nginx refuses it; nginx is not reloaded in
+// that window, and Apply calls are serialized. A successful reload job
+// means nginx got the signal: a failure nginx -t cannot see (a port taken
+// by another program) leaves nginx on its old config, logged in journald.
+//
+// System mode's include declares a default_server per listener (unknown
+// hosts, health checks): a system site that also claims default_server on
+// the same port (Debian's sites-enabled/default) makes `nginx -t` refuse
+// the include, and keter reports nginx's message.
+//
 // This package must not decide which app owns a host (the core does) nor
 // talk to D-Bus itself: it uses the small Units interface.
 package nginx

@@ -70,7 +70,7 @@ func New(g *config.Config, units Units, log *slog.Logger, opts ...Option) *Manag
 		log = slog.Default()
 	}
 	m := &Manager{g: g, units: units, log: log, unit: DefaultUnit}
-	if g.Nginx.Mode == config.ModeSystem {
+	if g.Nginx.Service != "" {
 		m.unit = g.Nginx.Service
 	}
 	for _, o := range opts {
