@@ -316,10 +316,12 @@ func startSystemBus() error {
 			return err
 		}
 	}
-	for _, args := range [][]string{{"daemon-reload"}, {"start", "dbus.socket", "dbus.service"}} {
-		if out, err := exec.Command("systemctl", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("systemctl %s: %v: %s", args, err, out)
-		}
+	// No daemon-reload: SYSTEMD_UNIT_PATH leaves /run/systemd/transient out
+	// of the sandbox's search path, so a reload strips every running
+	// transient unit of its properties. systemd notices new unit files by
+	// itself when a unit is first referenced.
+	if out, err := exec.Command("systemctl", "start", "dbus.socket", "dbus.service").CombinedOutput(); err != nil {
+		return fmt.Errorf("systemctl start dbus.socket dbus.service: %v: %s", err, out)
 	}
 	return nil
 }
