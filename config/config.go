@@ -72,7 +72,9 @@ type Nginx struct {
 	Binary string `yaml:"binary"` // default /usr/sbin/nginx
 	// IncludeFile is where system mode writes its config.
 	IncludeFile string `yaml:"include-file"`
-	// Service is the system nginx unit reloaded in system mode.
+	// Service is the nginx unit keter reloads: the system's own in system
+	// mode (nginx.service), the one keter runs in managed mode
+	// (keter-nginx.service; name another to run two keters on one host).
 	Service string `yaml:"service"`
 	// ClientMaxBodySize is nginx's client_max_body_size, e.g. "100m".
 	ClientMaxBodySize string `yaml:"client-max-body-size"`
@@ -219,7 +221,10 @@ func (c *Config) applyDefaults(dir string) {
 		c.Nginx.IncludeFile = "/etc/nginx/conf.d/keter.conf"
 	}
 	if c.Nginx.Service == "" {
-		c.Nginx.Service = "nginx.service"
+		c.Nginx.Service = "keter-nginx.service"
+		if c.Nginx.Mode == ModeSystem {
+			c.Nginx.Service = "nginx.service"
+		}
 	}
 	if c.Nginx.ClientMaxBodySize == "" {
 		c.Nginx.ClientMaxBodySize = "100m"

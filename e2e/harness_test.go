@@ -62,9 +62,10 @@ func startKeter(t *testing.T, extra string) *keter {
 	t.Helper()
 	testkit.NeedSystemd(t)
 	nginxBin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
-	k := &keter{t: t, Root: testkit.Root(t), Port: testkit.FreePort(t), Unit: "keter-e2e-" + testkit.Token() + ".service"}
-	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n%s",
-		k.Root, k.Port, nginxBin, extra)
+	tok := testkit.Token()
+	k := &keter{t: t, Root: testkit.Root(t), Port: testkit.FreePort(t), Unit: "keter-e2e-" + tok + ".service", Nginx: "keter-nginx-" + tok + ".service"}
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n  service: %s\n%s",
+		k.Root, k.Port, nginxBin, k.Nginx, extra)
 	keterBinary(t)
 	if err := os.WriteFile(filepath.Join(k.Root, "keter-config.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -99,7 +100,7 @@ func (k *keter) cleanup() {
 	if k.t.Failed() {
 		out, _ := exec.Command("journalctl", "--no-pager", "-o", "cat", "-u", k.Unit).CombinedOutput()
 		k.t.Logf("keter log:\n%s", out)
-		out, _ = exec.Command("systemctl", "status", "--no-pager", "-n", "20", "keter-nginx.service").CombinedOutput()
+		out, _ = exec.Command("systemctl", "status", "--no-pager", "-n", "20", k.Nginx).CombinedOutput()
 		k.t.Logf("keter-nginx:\n%s", out)
 	}
 	// App units outlive keter by design; the test owns them.

@@ -188,7 +188,7 @@ func TestManyBundlesAtOnce(t *testing.T) {
 		testkit.DemoBundle(t, filepath.Join(staged, fmt.Sprintf("app%03d.keter", i)),
 			fmt.Sprintf("app%03d-%s.test", i, tok), "--message", fmt.Sprintf("app%03d", i))
 	}
-	reloadsBefore := nginxReloads(t)
+	reloadsBefore := nginxReloads(t, k)
 	entries, _ := os.ReadDir(staged)
 	for _, e := range entries {
 		os.Rename(filepath.Join(staged, e.Name()), filepath.Join(k.Root, "incoming", e.Name()))
@@ -196,16 +196,16 @@ func TestManyBundlesAtOnce(t *testing.T) {
 	for i := range n {
 		k.WaitBody(fmt.Sprintf("app%03d-%s.test", i, tok), fmt.Sprintf("app%03d", i), 5*time.Minute)
 	}
-	reloads := nginxReloads(t) - reloadsBefore
+	reloads := nginxReloads(t, k) - reloadsBefore
 	t.Logf("%d apps live after %d nginx reloads", n, reloads)
 	if reloads < 1 || reloads > n/4 {
 		t.Fatalf("%d nginx reloads for %d bundles dropped at once, want between 1 and %d", reloads, n, n/4)
 	}
 }
 
-// nginxReloads counts systemd's "Reloaded" messages for keter-nginx.
-func nginxReloads(t *testing.T) int {
-	out := run(t, "journalctl", "--no-pager", "-o", "cat", "-u", "keter-nginx.service")
+// nginxReloads counts systemd's "Reloaded" messages for keter's nginx.
+func nginxReloads(t *testing.T, k *keter) int {
+	out := run(t, "journalctl", "--no-pager", "-o", "cat", "-u", k.Nginx)
 	return strings.Count(out, "Reloaded ")
 }
 
