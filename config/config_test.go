@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,4 +85,4 @@ func TestBadYAML(t *testing.T) {
 	}
 }
 
-func sprint(v any) string { return strings.TrimSpace(strings.ReplaceAll(fmtV(v), "\n", " ")) }
+func sprint(v any) string { return fmt.Sprintf("%+v", v) }
