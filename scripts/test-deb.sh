@@ -4,7 +4,8 @@
 #   2. apt-get install ./dist/keter_*.deb on this machine; check the files
 #   3. in a sandbox systemd holding the INSTALLED keter.service and
 #      nginx.service: start both, drop a demo bundle into /opt/keter/incoming,
-#      get the app through the system nginx with its Host header
+#      get the app through the system nginx with its Host header, then
+#      reload keter
 #   4. reinstall inside the sandbox (an upgrade: the postinst restarts
 #      keter.service) and check the app unit was not stopped
 #   5. apt-get remove: keter stops, /opt/keter and the config stay
@@ -145,6 +146,12 @@ cgroup=$(inside systemctl show -P ControlGroup "$app_unit")
 case $cgroup in */keter.service/*) fail "$app_unit runs inside keter.service's cgroup ($cgroup)" ;; esac
 app_invocation=$(inside systemctl show -P InvocationID "$app_unit")
 keter_pid=$(inside systemctl show -P MainPID keter.service)
+
+say "systemctl reload keter (ExecReload: SIGHUP)"
+inside systemctl reload keter.service || fail "systemctl reload keter.service failed"
+[ "$(inside systemctl is-active keter.service)" = active ] || fail "keter.service is not active after reload"
+[ "$(inside systemctl show -P MainPID keter.service)" = "$keter_pid" ] || fail "reload restarted keter instead of reloading it"
+until_ok 60 served || fail "the app is not served after reload"
 
 say "upgrade (reinstall) inside the sandbox: keter restarts, $app_unit keeps running"
 apt_in_sandbox install -y -q --reinstall "$deb"
