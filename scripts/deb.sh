@@ -30,12 +30,14 @@ tar -C "$root" --exclude=./.git --exclude=./bin --exclude=./dist \
 	--exclude=./debian/keter --exclude=./debian/.debhelper -cf - . |
 	tar -C "$work/keter" -xf -
 
-(cd "$work/keter" && dpkg-buildpackage -us -uc -b)
-
-mkdir -p dist
 version=$(dpkg-parsechangelog -l debian/changelog -S Version)
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
+# A failed build must not leave an older .deb behind for the next step.
+mkdir -p dist
 rm -f dist/keter_"$version"_"$arch".*
+
+(cd "$work/keter" && dpkg-buildpackage -us -uc -b)
+
 mv "$work"/keter_"$version"_"$arch".deb "$work"/keter_"$version"_"$arch".buildinfo \
 	"$work"/keter_"$version"_"$arch".changes dist/
 # dbgsym: there is none (the binary is built with -s -w) but keep whatever came.
