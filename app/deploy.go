@@ -11,6 +11,8 @@ import (
 
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/unitgen"
+
+	"github.com/keter-systemd/keter/internal/atomicfile"
 )
 
 var (
@@ -215,7 +217,7 @@ func (m *Manager) buildUnits(v *version, pluginEnv map[string]string) ([]unitgen
 
 func (m *Manager) startUnit(ctx context.Context, v *version, u unitgen.Unit) error {
 	if u.EnvFile != "" {
-		if err := writeAtomic(u.EnvFile, u.Secrets, 0o600); err != nil {
+		if err := atomicfile.Write(u.EnvFile, u.Secrets, 0o600); err != nil {
 			return fmt.Errorf("writing environment of %s: %w", u.Name, err)
 		}
 		v.envFiles = append(v.envFiles, u.EnvFile)

@@ -4,63 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/keter-systemd/keter/internal/atomicfile"
 )
-
-// writeAtomic writes data to path through a temp file in the same folder,
-// fsync and rename, so readers see the old or the new file, never half.
-func writeAtomic(path string, data []byte, perm fs.FileMode) error {
-	tmp, err := writeTemp(path, data, perm)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("renaming %s: %w", tmp, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// writeTemp writes data to a fresh hidden file next to path and returns
-// its name. The name never ends in ".conf", so a conf.d/*.conf glob in a
-// system nginx.conf cannot pick it up.
-func writeTemp(path string, data []byte, perm fs.FileMode) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*")
-	if err != nil {
-		return "", fmt.Errorf("creating temp file for %s: %w", path, err)
-	}
-	name := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(perm)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(name)
-		return "", fmt.Errorf("writing temp file for %s: %w", path, werr)
-	}
-	return name, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
-}
 
 // buildConcat writes each planned chain bundle (certificate then chain)
 // and reports whether any file's content changed. Bundles are 0600: nginx's
@@ -98,7 +47,7 @@ func buildConcat(files map[string][]string) (changed bool, err error) {
 			errs = append(errs, fmt.Errorf("creating certificate folder: %w", err))
 			continue
 		}
-		if err := writeAtomic(p, b.Bytes(), 0o600); err != nil {
+		if err := atomicfile.Write(p, b.Bytes(), 0o600); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -21,6 +21,8 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/keter-systemd/keter/config"
+
+	"github.com/keter-systemd/keter/internal/atomicfile"
 )
 
 // Units is what the manager needs from systemd; keter's dbus package
@@ -289,7 +291,7 @@ func (m *Manager) install(ctx context.Context, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(m.conf), 0o755); err != nil {
 		return fmt.Errorf("creating nginx config folder: %w", err)
 	}
-	tmp, err := writeTemp(m.conf, data, 0o644)
+	tmp, err := atomicfile.WriteTemp(m.conf, data, 0o644)
 	if err != nil {
 		return err
 	}
@@ -301,7 +303,7 @@ func (m *Manager) install(ctx context.Context, data []byte) error {
 		if err := os.Rename(tmp, m.conf); err != nil {
 			return fmt.Errorf("installing nginx config: %w", err)
 		}
-		return syncDir(filepath.Dir(m.conf))
+		return atomicfile.SyncDir(filepath.Dir(m.conf))
 	}
 	old, readErr := os.ReadFile(m.conf)
 	if readErr != nil && !errors.Is(readErr, os.ErrNotExist) {
@@ -313,7 +315,7 @@ func (m *Manager) install(ctx context.Context, data []byte) error {
 	if err := m.test(ctx, m.systemConf); err != nil {
 		return errors.Join(err, m.restore(old, readErr == nil))
 	}
-	return syncDir(filepath.Dir(m.conf))
+	return atomicfile.SyncDir(filepath.Dir(m.conf))
 }
 
 // restore puts the previous file back (or removes a file that did not
@@ -325,7 +327,7 @@ func (m *Manager) restore(old []byte, existed bool) error {
 		}
 		return nil
 	}
-	if err := writeAtomic(m.conf, old, 0o644); err != nil {
+	if err := atomicfile.Write(m.conf, old, 0o644); err != nil {
 		return fmt.Errorf("restoring the previous nginx config: %w", err)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/keter-systemd/keter/internal/atomicfile"
 )
 
 // FileName is the credentials file inside keter's etc folder, as in Keter.
@@ -125,34 +127,8 @@ func (s store) save(m map[string]Entry) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", s.path(), err)
 	}
-	tmp, err := os.CreateTemp(s.dir, "."+FileName+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(s.path(), b, 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", s.path(), err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	err = tmp.Chmod(0o600)
-	if err == nil {
-		_, err = tmp.Write(b)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), s.path())
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", s.path(), err)
-	}
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", s.dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", s.dir, err)
 	}
 	return nil
 }
