@@ -105,19 +105,17 @@ func TestDeployReplaceRemove(t *testing.T) {
 	if got := h.proxy.serving()["web"]; got != s2.Live.Version {
 		t.Fatalf("proxy serves %q after replace, want %q", got, s2.Live.Version)
 	}
-	waitFor(t, func() bool { return len(h.units.names()) == 1 && h.units.names()[0] == s2.Live.Units[0] })
-	if _, err := os.Stat(s1.Live.Dir); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("old folder %s still there", s1.Live.Dir)
-	}
+	waitFor(t, func() bool {
+		_, err := os.Stat(s1.Live.Dir)
+		return len(h.units.names()) == 1 && h.units.names()[0] == s2.Live.Units[0] && errors.Is(err, os.ErrNotExist)
+	})
 
 	os.Remove(filepath.Join(h.cfg.Incoming(), "web.keter"))
-	waitFor(t, func() bool { return len(h.units.names()) == 0 && len(h.proxy.serving()) == 0 })
-	if left, _ := os.ReadDir(h.cfg.Temp()); len(left) != 0 {
-		t.Fatalf("temp not empty after remove: %v", left)
-	}
-	if left, _ := os.ReadDir(filepath.Join(h.cfg.Etc(), "env")); len(left) != 0 {
-		t.Fatalf("env files left after remove: %v", left)
-	}
+	waitFor(t, func() bool {
+		dirs, _ := os.ReadDir(h.cfg.Temp())
+		envs, _ := os.ReadDir(filepath.Join(h.cfg.Etc(), "env"))
+		return len(h.units.names()) == 0 && len(h.proxy.serving()) == 0 && len(dirs) == 0 && len(envs) == 0
+	})
 }
 
 func TestFailedVersionLeavesOldServing(t *testing.T) {
