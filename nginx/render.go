@@ -713,7 +713,15 @@ func responseFile(w *writer, status, loc, file string) {
 }
 
 func (r *renderer) defaultServers(w *writer) {
-	r.servers(w, " default_server", []string{"_"}, nil, func(bool) {
+	// In system mode the system's nginx may already have a default server
+	// (Debian's sites-enabled/default); claiming it too would make nginx
+	// refuse the whole config. Unclaimed, this catch-all is still the
+	// default when no other is, as conf.d comes first in Debian's nginx.conf.
+	flag := " default_server"
+	if r.g.Nginx.Mode == config.ModeSystem {
+		flag = ""
+	}
+	r.servers(w, flag, []string{"_"}, nil, func(bool) {
 		if r.g.UnknownHostResponseFile != "" {
 			responseFile(w, "404", locUnknownHost, r.g.UnknownHostResponseFile)
 		}

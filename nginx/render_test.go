@@ -299,3 +299,22 @@ func TestRenderRefusesUnsupported(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultServerOnlyInManagedMode: keter's own nginx claims
+// default_server for unknown hosts; inside a system nginx it must not, or
+// it clashes with Debian's sites-enabled/default and nginx refuses both.
+func TestDefaultServerOnlyInManagedMode(t *testing.T) {
+	for _, c := range []struct {
+		mode string
+		want bool
+	}{{"managed", true}, {"system", false}} {
+		g := globalConfig(t, "nginx: {mode: "+c.mode+"}\n")
+		out, err := Render(g, []App{app("shop", map[int]int{0: 43124}, webapp("shop.example.com"))}, goldenPaths())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(out.Include), "default_server"); got != c.want {
+			t.Errorf("%s mode: default_server in include = %v, want %v", c.mode, got, c.want)
+		}
+	}
+}
