@@ -48,7 +48,8 @@ boot() {
 	fi
 	mount --rbind "$dir/run" /run
 	# NEVER drop SYSTEMD_UNIT_PATH: the default path runs tmpfiles, which wipes the host's /tmp.
-	exec env container=keter-test SYSTEMD_UNIT_PATH="$dir/units" /lib/systemd/systemd --system --unit=keter-test.target
+	# /run/systemd/transient (the sandbox's own /run) keeps transient units whole across daemon-reload.
+	exec env container=keter-test SYSTEMD_UNIT_PATH="$dir/units:/run/systemd/transient" /lib/systemd/systemd --system --unit=keter-test.target
 	BOOT
 	chmod +x "$dir/boot"
 	setsid unshare --pid --fork --mount --propagation private "$dir/boot" \
