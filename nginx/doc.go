@@ -28,10 +28,12 @@
 // means nginx got the signal: a failure nginx -t cannot see (a port taken
 // by another program) leaves nginx on its old config, logged in journald.
 //
-// System mode's include declares a default_server per listener (unknown
-// hosts, health checks): a system site that also claims default_server on
-// the same port (Debian's sites-enabled/default) makes `nginx -t` refuse
-// the include, and keter reports nginx's message.
+// Managed mode's catch-all server is the default_server of each listener
+// (unknown hosts get 404, the health check answers on any host). System
+// mode's catch-all does not claim default_server, which Debian's
+// sites-enabled/default already holds: with that site enabled it answers
+// unknown hosts; disable it and keter's catch-all (conf.d is included
+// first) answers them with 404.
 //
 // This package must not decide which app owns a host (the core does) nor
 // talk to D-Bus itself: it uses the small Units interface.
