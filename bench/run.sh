@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # make bench: measure keter's speed goals (issue 10) on loopback and write
 # BENCHMARKS.md. As root on Debian 12. Installs what it needs, builds keter,
-# the benchmark app and the driver, boots a sandbox systemd when PID 1 is not
-# systemd, runs bench/keterbench inside it, and always tears down.
-#   bash bench/run.sh                  every benchmark, writes BENCHMARKS.md
-#   bash bench/run.sh -only deploy     a subset (see bin/keterbench -h); add
-#                                      -md '' to leave BENCHMARKS.md alone
+# the benchmark app and the driver, and runs bench/keterbench once per
+# benchmark, each in a fresh sandbox systemd when PID 1 is not systemd (a
+# stopped keter-nginx.service can stay loaded there and block the next
+# keter). Always tears down.
+#   bash bench/run.sh                      every benchmark, writes BENCHMARKS.md
+#   BENCHES="deploy scale" bash bench/run.sh   a subset (deploy replace
+#                                          throughput scale restart unpack);
+#                                          BENCH_MD= leaves BENCHMARKS.md alone
+# Extra arguments go to every keterbench run (see bin/keterbench -h).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (it boots a systemd and starts units)" >&2; exit 1; }
+BENCHES=${BENCHES:-deploy replace throughput scale restart unpack}
+BENCH_MD=${BENCH_MD-BENCHMARKS.md}
 
 bash scripts/deps.sh
 export PATH=/usr/local/go/bin:$PATH
@@ -17,20 +23,28 @@ CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/bench-app ./bench/app
 go build -o bin/keterbench ./bench/keterbench
 
 ROOT=/srv/keter-bench
+WORK=$(mktemp -d /tmp/keter-bench.XXXXXX)
 SANDBOX=""
 cleanup() {
-	[ -n "$SANDBOX" ] && bash scripts/sandbox.sh down "$SANDBOX"
-	[ -n "$SANDBOX" ] && rm -rf "$SANDBOX"
-	rm -rf "$ROOT"
+	[ -z "$SANDBOX" ] || bash scripts/sandbox.sh down "$SANDBOX"
+	rm -rf "$WORK" "$ROOT"
 }
 trap cleanup EXIT
 
-if [ "$(cat /proc/1/comm)" = systemd ]; then
-	inside() { "$@"; }
-else
-	SANDBOX=$(mktemp -d /tmp/keter-bench-sandbox.XXXXXX)
-	bash scripts/sandbox.sh up "$SANDBOX"
-	inside() { bash scripts/sandbox.sh exec "$SANDBOX" "$@"; }
-fi
-inside bin/keterbench -keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -root "$ROOT" \
-	-md BENCHMARKS.md -command "make bench" "$@"
+started=$(date +%s)
+for b in $BENCHES; do
+	if [ "$(cat /proc/1/comm)" = systemd ]; then
+		bin/keterbench -only "$b" -state "$WORK/state.json" -table=false \
+			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -root "$ROOT" "$@" || true
+	else
+		SANDBOX=$WORK/sandbox-$b
+		bash scripts/sandbox.sh up "$SANDBOX"
+		bash scripts/sandbox.sh exec "$SANDBOX" bin/keterbench -only "$b" -state "$WORK/state.json" -table=false \
+			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -root "$ROOT" "$@" || true
+		bash scripts/sandbox.sh down "$SANDBOX"
+		SANDBOX=""
+	fi
+done
+echo "bench: all runs took $(( $(date +%s) - started )) s"
+# Report only: the table, and BENCHMARKS.md unless BENCH_MD is empty.
+bin/keterbench -only "" -state "$WORK/state.json" -md "$BENCH_MD" -command "make bench"

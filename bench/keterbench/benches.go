@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -100,11 +104,17 @@ func benchDeploy(ctx context.Context, e env) (res deployResult, err error) {
 	return res, nil
 }
 
-// replaceResult: the same wrk load without and with replacements.
+// replaceResult: the same wrk load without and with replacements, plus two
+// runs that tell keter's switch apart from nginx's reload: the load with
+// nginx reloads alone, and replacements under Connection: close load.
 type replaceResult struct {
-	Baseline, Replacing wrkResult
-	Replacements        int
-	StoppedUnderLoad    int // old versions stopped while wrk still ran
+	Baseline, Replacing       wrkResult // keep-alive connections, as wrk does by default
+	ReloadsOnly               wrkResult // keep-alive, nginx reloaded, no deploy
+	ReplacingClose            wrkResult // Connection: close, replacements
+	Replacements, Reloads     int
+	ReplacementsClose         int
+	StoppedUnderLoad          int // old versions stopped while the keep-alive load ran
+	NginxReloadsDuringReplace int
 }
 
 func benchReplace(ctx context.Context, e env) (res replaceResult, err error) {
@@ -117,19 +127,26 @@ func benchReplace(ctx context.Context, e env) (res replaceResult, err error) {
 		return res, err
 	}
 	host := "replace.bench.test"
-	bundles := make([][]byte, e.replaces+1)
+	bundles := make([][]byte, 2*e.replaces+1)
 	for i := range bundles {
 		if bundles[i], err = makeBundle(e.app, host, "v"+strconv.Itoa(i)); err != nil {
 			return res, err
 		}
 	}
-	if err := stage(k.incoming(), "replace", bundles[0]); err != nil {
-		return res, err
+	next := 0
+	replace := func() error {
+		msg := "v" + strconv.Itoa(next)
+		if err := stage(k.incoming(), "replace", bundles[next]); err != nil {
+			return err
+		}
+		if _, err := publish(k.incoming(), "replace"); err != nil {
+			return err
+		}
+		next++
+		_, err := waitBody(ctx, k.port, host, msg, 5*time.Millisecond, 60*time.Second)
+		return err
 	}
-	if _, err := publish(k.incoming(), "replace"); err != nil {
-		return res, err
-	}
-	if _, err := waitBody(ctx, k.port, host, "v0", 5*time.Millisecond, 60*time.Second); err != nil {
+	if err := replace(); err != nil {
 		return res, err
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", k.port)
@@ -137,64 +154,133 @@ func benchReplace(ctx context.Context, e env) (res replaceResult, err error) {
 	if res.Baseline, err = runWrk(ctx, 16, e.wrkDur, host, url, true); err != nil {
 		return res, err
 	}
-	// The loaded run lasts as long as the replacements take: wrk gets a
-	// long -d and SIGINT once every old version has been stopped.
-	w, err := startWrk(ctx, 16, 5*time.Minute, host, url, true)
-	if err != nil {
-		return res, err
-	}
-	defer w.stop()
-	if err := sleep(ctx, 500*time.Millisecond); err != nil {
-		return res, err
-	}
-	for i := 1; i <= e.replaces; i++ {
-		msg := "v" + strconv.Itoa(i)
-		if err := stage(k.incoming(), "replace", bundles[i]); err != nil {
-			return res, err
+
+	// A loaded run lasts as long as its changes take: wrk gets a long -d
+	// and SIGINT once every old version has been stopped.
+	underLoad := func(change func() error, n, stopped int, headers ...string) (wrkResult, int, time.Time, error) {
+		w, err := startWrk(ctx, 16, 5*time.Minute, host, url, true, headers...)
+		if err != nil {
+			return wrkResult{}, 0, time.Time{}, err
 		}
-		if _, err := publish(k.incoming(), "replace"); err != nil {
-			return res, err
+		defer w.stop()
+		sleep(ctx, 500*time.Millisecond)
+		done := 0
+		for ; done < n; done++ {
+			if err := change(); err != nil {
+				return wrkResult{}, done, time.Time{}, err
+			}
 		}
-		if _, err := waitBody(ctx, k.port, host, msg, 5*time.Millisecond, 60*time.Second); err != nil {
-			return res, err
+		if _, err := k.waitLog(ctx, "old version stopped", stopped, 60*time.Second); err != nil {
+			return wrkResult{}, done, time.Time{}, err
 		}
-		res.Replacements++
+		sleep(ctx, 500*time.Millisecond)
+		end := time.Now()
+		w.stop()
+		r, err := w.wait()
+		return r, done, end, err
 	}
-	e.logf("  %d replacements live; waiting for the old versions to stop under load", res.Replacements)
-	if _, err := k.waitLog(ctx, "old version stopped", e.replaces, 60*time.Second); err != nil {
-		return res, err
-	}
-	sleep(ctx, 500*time.Millisecond)
-	wrkEnd := time.Now()
-	w.stop()
-	if res.Replacing, err = w.wait(); err != nil {
-		return res, err
-	}
+
 	entries, err := k.journal(ctx)
 	if err != nil {
 		return res, err
 	}
+	reloads0 := count(entries, "nginx reloaded")
+	e.logf("  %d replacements under keep-alive load", e.replaces)
+	var end time.Time
+	if res.Replacing, res.Replacements, end, err = underLoad(replace, e.replaces, e.replaces); err != nil {
+		return res, err
+	}
+	if entries, err = k.journal(ctx); err != nil {
+		return res, err
+	}
+	res.NginxReloadsDuringReplace = count(entries, "nginx reloaded") - reloads0
 	for _, l := range filter(entries, "old version stopped") {
-		if l.at.Before(wrkEnd) {
+		if l.at.Before(end) {
 			res.StoppedUnderLoad++
 		}
+	}
+
+	// Control: the same number of nginx reloads, paced like the
+	// replacements, with no deploy at all.
+	pace := res.Replacing.Duration / time.Duration(e.replaces+2)
+	reload := func() error {
+		if _, err := command(ctx, "systemctl", "reload", nginxUnit); err != nil {
+			return err
+		}
+		return sleep(ctx, pace)
+	}
+	e.logf("  control: %d nginx reloads alone under keep-alive load", res.NginxReloadsDuringReplace)
+	if res.ReloadsOnly, res.Reloads, _, err = underLoad(reload, res.NginxReloadsDuringReplace, e.replaces); err != nil {
+		return res, err
+	}
+	e.logf("  %d replacements under Connection: close load", e.replaces)
+	if res.ReplacingClose, res.ReplacementsClose, _, err = underLoad(replace, e.replaces, 2*e.replaces, "Connection: close"); err != nil {
+		return res, err
 	}
 	return res, nil
 }
 
-// throughputResult: wrk -c32 against the app directly and through nginx,
-// alternating, so drift in machine load hits both sides alike.
+// throughputResult: wrk -c32 against the app directly, through keter's
+// nginx, and through a plain nginx with a minimal keep-alive proxy config
+// (the reference issue 5 quotes), alternating so drift in machine load hits
+// all three alike.
 type throughputResult struct {
-	Direct, Proxied []wrkResult
+	Direct, Proxied, Plain []wrkResult
 }
 
-func (r throughputResult) Ratio() float64 {
-	var d, p float64
-	for i := range r.Direct {
-		d += r.Direct[i].RPS()
-		p += r.Proxied[i].RPS()
+func (r throughputResult) Ratio() float64 { return sumRPS(r.Proxied) / sumRPS(r.Direct) }
+
+func sumRPS(rs []wrkResult) float64 {
+	var sum float64
+	for _, r := range rs {
+		sum += r.RPS()
 	}
-	return p / d
+	return sum
+}
+
+// startPlainNginx runs nginx with the smallest keep-alive proxy config in
+// front of the app, outside keter, and returns its port and a stop func.
+func startPlainNginx(ctx context.Context, dir string, appPort int) (int, func(), error) {
+	port, err := freePort()
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return 0, nil, err
+	}
+	conf := fmt.Sprintf(`worker_processes auto;
+daemon off;
+pid %s/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 65s;
+    keepalive_requests 10000;
+    upstream app { server 127.0.0.1:%d; keepalive 64; }
+    server {
+        listen 127.0.0.1:%d;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+        }
+    }
+}
+`, dir, appPort, port)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		return 0, nil, err
+	}
+	cmd := exec.Command("nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	if err := cmd.Start(); err != nil {
+		return 0, nil, fmt.Errorf("starting plain nginx: %w", err)
+	}
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}
+	return port, stop, nil
 }
 
 var portsRE = regexp.MustCompile(`\d+`)
@@ -234,8 +320,16 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 	if _, err := waitBody(ctx, appPort, host, "hello", 5*time.Millisecond, 5*time.Second); err != nil {
 		return res, err
 	}
+	plainPort, stopPlain, err := startPlainNginx(ctx, filepath.Join(e.base, "plain-nginx"), appPort)
+	if err != nil {
+		return res, err
+	}
+	defer stopPlain()
+	if _, err := waitBody(ctx, plainPort, host, "hello", 5*time.Millisecond, 10*time.Second); err != nil {
+		return res, fmt.Errorf("plain nginx: %w", err)
+	}
 	half := e.wrkDur / 2
-	for round := 0; round < 2; round++ {
+	for round := 0; round < 3; round++ {
 		d, err := runWrk(ctx, 32, half, "", fmt.Sprintf("http://127.0.0.1:%d/", appPort), false)
 		if err != nil {
 			return res, err
@@ -244,10 +338,20 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 		if err != nil {
 			return res, err
 		}
-		e.logf("  round %d: direct %.0f req/s, through nginx %.0f req/s", round+1, d.RPS(), p.RPS())
-		res.Direct, res.Proxied = append(res.Direct, d), append(res.Proxied, p)
+		n, err := runWrk(ctx, 32, half, host, fmt.Sprintf("http://127.0.0.1:%d/", plainPort), false)
+		if err != nil {
+			return res, err
+		}
+		e.logf("  round %d: direct %.0f req/s, keter's nginx %.0f req/s, plain nginx %.0f req/s", round+1, d.RPS(), p.RPS(), n.RPS())
+		res.Direct, res.Proxied, res.Plain = append(res.Direct, d), append(res.Proxied, p), append(res.Plain, n)
 	}
 	return res, nil
+}
+
+// rssSample is keter's VmRSS some time after every app served.
+type rssSample struct {
+	After time.Duration
+	RSSKB int64
 }
 
 // scaleResult: many apps dropped at once until every one answers.
@@ -258,6 +362,7 @@ type scaleResult struct {
 	Reloads         int           // "nginx reloaded" while the apps came up
 	IdleRSSKB       int64         // keter before the drop, no apps
 	RSSKB, HWMKB    int64         // keter 2 s after all served
+	RSSLater        []rssSample   // and later, as the Go runtime returns memory
 	CPU             time.Duration // keter's CPU from the drop to 2 s after
 	AppUnitsRunning int
 }
@@ -350,6 +455,13 @@ func benchScale(ctx context.Context, e env) (res scaleResult, err error) {
 		return res, err
 	}
 	res.Reloads = count(entries, "nginx reloaded") - reloads0
+	for _, at := range []time.Duration{10 * time.Second, 30 * time.Second} {
+		sleep(ctx, time.Until(last.Add(at)))
+		if p, err := readProc(pid); err == nil {
+			res.RSSLater = append(res.RSSLater, rssSample{at, p.rssKB})
+			e.logf("  keter RSS %s after all served: %s", at, mb(p.rssKB))
+		}
+	}
 	live := filter(entries, "version live")
 	if len(live) > 0 {
 		res.LastLive = live[len(live)-1].at.Sub(t0)

@@ -16,6 +16,12 @@ import (
 	"time"
 )
 
+// nginxUnit is the nginx keter runs in managed mode. Its name is fixed, and
+// a stopped transient unit can stay loaded in the sandbox (cgroup v1 removal
+// fails), which makes the next keter's start fail: so run.sh gives each
+// benchmark a sandbox of its own.
+const nginxUnit = "keter-nginx.service"
+
 // keter is one keter daemon running as a transient unit of the systemd
 // keterbench runs under, the way e2e/harness_test.go starts it.
 type keter struct {
@@ -42,14 +48,17 @@ func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
 		return nil, err
 	}
 	k := &keter{unit: fmt.Sprintf("keter-bench-%s-%d.service", name, os.Getpid()), root: root, port: port}
-	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n", root, port)
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n",
+		root, port)
 	cfgPath := filepath.Join(root, "keter-config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("writing keter config: %w", err)
 	}
 	if _, err := command(ctx, "systemd-run", "--unit", k.unit, "-p", "Type=notify", "-p", "Restart=always",
 		"-p", "RestartSec=100ms", "-p", "KillMode=process", "-p", "TimeoutStartSec=120", bin, "run", cfgPath); err != nil {
-		return nil, fmt.Errorf("starting keter: %w", err)
+		log, _ := command(ctx, "journalctl", "-u", k.unit, "-n", "15", "-o", "cat", "--no-pager")
+		k.stop(ctx)
+		return nil, fmt.Errorf("starting keter: %w\nketer's log:\n%s", err, log)
 	}
 	return k, nil
 }
@@ -59,7 +68,7 @@ func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
 func (k *keter) stop(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	command(ctx, "systemctl", "stop", k.unit)
-	command(ctx, "systemctl", "stop", "keter-app-*", "keter-nginx*")
+	command(ctx, "systemctl", "stop", "keter-app-*", nginxUnit)
 	command(ctx, "systemctl", "reset-failed")
 }
 

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -25,7 +26,7 @@ func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
 	appBin := flag.String("app", "bin/bench-app", "benchmark app binary (bench/app)")
 	base := flag.String("root", "/srv/keter-bench", "parent folder of every keter root (not under /tmp)")
-	only := flag.String("only", strings.Join(allBenches, ","), "comma-separated benchmarks to run")
+	only := flag.String("only", strings.Join(allBenches, ","), "comma-separated benchmarks to run (empty: only report)")
 	md := flag.String("md", "", "write the report as Markdown to this file (empty: do not)")
 	cmdline := flag.String("command", "make bench", "the command that reproduces the run, for the report")
 	deploys := flag.Int("deploys", 20, "deploys timed for deploy latency")
@@ -33,93 +34,119 @@ func main() {
 	apps := flag.Int("apps", 100, "apps dropped at once")
 	unpackRuns := flag.Int("unpack-runs", 3, "runs of each unpacker")
 	wrkDur := flag.Duration("wrk", 10*time.Second, "wrk duration")
+	state := flag.String("state", "", "JSON file that keeps results across runs (one benchmark per sandbox)")
+	table := flag.Bool("table", true, "print the summary table")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app, err := os.ReadFile(*appBin)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keterbench:", err)
-		os.Exit(1)
+	if err != nil && *only != "" {
+		fail(err)
 	}
 	e := env{
 		keterBin: *keterBin, app: app, base: *base, deploys: *deploys, apps: *apps,
 		replaces: *replaces, wrkDur: *wrkDur,
 		logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	}
-	r := &results{command: *cmdline, started: time.Now(), machine: readMachine(ctx), errs: map[string]error{}}
+	r := &results{Command: *cmdline, Started: time.Now(), Machine: readMachine(ctx)}
 	if out, err := command(ctx, *keterBin, "version"); err == nil {
-		r.machine.keter = strings.TrimSpace(out)
+		r.Machine.Keter = strings.TrimSpace(out)
+	}
+	if *state != "" {
+		// Earlier benchmarks of the same run, each in its own sandbox.
+		if b, err := os.ReadFile(*state); err == nil {
+			if err := json.Unmarshal(b, r); err != nil {
+				fail(fmt.Errorf("reading %s: %w", *state, err))
+			}
+		}
 	}
 	want := strings.Split(*only, ",")
-	run := func(name, title string, f func() error) {
+	run := func(name, title string, f func() string) {
 		if !slices.Contains(want, name) {
 			return
 		}
 		e.logf("== %s", title)
 		start := time.Now()
-		if err := f(); err != nil {
-			r.errs[name] = err
-			e.logf("  FAILED: %v", err)
+		if err := f(); err != "" {
+			e.logf("  FAILED: %s", err)
 		}
 		e.logf("  (%s)", time.Since(start).Round(time.Second))
 	}
-	run("deploy", "1. deploy latency", func() error { r.deploy = ptr(benchDeploy(ctx, e)); return r.deploy.err })
-	run("replace", "2. replace under load", func() error { r.replace = ptr(benchReplace(ctx, e)); return r.replace.err })
-	run("throughput", "3. front door throughput", func() error { r.throughput = ptr(benchThroughput(ctx, e)); return r.throughput.err })
-	run("scale", "4. scale", func() error { r.scale = ptr(benchScale(ctx, e)); return r.scale.err })
-	run("restart", "5. keter restart", func() error { r.restart = ptr(benchRestart(ctx, e)); return r.restart.err })
-	run("unpack", "6. unpack", func() error { r.unpack = ptr(benchUnpack(ctx, e, *unpackRuns)); return r.unpack.err })
-	r.finished = time.Now()
-	r.machine.loadEnd = loadavg()
+	run("deploy", "1. deploy latency", func() string { r.Deploy = ptr(benchDeploy(ctx, e)); return r.Deploy.Err })
+	run("replace", "2. replace under load", func() string { r.Replace = ptr(benchReplace(ctx, e)); return r.Replace.Err })
+	run("throughput", "3. front door throughput", func() string { r.Throughput = ptr(benchThroughput(ctx, e)); return r.Throughput.Err })
+	run("scale", "4. scale", func() string { r.Scale = ptr(benchScale(ctx, e)); return r.Scale.Err })
+	run("restart", "5. keter restart", func() string { r.Restart = ptr(benchRestart(ctx, e)); return r.Restart.Err })
+	run("unpack", "6. unpack", func() string { r.Unpack = ptr(benchUnpack(ctx, e, *unpackRuns)); return r.Unpack.Err })
+	r.Finished = time.Now()
+	r.Machine.LoadEnd = loadavg()
+	if *state != "" {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		if err := writeAtomic(*state, b); err != nil {
+			fail(err)
+		}
+	}
 
-	fmt.Println()
-	fmt.Print(r.table())
+	if *table {
+		fmt.Println()
+		fmt.Print(r.table())
+	}
 	if *md != "" {
 		if err := writeAtomic(*md, []byte(r.markdown())); err != nil {
-			fmt.Fprintln(os.Stderr, "keterbench:", err)
-			os.Exit(1)
+			fail(err)
 		}
 		fmt.Printf("\nwrote %s\n", *md)
 	}
-	if len(r.errs) > 0 {
+	if len(r.errs()) > 0 {
 		os.Exit(1)
 	}
 }
 
-// outcome is a benchmark's result and the error that cut it short, if any.
-type outcome[T any] struct {
-	v   T
-	err error
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "keterbench:", err)
+	os.Exit(1)
 }
 
-func ptr[T any](v T, err error) *outcome[T] { return &outcome[T]{v, err} }
+// outcome is a benchmark's result and the error that cut it short, if any.
+type outcome[T any] struct {
+	V   T
+	Err string `json:",omitempty"`
+}
+
+func ptr[T any](v T, err error) *outcome[T] {
+	o := &outcome[T]{V: v}
+	if err != nil {
+		o.Err = err.Error()
+	}
+	return o
+}
 
 type machine struct {
-	cores                 int
-	cpu, kernel, loadInit string
-	loadEnd               string
-	nginx, wrk, goVersion string
-	keter                 string // keter's version (git describe)
+	Cores                 int
+	CPU, Kernel, LoadInit string
+	LoadEnd               string
+	Nginx, Wrk, GoVersion string
+	Keter                 string // keter's version (git describe)
 }
 
 func readMachine(ctx context.Context) machine {
-	m := machine{cores: runtime.NumCPU(), loadInit: loadavg(), goVersion: runtime.Version()}
+	m := machine{Cores: runtime.NumCPU(), LoadInit: loadavg(), GoVersion: runtime.Version()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.cpu = strings.TrimSpace(v)
+				m.CPU = strings.TrimSpace(v)
 				break
 			}
 		}
 	}
 	if out, err := command(ctx, "uname", "-r"); err == nil {
-		m.kernel = strings.TrimSpace(out)
+		m.Kernel = strings.TrimSpace(out)
 	}
 	for _, p := range []struct {
 		pkg string
 		dst *string
-	}{{"nginx-light", &m.nginx}, {"wrk", &m.wrk}} {
+	}{{"nginx-light", &m.Nginx}, {"wrk", &m.Wrk}} {
 		if out, err := command(ctx, "dpkg-query", "-W", "-f", "${Version}", p.pkg); err == nil {
 			*p.dst = p.pkg + " " + strings.TrimSpace(out)
 		}

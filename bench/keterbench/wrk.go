@@ -42,6 +42,27 @@ func (r wrkResult) Failed() int64 {
 	return bad + r.Connect + r.Read + r.Write + r.Timeout
 }
 
+// breakdown names the kinds of failure, e.g. "3 non-2xx, 2 read".
+func (r wrkResult) breakdown() string {
+	var parts []string
+	bad := r.Non2xx
+	if bad < 0 {
+		bad = r.Status
+	}
+	for _, p := range []struct {
+		n    int64
+		name string
+	}{{bad, "non-2xx"}, {r.Connect, "connect"}, {r.Read, "read"}, {r.Write, "write"}, {r.Timeout, "timeout"}} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.name))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
 // wrkRun is one wrk process; stop ends it early (SIGINT makes wrk print its
 // summary as if the duration had run out).
 type wrkRun struct {
@@ -53,9 +74,10 @@ type wrkRun struct {
 }
 
 // startWrk starts wrk with -t2 and the given connections against url, with
-// Host: host when host is set. count selects the script that counts
-// non-2xx responses (slower for wrk, so not used for throughput).
-func startWrk(ctx context.Context, conns int, dur time.Duration, host, url string, count bool) (*wrkRun, error) {
+// Host: host when host is set and any extra headers. count selects the
+// script that counts non-2xx responses (slower for wrk, so not used for
+// throughput).
+func startWrk(ctx context.Context, conns int, dur time.Duration, host, url string, count bool, headers ...string) (*wrkRun, error) {
 	script, name := summaryScript, "wrk-summary.lua"
 	if count {
 		script, name = countScript, "wrk-count.lua"
@@ -69,6 +91,9 @@ func startWrk(ctx context.Context, conns int, dur time.Duration, host, url strin
 	args := []string{"-t2", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(dur.Seconds())) + "s", "--timeout", "5s", "-s", f.Name()}
 	if host != "" {
 		args = append(args, "-H", "Host: "+host)
+	}
+	for _, h := range headers {
+		args = append(args, "-H", h)
 	}
 	args = append(args, url)
 	w := &wrkRun{cmd: exec.CommandContext(ctx, "wrk", args...), done: make(chan error, 1), script: f.Name(), name: name}
@@ -88,7 +113,14 @@ func (w *wrkRun) stop() { w.cmd.Process.Signal(syscall.SIGINT) }
 func (w *wrkRun) wait() (wrkResult, error) {
 	err := <-w.done
 	defer os.Remove(w.script)
-	cmdline := "wrk " + strings.Join(w.cmd.Args[1:], " ")
+	var quoted []string
+	for _, a := range w.cmd.Args[1:] {
+		if strings.ContainsAny(a, " :") && !strings.HasPrefix(a, "http") {
+			a = "'" + a + "'"
+		}
+		quoted = append(quoted, a)
+	}
+	cmdline := "wrk " + strings.Join(quoted, " ")
 	cmdline = strings.Replace(cmdline, w.script, "bench/keterbench/"+w.name, 1)
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("running %s: %w: %s", cmdline, err, w.out.String())
