@@ -307,7 +307,7 @@ func TestValidHost(t *testing.T) {
 	}
 	bad := []string{"", "a b", "a;b", "a.com;", `a"b`, "a'b", "a{b", "a}b", "$host", "a\nb", "a#b", "a/b", "a:80", "a.com.", ".a.com",
 		"a..b", "-a.com", "a-.com", "*", "*.", "a.*.com", "**.a.com", "*a.com", "a\\b", "a\tb", "ä.com", strings.Repeat("a", 64) + ".com",
-		strings.Repeat("a.", 127) + "aa"}
+		strings.Repeat("a.", 127) + "aa", "keter-generation.invalid", "*.x.INVALID"}
 	for _, h := range bad {
 		err := ValidHost(h)
 		if err == nil {

@@ -67,6 +67,9 @@ func ValidHost(h string) error {
 			}
 		}
 	}
+	if strings.EqualFold(labels[len(labels)-1], "invalid") {
+		return invalid("host name %s: the .invalid domain can never be a real site (RFC 6761); keter uses it for itself", describe(h))
+	}
 	return nil
 }
 

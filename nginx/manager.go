@@ -79,7 +79,7 @@ func New(g *config.Config, units Units, log *slog.Logger, opts ...Option) *Manag
 		o(m)
 	}
 	prefix := filepath.Join(g.Etc(), "nginx")
-	m.paths = Paths{Prefix: prefix, PidFile: filepath.Join(prefix, "nginx.pid"), User: workerUser(), IPv6: ipv6(), MaxFiles: maxFiles()}
+	m.paths = Paths{Prefix: prefix, PidFile: filepath.Join(prefix, "nginx.pid"), User: workerUser(), IPv6: ipv6(), MaxFiles: maxFiles(), Control: true}
 	m.conf = filepath.Join(prefix, "nginx.conf")
 	if g.Nginx.Mode == config.ModeSystem {
 		m.conf = g.Nginx.IncludeFile
@@ -275,6 +275,10 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 	if err := m.units.Reload(ctx, m.unit); err != nil {
 		rerr := fmt.Errorf("reloading %s: %w", m.unit, err)
 		return errors.Join(rerr, m.restore(old, readErr == nil))
+	}
+	if err := m.waitLoaded(ctx, out.Generation); err != nil {
+		// nginx kept its old config; make the file say so again.
+		return errors.Join(err, m.restore(old, readErr == nil))
 	}
 	m.reloads.Add(1)
 	m.log.Info("nginx reloaded", "unit", m.unit, "apps", len(apps))

@@ -33,7 +33,17 @@ type Paths struct {
 	MimeTypes string // included by the whole conf; default /etc/nginx/mime.types
 	IPv6      bool   // a "*" listener also listens on [::]
 	MaxFiles  int    // worker_rlimit_nofile when > 0; bounds worker_connections
+	// Control adds a server named ControlHost that answers the config's
+	// Generation to loopback clients, so Apply can see nginx has loaded it.
+	Control bool
 }
+
+// ControlHost is the reserved server name of the control server; .invalid
+// can never be a real site, and bundles may not claim it.
+const ControlHost = "keter-generation.invalid"
+
+// ControlPath answers the generation on ControlHost.
+const ControlPath = "/generation"
 
 // Output is a rendered configuration.
 type Output struct {
@@ -41,6 +51,8 @@ type Output struct {
 	Main []byte
 	// Include is the http-level part (system mode's keter.conf).
 	Include []byte
+	// Generation identifies this config when Paths.Control is set.
+	Generation string
 	// Concat lists files nginx needs that keter must build before testing:
 	// path → source files to concatenate (a certificate, then its chain).
 	Concat map[string][]string
@@ -137,11 +149,36 @@ func Render(g *config.Config, apps []App, p Paths) (*Output, error) {
 		return nil, err
 	}
 	inc := r.include()
+	var gen string
+	if r.p.Control {
+		sum := sha256.Sum256(inc)
+		gen = hex.EncodeToString(sum[:8])
+		inc = append(inc, r.control(gen)...)
+	}
 	return &Output{
-		Main:    r.main(inc),
-		Include: append([]byte(header), inc...),
-		Concat:  r.concat,
+		Main:       r.main(inc),
+		Include:    append([]byte(header), inc...),
+		Concat:     r.concat,
+		Generation: gen,
 	}, nil
+}
+
+// control renders the server that tells which config nginx runs.
+func (r *renderer) control(gen string) []byte {
+	w := &writer{}
+	r.servers(w, "", []string{ControlHost}, nil, func(bool) {
+		w.open("location", "=", ControlPath)
+		w.line("allow", "127.0.0.1")
+		w.line("allow", "::1")
+		w.line("deny", "all")
+		w.line("default_type", "text/plain")
+		w.line("return", "200", q(gen))
+		w.close()
+		w.open("location", "/")
+		w.line("return", "404")
+		w.close()
+	})
+	return w.b.Bytes()
 }
 
 func (r *renderer) global() error {
@@ -486,6 +523,10 @@ func (r *renderer) duplicates() error {
 	var errs []error
 	for _, s := range r.sites {
 		for _, h := range s.hosts {
+			if h == ControlHost {
+				errs = append(errs, fmt.Errorf("app %q: host %q is reserved for keter: %w", s.app, h, ErrInvalid))
+				continue
+			}
 			if o, ok := owners[h]; ok {
 				if o.app == s.app {
 					errs = append(errs, fmt.Errorf("app %q: host %q is used by stanzas %d and %d: %w", s.app, h, o.index, s.index, ErrDuplicateHost))

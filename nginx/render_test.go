@@ -236,7 +236,7 @@ func TestRenderedConfigsPassNginxTest(t *testing.T) {
 	for _, tc := range renderCases {
 		t.Run(tc.name, func(t *testing.T) {
 			g, apps := tc.build(t, tls)
-			p := Paths{Prefix: filepath.Join(dir, tc.name), PidFile: filepath.Join(dir, tc.name, "nginx.pid")}
+			p := Paths{Prefix: filepath.Join(dir, tc.name), PidFile: filepath.Join(dir, tc.name, "nginx.pid"), Control: true}
 			out, err := Render(g, apps, p)
 			if err != nil {
 				t.Fatal(err)
@@ -316,5 +316,36 @@ func TestDefaultServerOnlyInManagedMode(t *testing.T) {
 		if got := strings.Contains(string(out.Include), "default_server"); got != c.want {
 			t.Errorf("%s mode: default_server in include = %v, want %v", c.mode, got, c.want)
 		}
+	}
+}
+
+// TestControlServer: the generation follows the config, sits on a server
+// only the reserved name reaches, and no bundle may claim that name.
+func TestControlServer(t *testing.T) {
+	g := globalConfig(t, "")
+	p := goldenPaths()
+	p.Control = true
+	one := []App{app("shop", map[int]int{0: 43124}, webapp("shop.example.com"))}
+	two := []App{app("shop", map[int]int{0: 43125}, webapp("shop.example.com"))}
+	a, err := Render(g, one, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := Render(g, one, p)
+	b, _ := Render(g, two, p)
+	if a.Generation == "" || a.Generation != again.Generation || a.Generation == b.Generation {
+		t.Fatalf("generations %q %q %q: want stable for one config, new for another", a.Generation, again.Generation, b.Generation)
+	}
+	inc := string(a.Include)
+	for _, want := range []string{"server_name " + ControlHost + ";", `return 200 "` + a.Generation + `";`, "deny all;"} {
+		if !strings.Contains(inc, want) {
+			t.Errorf("include lacks %q", want)
+		}
+	}
+	if off, _ := Render(g, one, goldenPaths()); strings.Contains(string(off.Include), ControlHost) || off.Generation != "" {
+		t.Error("control server rendered without Paths.Control")
+	}
+	if _, err := Render(g, []App{app("evil", map[int]int{0: 1}, webapp(ControlHost))}, p); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("an app claiming %s: err %v, want ErrInvalid", ControlHost, err)
 	}
 }

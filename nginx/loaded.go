@@ -1,0 +1,73 @@
+package nginx
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// loadTimeout bounds the wait for nginx to switch to a reloaded config.
+const loadTimeout = 15 * time.Second
+
+// waitLoaded polls the control server until nginx answers with gen. A
+// reload job is done once nginx got the signal; nginx reads the new config
+// after that, and keeps the old one if it cannot apply it (a port taken by
+// another program), which only this notices.
+func (m *Manager) waitLoaded(ctx context.Context, gen string) error {
+	if gen == "" || len(m.g.Listeners) == 0 {
+		return nil
+	}
+	l := m.g.Listeners[0]
+	host := l.Host
+	switch host {
+	case "", "*", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::", "[::]":
+		host = "::1"
+	}
+	scheme := "http"
+	if l.Secure() {
+		scheme = "https"
+	}
+	url := scheme + "://" + net.JoinHostPort(host, strconv.Itoa(l.Port)) + ControlPath
+	client := &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{
+			DisableKeepAlives: true, // a kept connection could stay with an old worker
+			// Our own nginx on our own listener: only the generation is read.
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: ControlHost},
+		},
+	}
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	last := "no answer"
+	for wait := time.Millisecond; ; wait = min(wait*2, 100*time.Millisecond) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		req.Host = ControlHost
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && string(body) == gen {
+				return nil
+			}
+			last = fmt.Sprintf("%s %q", resp.Status, body)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nginx did not switch to the new config (generation %s) within %s; last answer from %s: %s; see journalctl -u %s",
+				gen, loadTimeout, url, last, m.unit)
+		case <-time.After(wait):
+		}
+	}
+}
