@@ -50,8 +50,8 @@ func (m *Manager) deploy(ctx context.Context, name, path string, w *worker) erro
 	}
 	m.log.Info("version live", "app", name, "version", v.id, "ports", v.portList(),
 		"duration", time.Since(started).Round(time.Millisecond).String(), "steps", v.steps.String())
+	m.keepBundle(v) // before "live" is reported, while incoming/ still holds this bundle
 	m.noteResult(name, v, nil, started)
-	m.keepBundle(v)
 	return nil
 }
 
@@ -241,7 +241,11 @@ func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port in
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if lastErr = p.once(ctx); lastErr == nil {
-			return nil
+			// An answer counts only while our unit runs: after our app
+			// exited, a stranger may hold the port.
+			if lastErr = m.unitRunning(ctx, unit); lastErr == nil {
+				return nil
+			}
 		}
 		if time.Since(lastCheck) > 200*time.Millisecond || attempt == 3 {
 			lastCheck = time.Now()
@@ -284,6 +288,23 @@ func (m *Manager) unitHealthy(ctx context.Context, unit string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: unit %s is gone", ErrNotReady, unit)
+}
+
+// unitRunning fails unless systemd says the unit is active and running.
+func (m *Manager) unitRunning(ctx context.Context, unit string) error {
+	sts, err := m.units.List(ctx, unit)
+	if err != nil {
+		return fmt.Errorf("asking systemd about %s: %w", unit, err)
+	}
+	for _, st := range sts {
+		if st.Name == unit {
+			if st.ActiveState == "active" && st.SubState == "running" {
+				return nil
+			}
+			return fmt.Errorf("port answered but unit %s is %s (%s)", unit, st.ActiveState, st.SubState)
+		}
+	}
+	return fmt.Errorf("port answered but unit %s is gone", unit)
 }
 
 // withLog adds the app's last journal lines to a readiness error.

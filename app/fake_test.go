@@ -20,7 +20,7 @@ type fakeUnits struct {
 	running map[string]*fakeUnit
 	started []string
 	stopped []string
-	failing map[string]string // app → "start" | "never-ready"
+	failing map[string]string // app → "start" | "never-ready" | "stranger"
 }
 
 type fakeUnit struct {
@@ -41,6 +41,10 @@ func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
 		return errors.New("job failed: " + u.Name)
 	}
 	fu := &fakeUnit{st: unitgen.Status{Name: u.Name, Meta: u.Meta, ActiveState: "active", SubState: "running", MainPID: 1}}
+	if mode == "stranger" {
+		// The app exits at once while something else answers on its port.
+		fu.st.ActiveState, fu.st.SubState = "activating", "auto-restart"
+	}
 	if port := envOf(u, "PORT"); port != "" && mode != "never-ready" {
 		l, err := net.Listen("tcp", "127.0.0.1:"+port)
 		if err != nil {

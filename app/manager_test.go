@@ -119,7 +119,7 @@ func TestDeployReplaceRemove(t *testing.T) {
 }
 
 func TestFailedVersionLeavesOldServing(t *testing.T) {
-	for _, mode := range []string{"start", "never-ready"} {
+	for _, mode := range []string{"start", "never-ready", "stranger"} {
 		t.Run(mode, func(t *testing.T) {
 			units := newFakeUnits()
 			h := newHarness(t, units)
@@ -142,6 +142,9 @@ func TestFailedVersionLeavesOldServing(t *testing.T) {
 			}
 			if mode == "never-ready" && (len(s2.LastLog) == 0 || !strings.Contains(s2.LastError, "ensure-alive-time-bound")) {
 				t.Fatalf("error lacks reason or log: %q %v", s2.LastError, s2.LastLog)
+			}
+			if mode == "stranger" && !strings.Contains(s2.LastError, "port answered but unit") {
+				t.Fatalf("a stranger on the port was taken for the app: %q", s2.LastError)
 			}
 			waitFor(t, func() bool { return len(units.names()) == 1 })
 			if dirs, _ := os.ReadDir(h.cfg.Temp()); len(dirs) != 1 {
