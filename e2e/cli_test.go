@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/internal/testkit"
@@ -123,14 +122,13 @@ func TestCLIOperations(t *testing.T) {
 	if !strings.Contains(out, name+": version") || !strings.Contains(out, host) {
 		t.Errorf("deploy output does not name the live version and host:\n%s", out)
 	}
-	// Exit 0 promises keter switched to the version: its status says so at
-	// once. (nginx applies a reload asynchronously after `nginx -s reload`
-	// returns, so the front door may lag a moment: hence WaitBody.)
+	// Exit 0 promises the version is live: its status says so, and nginx
+	// already serves it (keter waits for nginx to load the new config).
 	s := statusOf(t, k)
 	if a := s.app(name); a == nil || a.Live == nil || a.Live.Digest != digestOf(t, v1) {
 		t.Fatalf("right after deploy exited 0 the status is %+v, want v1 live", a)
 	}
-	k.WaitBody(host, "v1", 30*time.Second)
+	mustServe(t, k, host, "v1")
 
 	a := s.app(name)
 	if s.Keter.State != "ready" || a == nil || a.Live == nil {
@@ -160,7 +158,7 @@ func TestCLIOperations(t *testing.T) {
 	if a := statusOf(t, k).app(name); a == nil || a.Live == nil || a.Live.Digest != digestOf(t, v2) {
 		t.Fatalf("right after deploying v2 the status is %+v", a)
 	}
-	k.WaitBody(host, "v2", 30*time.Second)
+	mustServe(t, k, host, "v2")
 
 	_, errOut := mustCLI(t, 1, "deploy", "-c", k.config(), bad)
 	for _, want := range []string{"did not become ready", "demoapp exiting with 3 as asked", "keeps serving"} {
@@ -189,13 +187,13 @@ func TestCLIOperations(t *testing.T) {
 	if a := statusOf(t, k).app(name); a == nil || a.Live == nil || a.Live.Digest != digestOf(t, v1) {
 		t.Fatalf("status after rollback: %+v, want v1's digest live", a)
 	}
-	k.WaitBody(host, "v1", 30*time.Second)
+	mustServe(t, k, host, "v1")
 	// Rolling back again goes to the version live before v1, i.e. v2.
 	mustCLI(t, 0, "rollback", "-c", k.config(), name)
 	if a := statusOf(t, k).app(name); a == nil || a.Live == nil || a.Live.Digest != digestOf(t, v2) {
 		t.Fatalf("status after the second rollback: %+v, want v2's digest live", a)
 	}
-	k.WaitBody(host, "v2", 30*time.Second)
+	mustServe(t, k, host, "v2")
 	if kept, _ := os.ReadDir(filepath.Join(k.Root, "etc", "bundles", name)); len(kept) != 2 {
 		t.Errorf("kept bundles %v, want keep-bundles=2 of them", names(kept))
 	}
@@ -299,4 +297,12 @@ func TestCLIBundleAndCheck(t *testing.T) {
 	os.WriteFile(notGzip, []byte("not a tarball"), 0o644)
 	mustCLI(t, 1, "check", notGzip)
 	mustCLI(t, 1, "check", filepath.Join(root, "missing.keter"))
+}
+
+// mustServe: the front door answers with body now, not eventually.
+func mustServe(t *testing.T, k *keter, host, body string) {
+	t.Helper()
+	if code, got, err := k.Get(host, "/"); err != nil || code != 200 || got != body {
+		t.Fatalf("right after the command returned, %s answers %d %q (%v), want 200 %q", host, code, got, err, body)
+	}
 }
