@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -28,7 +29,9 @@ func cmdRun(ctx context.Context, args []string) int {
 		fmt.Fprintln(fs.Output(), "Usage: keter run [--debug] CONFIG\n\nRuns the daemon with the keter-config.yaml at CONFIG.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {
