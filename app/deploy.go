@@ -90,8 +90,12 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 		return v, errUnchanged
 	}
 	m.crashpoint("unpacked")
-	if v.cfg, err = bundle.Load(v.dir); err != nil {
+	var warns []string
+	if v.cfg, warns, err = bundle.LoadWithWarnings(v.dir); err != nil {
 		return v, fmt.Errorf("reading %s: %w", filepath.Base(path), err)
+	}
+	for _, w := range warns {
+		m.log.Warn("bundle config: "+w, "app", name, "bundle", filepath.Base(path))
 	}
 	if err := m.reserveHosts(name, v.cfg.Hosts()); err != nil {
 		return v, err

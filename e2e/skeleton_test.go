@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"archive/tar"
 	"fmt"
 	"os"
 
@@ -87,6 +88,16 @@ func TestBadBundles(t *testing.T) {
 			"config/keter.yaml": {Body: []byte("exec: ../bin/demoapp\nhost: breakout.test\n")},
 			"../../escaped":     {Body: []byte("x")},
 		}, reason: "escaped"},
+		{name: "symlinkout", files: map[string]testkit.File{
+			"config/keter.yaml": {Body: []byte("exec: ../bin/demoapp\nhost: symlink.test\n")},
+			"bin/demoapp":       {Body: demo, Mode: 0o755},
+			"etc":               {Type: tar.TypeSymlink, Linkname: "../../../../../etc"},
+		}, reason: "etc"},
+		{name: "device", files: map[string]testkit.File{
+			"config/keter.yaml": {Body: []byte("exec: ../bin/demoapp\nhost: device.test\n")},
+			"dev/sda":           {Type: tar.TypeBlock},
+		}, reason: "dev/sda"},
+		{name: "truncated", raw: truncated(t, demo), reason: "not a complete gzipped tarball"},
 		{name: "hosttaken", files: map[string]testkit.File{
 			"config/keter.yaml": {Body: []byte("exec: ../bin/demoapp\nhost: " + host + "\n")},
 			"bin/demoapp":       {Body: demo, Mode: 0o755},
@@ -192,4 +203,13 @@ func TestSlowCopyDeploysOnce(t *testing.T) {
 	if strings.Contains(log, "deploy failed") {
 		t.Fatalf("a half-written bundle was reported as failed:\n%s", log)
 	}
+}
+
+// truncated is a valid bundle cut short, as a copy that stopped half-way.
+func truncated(t *testing.T, demo []byte) []byte {
+	whole := testkit.BundleBytes(t, map[string]testkit.File{
+		"config/keter.yaml": {Body: []byte("exec: ../bin/demoapp\nhost: truncated.test\n")},
+		"bin/demoapp":       {Body: demo, Mode: 0o755},
+	})
+	return whole[:len(whole)/2]
 }
