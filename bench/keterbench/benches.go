@@ -34,6 +34,7 @@ type deployResult struct {
 	Steps     map[string][]time.Duration
 	KeterDur  []time.Duration // "version live" duration (keter's own clock)
 	Notice    []time.Duration // rename → keter's "unit started" journal line
+	AfterLive []time.Duration // keter's "version live" journal line → first 200
 }
 
 func benchDeploy(ctx context.Context, e env) (res deployResult, err error) {
@@ -100,6 +101,10 @@ func benchDeploy(ctx context.Context, e env) (res deployResult, err error) {
 	started := filter(entries, "unit started")
 	for i := 1; i < len(started) && i < len(renames); i++ {
 		res.Notice = append(res.Notice, started[i].at.Sub(renames[i]))
+	}
+	live := filter(entries, "version live")
+	for i := 1; i < len(live) && i < len(renames); i++ {
+		res.AfterLive = append(res.AfterLive, renames[i].Add(res.Latencies[i-1]).Sub(live[i].at))
 	}
 	return res, nil
 }
@@ -417,7 +422,7 @@ func benchScale(ctx context.Context, e env) (res scaleResult, err error) {
 	// Sweep the hosts not yet serving every 10 ms, one request each, so
 	// the poller does not compete with keter for the CPU.
 	pending := slices.Clone(names)
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	var last time.Time
 	for len(pending) > 0 {
 		var still []string
@@ -434,7 +439,17 @@ func benchScale(ctx context.Context, e env) (res scaleResult, err error) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return res, fmt.Errorf("%d of %d apps not serving after 5 minutes: %v", len(pending), e.apps, pending[:min(5, len(pending))])
+			// Say what keter logged about them.
+			var why []string
+			if entries, err := k.journal(ctx); err == nil {
+				for _, l := range entries {
+					if slices.Contains(pending, l.fields["app"]) {
+						why = append(why, l.raw)
+					}
+				}
+			}
+			return res, fmt.Errorf("%d of %d apps not serving after 3 minutes: %v; keter's log about them:\n%s",
+				len(pending), e.apps, pending[:min(5, len(pending))], strings.Join(why[max(0, len(why)-10):], "\n"))
 		}
 		if err := sleep(ctx, 10*time.Millisecond); err != nil {
 			return res, err

@@ -22,6 +22,9 @@ import (
 // benchmark a sandbox of its own.
 const nginxUnit = "keter-nginx.service"
 
+// The app port range every benchmark keter gets.
+const appPortsFrom, appPortsTo = 21000, 22999
+
 // keter is one keter daemon running as a transient unit of the systemd
 // keterbench runs under, the way e2e/harness_test.go starts it.
 type keter struct {
@@ -48,8 +51,12 @@ func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
 		return nil, err
 	}
 	k := &keter{unit: fmt.Sprintf("keter-bench-%s-%d.service", name, os.Getpid()), root: root, port: port}
-	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n",
-		root, port)
+	// App ports outside Linux's ephemeral range (32768-60999), where most of
+	// Keter's default ranges lie: there an outgoing connection can take an
+	// app's port between keter's probe and the app's bind (seen with 100
+	// apps: "bind: address already in use").
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n"+
+		"port-manager:\n  ranges:\n    - {from: %d, to: %d}\n", root, port, appPortsFrom, appPortsTo)
 	cfgPath := filepath.Join(root, "keter-config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("writing keter config: %w", err)
@@ -136,6 +143,7 @@ type logEntry struct {
 	at     time.Time
 	msg    string
 	fields map[string]string
+	raw    string
 }
 
 // journal returns every line of keter's unit log.
@@ -166,7 +174,7 @@ func unitJournal(ctx context.Context, unit string) ([]logEntry, error) {
 		}
 		us, _ := strconv.ParseInt(raw.Realtime, 10, 64)
 		fields := parseLogfmt(msg)
-		entries = append(entries, logEntry{at: time.UnixMicro(us), msg: fields["msg"], fields: fields})
+		entries = append(entries, logEntry{at: time.UnixMicro(us), msg: fields["msg"], fields: fields, raw: msg})
 	}
 	return entries, nil
 }
