@@ -368,11 +368,16 @@ type scaleResult struct {
 	IdleRSSKB       int64         // keter before the drop, no apps
 	RSSKB, HWMKB    int64         // keter 2 s after all served
 	RSSLater        []rssSample   // and later, as the Go runtime returns memory
+	AnonKB, Threads int64         // at the last sample: anonymous RSS, OS threads
+	GCLines         []string      // keter's GODEBUG=gctrace=1 lines
 	CPU             time.Duration // keter's CPU from the drop to 2 s after
 	AppUnitsRunning int
 }
 
 func benchScale(ctx context.Context, e env) (res scaleResult, err error) {
+	// gctrace puts one line per Go GC in keter's journal: it tells live heap
+	// from memory the runtime has not yet given back.
+	keterEnv = append(keterEnv, "GODEBUG=gctrace=1")
 	k, err := startKeter(ctx, e.keterBin, e.base, "scale")
 	if err != nil {
 		return res, err
@@ -470,10 +475,11 @@ func benchScale(ctx context.Context, e env) (res scaleResult, err error) {
 		return res, err
 	}
 	res.Reloads = count(entries, "nginx reloaded") - reloads0
-	for _, at := range []time.Duration{10 * time.Second, 30 * time.Second} {
+	for _, at := range []time.Duration{10 * time.Second, 30 * time.Second, 150 * time.Second} {
 		sleep(ctx, time.Until(last.Add(at)))
 		if p, err := readProc(pid); err == nil {
 			res.RSSLater = append(res.RSSLater, rssSample{at, p.rssKB})
+			res.AnonKB, res.Threads = p.anonKB, p.threads
 			e.logf("  keter RSS %s after all served: %s", at, mb(p.rssKB))
 		}
 	}
@@ -486,6 +492,10 @@ func benchScale(ctx context.Context, e env) (res scaleResult, err error) {
 		if strings.TrimSpace(line) != "" {
 			res.AppUnitsRunning++
 		}
+	}
+	if out, err := command(ctx, "journalctl", "-u", k.unit, "-o", "cat", "--no-pager", "-g", "^gc [0-9]"); err == nil {
+		res.GCLines = strings.Split(strings.TrimSpace(out), "\n")
+		e.logf("  keter's Go GCs: %d; last: %s", len(res.GCLines), res.GCLines[len(res.GCLines)-1])
 	}
 	e.logf("  stopping %d app units", res.AppUnitsRunning)
 	return res, nil

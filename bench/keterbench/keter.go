@@ -32,6 +32,10 @@ type keter struct {
 	port       int
 }
 
+// keterEnv is extra environment for keter (e.g. GODEBUG=gctrace=1 to see
+// the Go heap in keter's journal); set by -keter-env.
+var keterEnv []string
+
 func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
 	root := filepath.Join(base, name)
 	if err := os.RemoveAll(root); err != nil {
@@ -61,8 +65,12 @@ func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("writing keter config: %w", err)
 	}
-	if _, err := command(ctx, "systemd-run", "--unit", k.unit, "-p", "Type=notify", "-p", "Restart=always",
-		"-p", "RestartSec=100ms", "-p", "KillMode=process", "-p", "TimeoutStartSec=120", bin, "run", cfgPath); err != nil {
+	args := []string{"--unit", k.unit, "-p", "Type=notify", "-p", "Restart=always",
+		"-p", "RestartSec=100ms", "-p", "KillMode=process", "-p", "TimeoutStartSec=120"}
+	for _, kv := range keterEnv {
+		args = append(args, "-E", kv)
+	}
+	if _, err := command(ctx, "systemd-run", append(args, bin, "run", cfgPath)...); err != nil {
 		log, _ := command(ctx, "journalctl", "-u", k.unit, "-n", "15", "-o", "cat", "--no-pager")
 		k.stop(ctx)
 		return nil, fmt.Errorf("starting keter: %w\nketer's log:\n%s", err, log)
@@ -101,6 +109,8 @@ func unitPID(ctx context.Context, unit string) (int, error) {
 // procStats is what /proc says about one process.
 type procStats struct {
 	rssKB, hwmKB int64
+	anonKB       int64 // RssAnon: heap, stacks (not the mapped binary)
+	threads      int64
 	cpu          time.Duration // utime + stime
 }
 
@@ -120,6 +130,10 @@ func readProc(pid int) (procStats, error) {
 			s.rssKB, _ = strconv.ParseInt(f[1], 10, 64)
 		case "VmHWM:":
 			s.hwmKB, _ = strconv.ParseInt(f[1], 10, 64)
+		case "RssAnon:":
+			s.anonKB, _ = strconv.ParseInt(f[1], 10, 64)
+		case "Threads:":
+			s.threads, _ = strconv.ParseInt(f[1], 10, 64)
 		}
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

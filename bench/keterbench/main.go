@@ -36,7 +36,11 @@ func main() {
 	wrkDur := flag.Duration("wrk", 10*time.Second, "wrk duration")
 	state := flag.String("state", "", "JSON file that keeps results across runs (one benchmark per sandbox)")
 	table := flag.Bool("table", true, "print the summary table")
+	kenv := flag.String("keter-env", "", "comma-separated VAR=value for keter's unit, e.g. GODEBUG=gctrace=1 (diagnosis only)")
 	flag.Parse()
+	if *kenv != "" {
+		keterEnv = strings.Split(*kenv, ",")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -112,7 +112,7 @@ func (r *results) rows() []row {
 					"a few, not one per app", "—"},
 				row{"4. scale: keter RSS with the apps live",
 					fmt.Sprintf("%s 2 s after all served%s (peak %s; %s idle before the drop)", mb(s.RSSKB), s.later(), mb(s.HWMKB), mb(s.IdleRSSKB)),
-					"< 30 MB", verdict(s.settledKB() < goalRSSKB)},
+					"< 30 MB", s.rssVerdict()},
 				row{"4. scale: keter CPU",
 					fmt.Sprintf("%.2f s of CPU for %d deploys (%s per app)", s.CPU.Seconds(), s.Apps, ms(s.CPU/time.Duration(s.Apps))),
 					"(none stated)", "—"})
@@ -336,6 +336,12 @@ func (r *results) details(p func(string, ...any)) {
 		p("- nginx reloads (`nginx reloaded` lines) while they came up: %d.", s.Reloads)
 		p("- keter RSS (VmRSS) 2 s after all served: %s%s; peak (VmHWM) %s; before the drop %s. The verdict uses the last sample.",
 			mb(s.RSSKB), s.later(), mb(s.HWMKB), mb(s.IdleRSSKB))
+		if n := len(s.GCLines); n > 0 {
+			p("- keter ran with `GODEBUG=gctrace=1`: %d Go GCs from its start to the last sample; the last one:", n)
+			p("  `%s`", s.GCLines[n-1])
+			p("  (`A->B->C MB` = heap at start of GC, at end, live after; then the goal for the next GC).")
+		}
+		p("- At the last sample, %s of keter's RSS is anonymous memory (Go heap and stacks, not the mapped binary); keter has %d OS threads.", mb(s.AnonKB), s.Threads)
 		p("- keter CPU (utime+stime) from the drop to 2 s after all served: %.2f s on %d cores.", s.CPU.Seconds(), r.Machine.Cores)
 		p("- App units active afterwards: %d.", s.AppUnitsRunning)
 	}
@@ -425,4 +431,18 @@ func (s scaleResult) settledKB() int64 {
 		return s.RSSLater[n-1].RSSKB
 	}
 	return s.RSSKB
+}
+
+// rssVerdict judges the goal at 2 s after all served and at each later
+// sample, and says which.
+func (s scaleResult) rssVerdict() string {
+	if s.RSSKB < goalRSSKB {
+		return "met"
+	}
+	for _, x := range s.RSSLater {
+		if x.RSSKB < goalRSSKB {
+			return fmt.Sprintf("MISSED at 2 s; met after %s", x.After)
+		}
+	}
+	return "MISSED"
 }
