@@ -41,12 +41,7 @@ func TestCrashMidDeployConverges(t *testing.T) {
 
 			// Clean slate for the next point.
 			os.Remove(filepath.Join(k.Root, "incoming", name))
-			eventually(t, 60*time.Second, func() error {
-				if u := activeAppUnits(t); len(u) != 0 {
-					return fmt.Errorf("units left after removal: %v", u)
-				}
-				return nil
-			})
+			k.waitSettled(0, 60*time.Second)
 		})
 	}
 }

@@ -167,6 +167,21 @@ func (k *keter) Log() string {
 	return string(out)
 }
 
+// waitSettled waits until exactly n app units are active and n unpacked
+// versions remain: what keter leaves once deploys, drains and removals end.
+func (k *keter) waitSettled(n int, within time.Duration) {
+	k.t.Helper()
+	eventually(k.t, within, func() error {
+		if u := activeAppUnits(k.t); len(u) != n {
+			return fmt.Errorf("active app units %v, want %d", u, n)
+		}
+		if left, _ := os.ReadDir(filepath.Join(k.Root, "temp")); len(left) != n {
+			return fmt.Errorf("temp holds %v, want %d folders", names(left), n)
+		}
+		return nil
+	})
+}
+
 // activeAppUnits lists keter-app-* units that are not inactive.
 func activeAppUnits(t *testing.T) []string {
 	t.Helper()

@@ -54,12 +54,7 @@ func TestReplaceUnderLoad(t *testing.T) {
 		t.Fatalf("%d requests failed (%d ok) across 5 replacements", failed, ok)
 	}
 	k.WaitBody(host, "v5", time.Second)
-	eventually(t, 30*time.Second, func() error {
-		if u := activeAppUnits(t); len(u) != 1 {
-			return fmt.Errorf("active app units %v, want only the live one", u)
-		}
-		return nil
-	})
+	k.waitSettled(1, 30*time.Second)
 }
 
 // TestFailingNewVersionKeepsOld: a never-ready and a crash-looping new
@@ -100,15 +95,7 @@ func TestFailingNewVersionKeepsOld(t *testing.T) {
 	if failed != 0 || ok == 0 {
 		t.Fatalf("%d requests failed (%d ok) while bad versions were refused", failed, ok)
 	}
-	eventually(t, 30*time.Second, func() error {
-		if u := activeAppUnits(t); len(u) != 1 {
-			return fmt.Errorf("active app units %v, want only the good one", u)
-		}
-		if left, _ := os.ReadDir(filepath.Join(k.Root, "temp")); len(left) != 1 {
-			return fmt.Errorf("temp holds %v, want only the live version", names(left))
-		}
-		return nil
-	})
+	k.waitSettled(1, 30*time.Second)
 }
 
 // TestFirstDeployFails: a first version that never works leaves its host
@@ -128,12 +115,7 @@ func TestFirstDeployFails(t *testing.T) {
 	if code, _, err := k.Get(host, "/"); err != nil || code != 404 {
 		t.Fatalf("host after failed first deploy: %d %v, want 404", code, err)
 	}
-	eventually(t, 30*time.Second, func() error {
-		if u := activeAppUnits(t); len(u) != 0 {
-			return fmt.Errorf("units still active: %v", u)
-		}
-		return nil
-	})
+	k.waitSettled(0, 30*time.Second)
 }
 
 // TestKeterRestartKeepsApps SIGKILLs keter under load; systemd restarts

@@ -45,14 +45,9 @@ func TestSkeleton(t *testing.T) {
 		if code, _, err := k.Get(host, "/"); err != nil || code != 404 {
 			return fmt.Errorf("host still answers: code %d err %v", code, err)
 		}
-		if u := activeAppUnits(t); len(u) != 0 {
-			return fmt.Errorf("app units still active: %v", u)
-		}
-		if left, _ := os.ReadDir(filepath.Join(k.Root, "temp")); len(left) != 0 {
-			return fmt.Errorf("unpacked folders left: %v", names(left))
-		}
 		return nil
 	})
+	k.waitSettled(0, 30*time.Second)
 }
 
 // TestBadBundles: each bad bundle gets one log line naming it and the
