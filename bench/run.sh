@@ -30,6 +30,8 @@ cleanup() {
 	rm -rf "$WORK" "$ROOT"
 }
 trap cleanup EXIT
+# The raw figures stay in bin/bench-state.json: the report can be rewritten from them with
+#   bin/keterbench -only "" -state bin/bench-state.json -md BENCHMARKS.md
 
 started=$(date +%s)
 for b in $BENCHES; do
@@ -47,4 +49,5 @@ for b in $BENCHES; do
 done
 echo "bench: all runs took $(( $(date +%s) - started )) s"
 # Report only: the table, and BENCHMARKS.md unless BENCH_MD is empty.
+cp "$WORK/state.json" bin/bench-state.json 2>/dev/null || true
 bin/keterbench -only "" -state "$WORK/state.json" -md "$BENCH_MD" -command "make bench"

@@ -251,7 +251,7 @@ func (r *results) details(p func(string, ...any)) {
 		p("| part | median | p90 |")
 		p("|---|---|---|")
 		if len(d.Notice) > 0 {
-			p("| rename → keter logs `unit started` (notice + wait + unpack + start) | %s | %s |", ms(median(d.Notice)), ms(percentile(d.Notice, 90)))
+			p("| rename → keter logs `unit started` (noticing the file, then the steps before `start` included) | %s | %s |", ms(median(d.Notice)), ms(percentile(d.Notice, 90)))
 		}
 		for _, step := range []string{"wait", "unpack", "start", "ready", "switch"} {
 			if ds := d.Steps[step]; len(ds) > 0 {
@@ -261,7 +261,7 @@ func (r *results) details(p func(string, ...any)) {
 		if len(d.KeterDur) > 0 {
 			p("| keter's `duration` (its whole deploy, bundle event → live) | %s | %s |", ms(median(d.KeterDur)), ms(percentile(d.KeterDur, 90)))
 			if len(d.AfterLive) > 0 {
-				p("| keter logs `version live` → first 200 through nginx | %s | %s |", ms(median(d.AfterLive)), ms(percentile(d.AfterLive, 90)))
+				p("| keter logs `version live` → first 200 through nginx (negative: the 200 came first) | %s | %s |", ms(median(d.AfterLive)), ms(percentile(d.AfterLive, 90)))
 			}
 			p("| rename → first 200 (the figure) | %s | %s |", ms(median(d.Latencies)), ms(percentile(d.Latencies, 90)))
 		}
@@ -423,14 +423,6 @@ func (s scaleResult) later() string {
 		fmt.Fprintf(&b, ", %s after %s", mb(x.RSSKB), x.After)
 	}
 	return b.String()
-}
-
-// settledKB is the last RSS sample: what keter keeps with the apps live.
-func (s scaleResult) settledKB() int64 {
-	if n := len(s.RSSLater); n > 0 {
-		return s.RSSLater[n-1].RSSKB
-	}
-	return s.RSSKB
 }
 
 // rssVerdict judges the goal at 2 s after all served and at each later
