@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -47,6 +49,12 @@ type Manager struct {
 	ports  *ports
 	sync   *syncer
 	rescan chan struct{}
+	// unpacking bounds concurrent unpacks: each holds megabytes of
+	// buffers, and inflating more bundles than cores gains nothing.
+	unpacking chan struct{}
+	// inFlight counts running deploys; when it drops to zero after a
+	// burst, the memory the burst used goes back to the OS.
+	inFlight atomic.Int64
 
 	mu      sync.Mutex
 	live    map[string]*version
@@ -76,12 +84,13 @@ func New(o Options) (*Manager, error) {
 	m := &Manager{
 		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
 		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady,
-		ports:   newPorts(o.Config.PortManager.Ranges),
-		rescan:  make(chan struct{}, 1),
-		live:    map[string]*version{},
-		pending: map[string][]string{},
-		workers: map[string]*worker{},
-		status:  map[string]*AppStatus{},
+		ports:     newPorts(o.Config.PortManager.Ranges),
+		rescan:    make(chan struct{}, 1),
+		unpacking: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+		live:      map[string]*version{},
+		pending:   map[string][]string{},
+		workers:   map[string]*worker{},
+		status:    map[string]*AppStatus{},
 	}
 	m.sync = newSyncer(o.Proxy, m.snapshot)
 	return m, nil
