@@ -46,7 +46,9 @@ func (m *Manager) waitLoaded(ctx context.Context, gen string) error {
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	last := "no answer"
-	for wait := time.Millisecond; ; wait = min(wait*2, 100*time.Millisecond) {
+	// nginx switches within tens of milliseconds: poll often, as a deploy
+	// is live only once this returns.
+	for wait := time.Millisecond; ; wait = min(wait*2, 5*time.Millisecond) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err

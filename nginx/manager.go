@@ -175,7 +175,10 @@ func (m *Manager) Start(ctx context.Context) error {
 func (m *Manager) unitProperties() []sddbus.Property {
 	bin := m.g.Nginx.Binary
 	base := []string{bin, "-p", m.paths.Prefix, "-c", m.conf}
-	reload := sddbus.PropExecStart(append(append([]string{}, base...), "-s", "reload"), true)
+	// SIGHUP straight to the master: `nginx -s reload` would start a whole
+	// nginx and parse the config just to find the pid. systemd expands
+	// $MAINPID in Exec lines.
+	reload := sddbus.PropExecStart([]string{"/bin/kill", "-HUP", "$MAINPID"}, true)
 	reload.Name = "ExecReload"
 	return []sddbus.Property{
 		sddbus.PropDescription("keter front door (nginx)"),
