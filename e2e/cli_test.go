@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,10 +301,22 @@ func TestCLIBundleAndCheck(t *testing.T) {
 	mustCLI(t, 1, "check", filepath.Join(root, "missing.keter"))
 }
 
-// mustServe: the front door answers with body now, not eventually.
+// mustServe: the front door answers with body now, not eventually, on
+// every new connection (each may meet another nginx worker).
 func mustServe(t *testing.T, k *keter, host, body string) {
 	t.Helper()
-	if code, got, err := k.Get(host, "/"); err != nil || code != 200 || got != body {
-		t.Fatalf("right after the command returned, %s answers %d %q (%v), want 200 %q", host, code, got, err, body)
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 20 {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", k.Port), nil)
+		req.Host = host
+		resp, err := fresh.Do(req)
+		if err != nil {
+			t.Fatalf("request %d right after the command returned: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.TrimSpace(string(got)) != body {
+			t.Fatalf("request %d right after the command returned: %s answers %d %q, want 200 %q", i, host, resp.StatusCode, got, body)
+		}
 	}
 }

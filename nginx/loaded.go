@@ -14,6 +14,13 @@ import (
 // loadTimeout bounds the wait for nginx to switch to a reloaded config.
 const loadTimeout = 15 * time.Second
 
+// oldWorkerGrace: on a reload nginx starts the new workers, sleeps 100 ms
+// and only then tells the old ones to stop accepting
+// (ngx_master_process_cycle), so until then a new connection may still
+// meet the old config. Only answers from the new config for longer than
+// that mean the switch is done.
+const oldWorkerGrace = 130 * time.Millisecond
+
 // waitLoaded polls the control server until nginx answers with gen. A
 // reload job is done once nginx got the signal; nginx reads the new config
 // after that, and keeps the old one if it cannot apply it (a port taken by
@@ -46,8 +53,8 @@ func (m *Manager) waitLoaded(ctx context.Context, gen string) error {
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	last := "no answer"
-	// nginx switches within tens of milliseconds: poll often, as a deploy
-	// is live only once this returns.
+	var since time.Time // first of an unbroken run of answers with gen
+	// Poll often: a deploy is live only once this returns.
 	for wait := time.Millisecond; ; wait = min(wait*2, 5*time.Millisecond) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
@@ -59,10 +66,18 @@ func (m *Manager) waitLoaded(ctx context.Context, gen string) error {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && string(body) == gen {
-				return nil
+				if since.IsZero() {
+					since = time.Now()
+				}
+				if time.Since(since) >= oldWorkerGrace {
+					return nil
+				}
+			} else {
+				since = time.Time{}
+				last = fmt.Sprintf("%s %q", resp.Status, body)
 			}
-			last = fmt.Sprintf("%s %q", resp.Status, body)
 		} else {
+			since = time.Time{}
 			last = err.Error()
 		}
 		select {
