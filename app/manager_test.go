@@ -29,7 +29,7 @@ type harness struct {
 func newHarness(t *testing.T, units *fakeUnits) *harness {
 	t.Helper()
 	root := t.TempDir()
-	cfg, _, err := config.Parse([]byte(fmt.Sprintf("root: %s\ngraceful-drain-micros: 1000\n", root)), root)
+	cfg, _, err := config.Parse([]byte(fmt.Sprintf("root: %s\ngraceful-drain-micros: 1000\nport-manager: {reserve: false}\n", root)), root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,10 +55,17 @@ type Listener struct {
 // Secure reports whether the listener serves TLS.
 func (l Listener) Secure() bool { return l.Certificate != "" }
 
-// PortManager is Keter's key; Keter ignores its contents, we honour `ranges`.
+// PortManager is Keter's key; Keter ignores its contents, we honour
+// `ranges` and `reserve`.
 type PortManager struct {
 	Ranges []PortRange `yaml:"ranges"`
+	// Reserve adds Ranges to the kernel's ip_local_reserved_ports so
+	// outgoing connections never take an app's port (default true).
+	Reserve *bool `yaml:"reserve"`
 }
+
+// Reserving reports whether keter reserves its ports with the kernel.
+func (p PortManager) Reserving() bool { return p.Reserve == nil || *p.Reserve }
 
 // PortRange is an inclusive range of local ports for apps.
 type PortRange struct {

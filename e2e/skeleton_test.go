@@ -30,6 +30,11 @@ func TestSkeleton(t *testing.T) {
 	if len(units) != 1 || !strings.HasPrefix(units[0], "keter-app-skeleton") {
 		t.Fatalf("active app units = %v, want one keter-app-skeleton*", units)
 	}
+	// Keter's default ports are kept from ephemeral use, so an outgoing
+	// connection never takes an app's port.
+	if reserved, _ := os.ReadFile("/proc/sys/net/ipv4/ip_local_reserved_ports"); !strings.Contains(string(reserved), "43124-44320") {
+		t.Fatalf("ip_local_reserved_ports = %q, want keter's ranges in it", reserved)
+	}
 	journal := run(t, "journalctl", "--no-pager", "-o", "cat", "-u", "keter-app-*")
 	if !strings.Contains(journal, "demoapp listening on port") {
 		t.Fatalf("app output not in journalctl -u 'keter-app-*':\n%s", journal)
