@@ -58,6 +58,6 @@ func (p *probe) once(ctx context.Context) error {
 // backoff yields the wait before each next probe: fast at first, since
 // most apps are up within tens of milliseconds, then easing off.
 func backoff(attempt int) time.Duration {
-	d := 10 * time.Millisecond << min(attempt, 5)
+	d := 2 * time.Millisecond << min(attempt, 7)
 	return min(d, 250*time.Millisecond)
 }

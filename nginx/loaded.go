@@ -25,9 +25,10 @@ const oldWorkerGrace = 130 * time.Millisecond
 // reload job is done once nginx got the signal; nginx reads the new config
 // after that, and keeps the old one if it cannot apply it (a port taken by
 // another program), which only this notices.
-func (m *Manager) waitLoaded(ctx context.Context, gen string) error {
+// It returns when nginx first answered with gen.
+func (m *Manager) waitLoaded(ctx context.Context, gen string) (time.Time, error) {
 	if gen == "" || len(m.g.Listeners) == 0 {
-		return nil
+		return time.Now(), nil
 	}
 	l := m.g.Listeners[0]
 	host := l.Host
@@ -53,12 +54,12 @@ func (m *Manager) waitLoaded(ctx context.Context, gen string) error {
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	last := "no answer"
-	var since time.Time // first of an unbroken run of answers with gen
+	var first time.Time // nginx's first answer with gen
 	// Poll often: a deploy is live only once this returns.
 	for wait := time.Millisecond; ; wait = min(wait*2, 5*time.Millisecond) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return err
+			return time.Time{}, err
 		}
 		req.Host = ControlHost
 		resp, err := client.Do(req)
@@ -66,23 +67,24 @@ func (m *Manager) waitLoaded(ctx context.Context, gen string) error {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && string(body) == gen {
-				if since.IsZero() {
-					since = time.Now()
+				// The new workers exist, so the old ones are told to stop
+				// within nginx's 100 ms; old answers until then are normal.
+				if first.IsZero() {
+					first = time.Now()
+					wait = oldWorkerGrace
 				}
-				if time.Since(since) >= oldWorkerGrace {
-					return nil
+				if time.Since(first) >= oldWorkerGrace {
+					return first, nil
 				}
-			} else {
-				since = time.Time{}
+			} else if first.IsZero() {
 				last = fmt.Sprintf("%s %q", resp.Status, body)
 			}
 		} else {
-			since = time.Time{}
 			last = err.Error()
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("nginx did not switch to the new config (generation %s) within %s; last answer from %s: %s; see journalctl -u %s",
+			return time.Time{}, fmt.Errorf("nginx did not switch to the new config (generation %s) within %s; last answer from %s: %s; see journalctl -u %s",
 				gen, loadTimeout, url, last, m.unit)
 		case <-time.After(wait):
 		}

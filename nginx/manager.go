@@ -30,6 +30,7 @@ import (
 type Units interface {
 	StartTransient(ctx context.Context, name string, props []sddbus.Property) error
 	Reload(ctx context.Context, name string) error
+	Signal(ctx context.Context, name string, sig syscall.Signal) error
 	ActiveState(ctx context.Context, name string) (string, error)
 	Stop(ctx context.Context, name string) error
 }
@@ -272,21 +273,38 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 	if readErr != nil && !errors.Is(readErr, os.ErrNotExist) {
 		return fmt.Errorf("reading current nginx config: %w", readErr)
 	}
+	start := time.Now()
 	if err := m.install(ctx, data); err != nil {
 		return err
 	}
-	if err := m.units.Reload(ctx, m.unit); err != nil {
+	tested := time.Now()
+	if err := m.reload(ctx); err != nil {
 		rerr := fmt.Errorf("reloading %s: %w", m.unit, err)
 		return errors.Join(rerr, m.restore(old, readErr == nil))
 	}
-	if err := m.waitLoaded(ctx, out.Generation); err != nil {
+	signalled := time.Now()
+	serving, err := m.waitLoaded(ctx, out.Generation)
+	if err != nil {
 		// nginx kept its old config; make the file say so again.
 		return errors.Join(err, m.restore(old, readErr == nil))
 	}
 	m.reloads.Add(1)
-	m.log.Info("nginx reloaded", "unit", m.unit, "apps", len(apps))
+	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	m.log.Info("nginx reloaded", "unit", m.unit, "apps", len(apps), "test", ms(tested.Sub(start)),
+		"signal", ms(signalled.Sub(tested)), "serving", ms(serving.Sub(signalled)), "settled", ms(time.Since(serving)))
 	m.cleanChains(out.Concat)
 	return nil
+}
+
+// reload asks nginx to re-read its config. Our own nginx gets SIGHUP
+// straight from systemd (no job, no helper process: it is on every
+// deploy's path); a system nginx is reloaded the way its unit says.
+// Either way waitLoaded then sees whether nginx switched.
+func (m *Manager) reload(ctx context.Context) error {
+	if m.managed() {
+		return m.units.Signal(ctx, m.unit, syscall.SIGHUP)
+	}
+	return m.units.Reload(ctx, m.unit)
 }
 
 // install puts data at m.conf only if nginx accepts the full config.

@@ -3,6 +3,7 @@ package nginx
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
@@ -40,6 +41,10 @@ func (u *sdUnits) StartTransient(ctx context.Context, name string, props []sddbu
 		return err
 	}
 	return wait(ctx, "starting "+name, ch)
+}
+
+func (u *sdUnits) Signal(ctx context.Context, name string, sig syscall.Signal) error {
+	return u.conn.KillUnitWithTarget(ctx, name, sddbus.Main, int32(sig))
 }
 
 func (u *sdUnits) Reload(ctx context.Context, name string) error {
