@@ -265,6 +265,15 @@ func (r *results) details(p func(string, ...any)) {
 			}
 			p("| rename → first 200 (the figure) | %s | %s |", ms(median(d.Latencies)), ms(percentile(d.Latencies, 90)))
 		}
+		p("")
+		p("What bounds it: the `switch` step is nginx's. keter tests the new config (`nginx -t`, about")
+		p("30 ms) and sends SIGHUP; nginx's master then starts new workers and retires the old ones")
+		p("only 100 ms later (`ngx_master_process_cycle`), and until then new connections keep reaching")
+		p("the old workers: the first 200 from the new version comes about 100 ms after the signal.")
+		p("keter then waits 130 ms more before it calls the version live, so that no new connection can")
+		p("meet the old config; that wait comes after the first 200 and is not in the figure. Add the")
+		p("unpack and systemd's start of a sandboxed unit, and a replacement through an nginx reload")
+		p("does not get under 0.25 s on this machine; that needs a switch without a reload.")
 	}
 	if o := r.Replace; o != nil && o.Err == "" {
 		x := o.V
