@@ -78,8 +78,10 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	}
 	defer func() { v.steps = steps }()
 	defer func() {
-		if err != nil {
-			m.discard(context.WithoutCancel(ctx), v)
+		// On shutdown nothing is discarded: stopping keter never stops an
+		// app, and the next start adopts or clears what is left.
+		if err != nil && ctx.Err() == nil {
+			m.discard(ctx, v)
 		}
 	}()
 	lim := bundle.DefaultLimits()
@@ -138,17 +140,23 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	m.crashpoint("ready")
 	v.deployedAt = time.Now()
 	old := m.swapLive(name, v)
+	// State first: from here a crash or a restart re-adopts v, so what the
+	// state says live is never behind what nginx may already serve.
+	m.saveState()
+	m.crashpoint("saved")
 	if err := m.sync.Sync(ctx); err != nil {
+		if ctx.Err() != nil {
+			return v, fmt.Errorf("switching nginx to the new version: %w", err)
+		}
 		m.swapLive(name, old)
-		if rerr := m.sync.Sync(context.WithoutCancel(ctx)); rerr != nil {
+		m.saveState()
+		if rerr := m.sync.Sync(ctx); rerr != nil {
 			m.log.Error("restoring nginx after a failed switch", "app", name, "err", rerr)
 		}
 		return v, fmt.Errorf("switching nginx to the new version: %w", err)
 	}
 	steps.mark("switch")
 	m.crashpoint("switched")
-	m.saveState()
-	m.crashpoint("saved")
 	if old != nil {
 		m.retire(ctx, old)
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -15,10 +16,14 @@ type syncer struct {
 	mu      sync.Mutex
 	waiters []chan error
 	kick    chan struct{}
+	stopped chan struct{} // closed when Run returns
 }
 
+// errStopped: keter is shutting down and applies nothing more.
+var errStopped = errors.New("nginx updates stopped: keter is shutting down")
+
 func newSyncer(p Proxy, snapshot func() []Live) *syncer {
-	return &syncer{proxy: p, snapshot: snapshot, kick: make(chan struct{}, 1)}
+	return &syncer{proxy: p, snapshot: snapshot, kick: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
 // Sync returns once a proxy apply that started after the call is done.
@@ -36,11 +41,14 @@ func (s *syncer) Sync(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.stopped:
+		return errStopped
 	}
 }
 
 // Run applies until ctx ends.
 func (s *syncer) Run(ctx context.Context) {
+	defer close(s.stopped)
 	for {
 		select {
 		case <-ctx.Done():

@@ -22,9 +22,7 @@ func TestCrashMidDeployConverges(t *testing.T) {
 			host := "crash-" + point + "-" + testkit.Token() + ".test"
 			src := filepath.Join(k.Root, "crash.src")
 			name := "crash-" + point + ".keter"
-			testkit.DemoBundle(t, src, host, "--message", "v1")
-			k.Drop(src, name)
-			k.WaitBody(host, "v1", 60*time.Second)
+			k.deployDemo(name, host, "v1")
 
 			k.restart("KETER_TEST_CRASHPOINT=" + point)
 			restarts := unitProp(t, k.Unit, "NRestarts")
@@ -69,4 +67,39 @@ func converged(k *keter) error {
 		return fmt.Errorf("live unit %s does not belong to folder %s", live, dir)
 	}
 	return nil
+}
+
+// TestCrashDuringFirstSwitchAdopts: keter killed around the nginx switch
+// of a first version (before or after nginx took it) must, once
+// restarted, adopt that version: no second start, no downtime, not
+// stopped as an orphan.
+func TestCrashDuringFirstSwitchAdopts(t *testing.T) {
+	for _, point := range []string{"saved", "switched"} {
+		t.Run(point, func(t *testing.T) {
+			k := startKeter(t, "")
+			k.restart("KETER_TEST_CRASHPOINT=" + point)
+			restarts := unitProp(t, k.Unit, "NRestarts")
+			host := "first-" + point + "-" + testkit.Token() + ".test"
+			k.deployDemo("first"+point+".keter", host, "once")
+			eventually(t, 30*time.Second, func() error {
+				if unitProp(t, k.Unit, "NRestarts") == restarts {
+					return fmt.Errorf("keter has not crashed at %q yet", point)
+				}
+				return nil
+			})
+			// Judge only after the restarted keter has reconciled: keter
+			// was ready once at start, once re-armed, once after the crash.
+			eventually(t, 30*time.Second, func() error {
+				if n := strings.Count(k.Log(), `msg="keter ready"`); n < 3 {
+					return fmt.Errorf("keter ready %d times, want 3", n)
+				}
+				return nil
+			})
+			k.WaitBody(host, "once", 30*time.Second)
+			k.waitSettled(1, 30*time.Second)
+			if n := strings.Count(k.Log(), `msg="unit started" app=first`+point); n != 1 {
+				t.Fatalf("the app was started %d times, want once (adopted after the crash)", n)
+			}
+		})
+	}
 }

@@ -128,6 +128,16 @@ func (k *keter) Drop(src, name string) {
 	}
 }
 
+// deployDemo drops a demo-app bundle for host, answering msg, as file
+// into incoming, and waits until nginx serves it.
+func (k *keter) deployDemo(file, host, msg string) {
+	k.t.Helper()
+	src := filepath.Join(k.Root, "."+file+".src")
+	testkit.DemoBundle(k.t, src, host, "--message", msg)
+	k.Drop(src, file)
+	k.WaitBody(host, msg, 60*time.Second)
+}
+
 // Get fetches path through keter's nginx with the given Host.
 func (k *keter) Get(host, path string) (int, string, error) {
 	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", k.Port, path), nil)

@@ -20,11 +20,7 @@ func TestSkeleton(t *testing.T) {
 	k := startKeter(t, "")
 	host := "skeleton-" + testkit.Token() + ".test"
 	msg := "hello " + testkit.Token()
-	src := filepath.Join(k.Root, "src.keter")
-	testkit.DemoBundle(t, src, host, "--message", msg)
-
-	k.Drop(src, "skeleton.keter")
-	k.WaitBody(host, msg, 60*time.Second)
+	k.deployDemo("skeleton.keter", host, msg)
 
 	units := activeAppUnits(t)
 	if len(units) != 1 || !strings.HasPrefix(units[0], "keter-app-skeleton") {
@@ -60,10 +56,7 @@ func TestSkeleton(t *testing.T) {
 func TestBadBundles(t *testing.T) {
 	k := startKeter(t, "")
 	host := "good-" + testkit.Token() + ".test"
-	src := filepath.Join(k.Root, "good.keter")
-	testkit.DemoBundle(t, src, host, "--message", "still here")
-	k.Drop(src, "good.keter")
-	k.WaitBody(host, "still here", 60*time.Second)
+	k.deployDemo("good.keter", host, "still here")
 
 	demo, err := os.ReadFile(testkit.DemoApp(t))
 	if err != nil {
@@ -150,10 +143,7 @@ func names(es []os.DirEntry) []string {
 func TestSIGHUPRescans(t *testing.T) {
 	k := startKeter(t, "")
 	host := "hup-" + testkit.Token() + ".test"
-	src := filepath.Join(k.Root, "hup.keter")
-	testkit.DemoBundle(t, src, host, "--message", "hup")
-	k.Drop(src, "hup.keter")
-	k.WaitBody(host, "hup", 60*time.Second)
+	k.deployDemo("hup.keter", host, "hup")
 	before := strings.Count(k.Log(), "rescanning incoming folder")
 	run(t, "systemctl", "kill", "--signal=HUP", "--kill-whom=main", k.Unit)
 	eventually(t, 30*time.Second, func() error {
