@@ -80,7 +80,11 @@ func TestCrashDuringFirstSwitchAdopts(t *testing.T) {
 			k.restart("KETER_TEST_CRASHPOINT=" + point)
 			restarts := unitProp(t, k.Unit, "NRestarts")
 			host := "first-" + point + "-" + testkit.Token() + ".test"
-			k.deployDemo("first"+point+".keter", host, "once")
+			// Not deployDemo: this keter dies before it can log "version live".
+			src := filepath.Join(k.Root, "first.src")
+			testkit.DemoBundle(t, src, host, "--message", "once")
+			k.Drop(src, "first"+point+".keter")
+			k.WaitBody(host, "once", 60*time.Second)
 			eventually(t, 30*time.Second, func() error {
 				if unitProp(t, k.Unit, "NRestarts") == restarts {
 					return fmt.Errorf("keter has not crashed at %q yet", point)

@@ -129,13 +129,22 @@ func (k *keter) Drop(src, name string) {
 }
 
 // deployDemo drops a demo-app bundle for host, answering msg, as file
-// into incoming, and waits until nginx serves it.
+// into incoming, and waits until nginx serves it and keter has called it
+// live (nginx serves a new version a little before keter's deploy ends).
 func (k *keter) deployDemo(file, host, msg string) {
 	k.t.Helper()
+	live := `msg="version live" app=` + strings.TrimSuffix(file, ".keter") + " "
+	before := strings.Count(k.Log(), live)
 	src := filepath.Join(k.Root, "."+file+".src")
 	testkit.DemoBundle(k.t, src, host, "--message", msg)
 	k.Drop(src, file)
 	k.WaitBody(host, msg, 60*time.Second)
+	eventually(k.t, 30*time.Second, func() error {
+		if strings.Count(k.Log(), live) == before {
+			return fmt.Errorf("keter has not logged %s%s yet", live, msg)
+		}
+		return nil
+	})
 }
 
 // Get fetches path through keter's nginx with the given Host.
