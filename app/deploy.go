@@ -298,43 +298,50 @@ func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port in
 	}
 }
 
+// unitStatus asks systemd about exactly one unit (List matches by prefix,
+// and one app's name may prefix another's); found is false once it is gone.
+func (m *Manager) unitStatus(ctx context.Context, unit string) (st unitgen.Status, found bool, err error) {
+	sts, err := m.units.List(ctx, unit)
+	if err != nil {
+		return st, false, err
+	}
+	for _, st := range sts {
+		if st.Name == unit {
+			return st, true, nil
+		}
+	}
+	return st, false, nil
+}
+
 // unitHealthy fails when systemd has given up on the unit or it keeps
 // crashing while we wait for it.
 func (m *Manager) unitHealthy(ctx context.Context, unit string) error {
-	sts, err := m.units.List(ctx, unit)
-	if err != nil {
+	st, found, err := m.unitStatus(ctx, unit)
+	switch {
+	case err != nil:
 		return nil // the probe decides; a bus hiccup is not the app's fault
+	case !found:
+		return fmt.Errorf("%w: unit %s is gone", ErrNotReady, unit)
+	case st.ActiveState == "failed":
+		return fmt.Errorf("%w: unit %s failed (%s)", ErrNotReady, unit, st.Result)
+	case st.NRestarts >= 2:
+		return fmt.Errorf("%w: unit %s is crash-looping (%d restarts)", ErrNotReady, unit, st.NRestarts)
 	}
-	for _, st := range sts {
-		if st.Name != unit {
-			continue
-		}
-		switch {
-		case st.ActiveState == "failed":
-			return fmt.Errorf("%w: unit %s failed (%s)", ErrNotReady, unit, st.Result)
-		case st.NRestarts >= 2:
-			return fmt.Errorf("%w: unit %s is crash-looping (%d restarts)", ErrNotReady, unit, st.NRestarts)
-		}
-		return nil
-	}
-	return fmt.Errorf("%w: unit %s is gone", ErrNotReady, unit)
+	return nil
 }
 
 // unitRunning fails unless systemd says the unit is active and running.
 func (m *Manager) unitRunning(ctx context.Context, unit string) error {
-	sts, err := m.units.List(ctx, unit)
-	if err != nil {
+	st, found, err := m.unitStatus(ctx, unit)
+	switch {
+	case err != nil:
 		return fmt.Errorf("asking systemd about %s: %w", unit, err)
+	case !found:
+		return fmt.Errorf("port answered but unit %s is gone", unit)
+	case st.ActiveState != "active" || st.SubState != "running":
+		return fmt.Errorf("port answered but unit %s is %s (%s)", unit, st.ActiveState, st.SubState)
 	}
-	for _, st := range sts {
-		if st.Name == unit {
-			if st.ActiveState == "active" && st.SubState == "running" {
-				return nil
-			}
-			return fmt.Errorf("port answered but unit %s is %s (%s)", unit, st.ActiveState, st.SubState)
-		}
-	}
-	return fmt.Errorf("port answered but unit %s is gone", unit)
+	return nil
 }
 
 // withLog adds the app's last journal lines to a readiness error.
