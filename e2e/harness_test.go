@@ -273,11 +273,18 @@ func startLoad(k *keter, host string, workers int, accept func(string) bool) *lo
 	return l
 }
 
-func (l *load) stop(t *testing.T) (ok, failed int64) {
+// mustAllSucceed stops the load and fails the test if any request
+// failed, or none was made, during what the caller describes.
+func (l *load) mustAllSucceed(t *testing.T, during string) {
+	t.Helper()
 	l.cancel()
 	l.wg.Wait()
-	if l.failed.Load() > 0 {
+	ok, failed := l.ok.Load(), l.failed.Load()
+	t.Logf("requests: %d ok, %d failed", ok, failed)
+	if failed > 0 {
 		t.Logf("first failures: %v", l.firstErrs)
 	}
-	return l.ok.Load(), l.failed.Load()
+	if failed != 0 || ok == 0 {
+		t.Fatalf("%d requests failed (%d ok) %s", failed, ok, during)
+	}
 }

@@ -43,11 +43,7 @@ func TestReplaceUnderLoad(t *testing.T) {
 		k.deployDemo("replace.keter", host, want)
 	}
 	time.Sleep(1500 * time.Millisecond) // past the drain, so old units are stopped under load too
-	ok, failed := l.stop(t)
-	t.Logf("requests: %d ok, %d failed", ok, failed)
-	if failed != 0 || ok == 0 {
-		t.Fatalf("%d requests failed (%d ok) across 5 replacements", failed, ok)
-	}
+	l.mustAllSucceed(t, "across 5 replacements")
 	k.WaitBody(host, "v5", time.Second)
 	k.waitSettled(1, 30*time.Second)
 }
@@ -85,11 +81,7 @@ func TestFailingNewVersionKeepsOld(t *testing.T) {
 			return nil
 		})
 	}
-	ok, failed := l.stop(t)
-	t.Logf("requests: %d ok, %d failed", ok, failed)
-	if failed != 0 || ok == 0 {
-		t.Fatalf("%d requests failed (%d ok) while bad versions were refused", failed, ok)
-	}
+	l.mustAllSucceed(t, "while bad versions were refused")
 	k.waitSettled(1, 30*time.Second)
 }
 
@@ -137,11 +129,7 @@ func TestKeterRestartKeepsApps(t *testing.T) {
 		return nil
 	})
 	time.Sleep(time.Second) // keep the load on the re-adopted state
-	ok, failed := l.stop(t)
-	t.Logf("requests: %d ok, %d failed", ok, failed)
-	if failed != 0 || ok == 0 {
-		t.Fatalf("%d requests failed (%d ok) across a keter SIGKILL", failed, ok)
-	}
+	l.mustAllSucceed(t, "across a keter SIGKILL")
 	if _, pidAfter, err := k.Get(host, "/pid"); err != nil || pidAfter != pidBefore {
 		t.Fatalf("app PID %s -> %s (%v): the app was restarted", pidBefore, pidAfter, err)
 	}
