@@ -45,7 +45,11 @@ func DefaultLimits() Limits {
 	}
 }
 
-const ioBuf = 1 << 20
+// ioBuf sizes each of the unpacker's buffers (about 7 of them). Every
+// deploy allocates them afresh after keter gave its memory back, and 1 MB
+// buffers cost a 2.7 MB bundle 20 ms more in page faults than 256 KB
+// ones, which unpack a 206 MB bundle as fast.
+const ioBuf = 256 << 10
 
 // Unpack extracts the gzipped tarball archive into dest, which it creates
 // (mode 0755; an existing empty folder is fine). Extraction is confined to
