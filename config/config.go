@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 
 	"gopkg.in/yaml.v3"
@@ -85,6 +86,13 @@ type Nginx struct {
 	Service string `yaml:"service"`
 	// ClientMaxBodySize is nginx's client_max_body_size, e.g. "100m".
 	ClientMaxBodySize string `yaml:"client-max-body-size"`
+	// Switch is how a new version takes over: "map" (an nftables DNAT map
+	// behind a stable port, no nginx reload), "reload" (nginx reloaded
+	// with the new port), or "auto": map where nftables works.
+	Switch string `yaml:"switch"`
+	// NftTable is the nftables table of the map (name another to run two
+	// keters on one host).
+	NftTable string `yaml:"nft-table"`
 }
 
 // Postgres is keter's admin connection for the postgres plugin.
@@ -101,6 +109,10 @@ type Status struct {
 const (
 	ModeManaged = "managed"
 	ModeSystem  = "system"
+
+	SwitchAuto   = "auto"
+	SwitchMap    = "map"
+	SwitchReload = "reload"
 )
 
 // DefaultPortRanges are the Haskell Keter's port pool ranges.
@@ -108,6 +120,8 @@ var DefaultPortRanges = []PortRange{
 	{43124, 44320}, {28120, 29166}, {45967, 46997}, {28241, 29117}, {40001, 40840},
 	{29170, 29998}, {38866, 39680}, {43442, 44122}, {41122, 41793}, {35358, 36000},
 }
+
+var nftName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,31}$`)
 
 // Warning is a non-fatal finding while loading, such as an unknown key.
 type Warning string
@@ -233,6 +247,12 @@ func (c *Config) applyDefaults(dir string) {
 			c.Nginx.Service = "nginx.service"
 		}
 	}
+	if c.Nginx.Switch == "" {
+		c.Nginx.Switch = SwitchAuto
+	}
+	if c.Nginx.NftTable == "" {
+		c.Nginx.NftTable = "keter"
+	}
 	if c.Nginx.ClientMaxBodySize == "" {
 		c.Nginx.ClientMaxBodySize = "100m"
 	}
@@ -279,6 +299,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Nginx.Mode != ModeManaged && c.Nginx.Mode != ModeSystem {
 		errs = append(errs, fmt.Errorf("nginx.mode: %q is neither %q nor %q", c.Nginx.Mode, ModeManaged, ModeSystem))
+	}
+	switch c.Nginx.Switch {
+	case SwitchAuto, SwitchMap, SwitchReload:
+	default:
+		errs = append(errs, fmt.Errorf("nginx.switch: %q is none of %q, %q, %q", c.Nginx.Switch, SwitchAuto, SwitchMap, SwitchReload))
+	}
+	if !nftName.MatchString(c.Nginx.NftTable) {
+		errs = append(errs, fmt.Errorf("nginx.nft-table: %q is not a table name (letters, digits, _, up to 32)", c.Nginx.NftTable))
 	}
 	for i, r := range c.PortManager.Ranges {
 		if r.From < 1024 || r.To > 65535 || r.From > r.To {

@@ -24,6 +24,8 @@ func TestDefaults(t *testing.T) {
 		{"graceful drain", c.GracefulDrainMicros, int64(20_000_000)},
 		{"nginx mode", c.Nginx.Mode, ModeManaged},
 		{"nginx binary", c.Nginx.Binary, "/usr/sbin/nginx"},
+		{"switch by map where nftables works", c.Nginx.Switch, SwitchAuto},
+		{"nftables table", c.Nginx.NftTable, "keter"},
 		{"Keter's port ranges", len(c.PortManager.Ranges), len(DefaultPortRanges)},
 		{"external ports", [2]int{c.ExternalHTTPPort, c.ExternalHTTPSPort}, [2]int{80, 443}},
 		{"incoming", c.Incoming(), "/etc/keter/state/incoming"},
@@ -66,13 +68,13 @@ func TestValidateReportsEverything(t *testing.T) {
 listeners:
   - port: 70000
   - certificate: only-cert.pem
-nginx: {mode: sideways}
+nginx: {mode: sideways, switch: dnat, nft-table: "a b"}
 port-manager: {ranges: [{from: 10, to: 5}]}
 `), "/")
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"root: required", "listeners[0].port", "listeners[1]: certificate and key", "nginx.mode", "port-manager.ranges[0]"} {
+	for _, want := range []string{"root: required", "listeners[0].port", "listeners[1]: certificate and key", "nginx.mode", "nginx.switch", "nginx.nft-table", "port-manager.ranges[0]"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
