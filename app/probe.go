@@ -55,9 +55,14 @@ func (p *probe) once(ctx context.Context) error {
 	return nil
 }
 
-// backoff yields the wait before each next probe: fast at first, since
-// most apps are up within tens of milliseconds, then easing off.
+// backoff yields the wait before each next probe: every 2 ms for the
+// first 100 ms, since most apps are up within tens of milliseconds and a
+// refused loopback connect costs microseconds; then easing off to 250 ms.
 func backoff(attempt int) time.Duration {
-	d := 2 * time.Millisecond << min(attempt, 7)
+	const fast = 50
+	if attempt < fast {
+		return 2 * time.Millisecond
+	}
+	d := 2 * time.Millisecond << min(attempt-fast+1, 7)
 	return min(d, 250*time.Millisecond)
 }
