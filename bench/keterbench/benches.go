@@ -32,9 +32,10 @@ type deployResult struct {
 	First     time.Duration   // the app's first deploy (not in the figures)
 	Latencies []time.Duration // each replacement
 	Steps     map[string][]time.Duration
-	KeterDur  []time.Duration // "version live" duration (keter's own clock)
-	Notice    []time.Duration // rename → keter's "unit started" journal line
-	AfterLive []time.Duration // keter's "version live" journal line → first 200
+	KeterDur  []time.Duration            // "version live" duration (keter's own clock)
+	Notice    []time.Duration            // rename → keter's "unit started" journal line
+	AfterLive []time.Duration            // keter's "version live" journal line → first 200
+	Nginx     map[string][]time.Duration // "nginx reloaded" parts: test, signal, serving
 }
 
 func benchDeploy(ctx context.Context, e env) (res deployResult, err error) {
@@ -93,6 +94,15 @@ func benchDeploy(ctx context.Context, e env) (res deployResult, err error) {
 			name, val, ok := strings.Cut(part, "=")
 			if d, err := time.ParseDuration(val); ok && err == nil {
 				res.Steps[name] = append(res.Steps[name], d)
+			}
+		}
+	}
+	res.Nginx = map[string][]time.Duration{}
+	reloads := filter(entries, "nginx reloaded")
+	for _, l := range reloads[min(1, len(reloads)):] {
+		for _, part := range []string{"test", "signal", "serving"} {
+			if d, err := time.ParseDuration(l.fields[part]); err == nil {
+				res.Nginx[part] = append(res.Nginx[part], d)
 			}
 		}
 	}

@@ -258,6 +258,15 @@ func (r *results) details(p func(string, ...any)) {
 				p("| keter step `%s` | %s | %s |", step, ms(median(ds)), ms(percentile(ds, 90)))
 			}
 		}
+		for _, part := range []struct{ key, what string }{
+			{"test", "`nginx -t` of the new config"},
+			{"signal", "the reload signal"},
+			{"serving", "signal → nginx's new workers answer"},
+		} {
+			if ds := d.Nginx[part.key]; len(ds) > 0 {
+				p("| within `switch`: %s | %s | %s |", part.what, ms(median(ds)), ms(percentile(ds, 90)))
+			}
+		}
 		if len(d.KeterDur) > 0 {
 			p("| keter's `duration` (its whole deploy, bundle event → live) | %s | %s |", ms(median(d.KeterDur)), ms(percentile(d.KeterDur, 90)))
 			if len(d.AfterLive) > 0 {
