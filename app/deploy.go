@@ -138,6 +138,9 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 
 	steps.mark("ready")
 	m.crashpoint("ready")
+	if err := m.takeFronts(v, cur); err != nil {
+		return v, err
+	}
 	v.deployedAt = time.Now()
 	old := m.swapLive(name, v)
 	// State first: from here a crash or a restart re-adopts v, so what the
@@ -396,12 +399,48 @@ func (m *Manager) stopVersion(ctx context.Context, v *version) {
 		m.crashpoint("stopping")
 	}
 	m.ports.Release(v.portList()...)
+	m.releaseFronts(v)
 	for _, f := range v.envFiles {
 		os.Remove(f)
 	}
 	if v.dir != "" {
 		if err := os.RemoveAll(v.dir); err != nil {
 			m.log.Error("deleting version folder", "app", v.app, "dir", v.dir, "err", err)
+		}
+	}
+}
+
+// takeFronts gives v's webapps their front ports: the live version's for
+// the same stanza, so nginx's config stays as it is, else fresh ones.
+func (m *Manager) takeFronts(v, cur *version) error {
+	v.fronts = map[int]int{}
+	for i := range v.ports {
+		if cur != nil && cur.fronts[i] != 0 {
+			v.fronts[i] = cur.fronts[i]
+			continue
+		}
+		f, err := m.ports.Take()
+		if err != nil {
+			return fmt.Errorf("front port of stanzas[%d]: %w", i, err)
+		}
+		v.fronts[i] = f
+	}
+	return nil
+}
+
+// releaseFronts frees v's front ports the app's live version does not use.
+func (m *Manager) releaseFronts(v *version) {
+	inUse := map[int]bool{}
+	m.mu.Lock()
+	if live := m.live[v.app]; live != nil {
+		for _, f := range live.fronts {
+			inUse[f] = true
+		}
+	}
+	m.mu.Unlock()
+	for _, f := range v.fronts {
+		if !inUse[f] {
+			m.ports.Release(f)
 		}
 	}
 }

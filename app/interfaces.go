@@ -33,4 +33,7 @@ type Live struct {
 	Dir     string
 	Config  *bundle.AppConfig
 	Ports   map[int]int // stanza index → port
+	// Fronts are the app's stable front ports, one per webapp stanza: a
+	// proxy that can point them at Ports switches versions without a reload.
+	Fronts map[int]int
 }

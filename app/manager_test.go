@@ -102,9 +102,8 @@ func TestDeployReplaceRemove(t *testing.T) {
 
 	h.drop("web.keter", "web.test")
 	s2 := h.waitStatus("web", func(s AppStatus) bool { return s.Live != nil && s.Live.Version != s1.Live.Version })
-	if got := h.proxy.serving()["web"]; got != s2.Live.Version {
-		t.Fatalf("proxy serves %q after replace, want %q", got, s2.Live.Version)
-	}
+	// The state (and so the status) says live before the proxy switches.
+	waitFor(t, func() bool { return h.proxy.serving()["web"] == s2.Live.Version })
 	waitFor(t, func() bool {
 		_, err := os.Stat(s1.Live.Dir)
 		return len(h.units.names()) == 1 && h.units.names()[0] == s2.Live.Units[0] && errors.Is(err, os.ErrNotExist)
@@ -229,4 +228,46 @@ func waitFor(t *testing.T, f func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestFrontPortsStayAndGoBack: a replacement keeps the app's front port
+// (so the proxy config stays as it is) on a new version port; removing the
+// app gives both back to the pool once the old version is stopped.
+func TestFrontPortsStayAndGoBack(t *testing.T) {
+	h := newHarness(t, nil)
+	live := func() Live {
+		h.proxy.mu.Lock()
+		defer h.proxy.mu.Unlock()
+		for _, l := range h.proxy.last {
+			if l.Name == "web" {
+				return l
+			}
+		}
+		return Live{}
+	}
+	h.drop("web.keter", "web.test")
+	h.waitStatus("web", func(s AppStatus) bool { return s.LastResult == "live" })
+	waitFor(t, func() bool { return live().Version != "" })
+	first := live()
+	if len(first.Fronts) != 1 || first.Fronts[0] == 0 || first.Fronts[0] == first.Ports[0] {
+		t.Fatalf("first version: fronts %v, ports %v: want one front port apart from the version's", first.Fronts, first.Ports)
+	}
+
+	h.drop("web.keter", "web.test")
+	waitFor(t, func() bool { v := live().Version; return v != "" && v != first.Version })
+	second := live()
+	if second.Fronts[0] != first.Fronts[0] {
+		t.Fatalf("front port moved from %d to %d on a replacement", first.Fronts[0], second.Fronts[0])
+	}
+	if second.Ports[0] == first.Ports[0] {
+		t.Fatalf("the new version got the old version's port %d", first.Ports[0])
+	}
+
+	os.Remove(filepath.Join(h.cfg.Incoming(), "web.keter"))
+	// stopVersion frees ports after the units are down.
+	waitFor(t, func() bool {
+		h.m.ports.mu.Lock()
+		defer h.m.ports.mu.Unlock()
+		return len(h.units.names()) == 0 && len(h.m.ports.held) == 0
+	})
 }

@@ -38,6 +38,14 @@ func (m *Manager) reconcile(ctx context.Context) error {
 		for _, p := range v.ports {
 			m.ports.Hold(p)
 		}
+		for _, p := range v.fronts {
+			m.ports.Hold(p)
+		}
+		if len(v.fronts) < len(v.ports) { // state written before front ports
+			if err := m.takeFronts(v, nil); err != nil {
+				return err
+			}
+		}
 		m.live[name] = v
 		s := m.entry(name)
 		s.LastResult, s.LastAt, s.LastDigest, s.LastBundle = "live", rec.DeployedAt, rec.Digest, rec.Bundle
@@ -90,7 +98,7 @@ func (m *Manager) adoptable(name string, rec liveRecord, running map[string]unit
 	}
 	v := &version{
 		app: name, id: rec.Version, digest: rec.Digest, file: rec.File, bundle: rec.Bundle, dir: rec.Dir,
-		cfg: cfg, ports: rec.Ports, units: rec.Units, envFiles: rec.EnvFiles,
+		cfg: cfg, ports: rec.Ports, fronts: rec.Fronts, units: rec.Units, envFiles: rec.EnvFiles,
 		deployedAt: rec.DeployedAt, webUnits: map[int]string{},
 	}
 	if v.ports == nil {

@@ -25,6 +25,7 @@ type liveRecord struct {
 	Bundle     string      `json:"bundle"`
 	Dir        string      `json:"dir"`
 	Ports      map[int]int `json:"ports"` // stanza index → port
+	Fronts     map[int]int `json:"fronts,omitempty"`
 	Units      []string    `json:"units"`
 	EnvFiles   []string    `json:"env_files"`
 	DeployedAt time.Time   `json:"deployed_at"`

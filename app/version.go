@@ -18,8 +18,9 @@ type version struct {
 	bundle     string
 	dir        string
 	cfg        *bundle.AppConfig
-	ports      map[int]int
-	units      []string // background first, then webapps
+	ports      map[int]int // stanza index → the version's own port
+	fronts     map[int]int // stanza index → the app's stable front port
+	units      []string    // background first, then webapps
 	webUnits   map[int]string
 	envFiles   []string
 	deployedAt time.Time
@@ -58,13 +59,13 @@ func (s *stepTimer) mark(step string) {
 func (s stepTimer) String() string { return strings.Join(s.parts, ",") }
 
 func (v *version) asLive() Live {
-	return Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.ports}
+	return Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.ports, Fronts: v.fronts}
 }
 
 func (v *version) record() liveRecord {
 	return liveRecord{
 		Version: v.id, Digest: v.digest, File: v.file, Bundle: v.bundle, Dir: v.dir, Ports: v.ports,
-		Units: v.units, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
+		Fronts: v.fronts, Units: v.units, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keter-systemd/keter/internal/testkit"
+	"github.com/keter-systemd/keter/portmap"
 )
 
 var (
@@ -54,18 +55,25 @@ type keter struct {
 	Port  int
 	Unit  string
 	Nginx string
+	Table string // the port map's nftables table
 }
 
 // startKeter writes a config with extra YAML appended and starts keter as
 // a Type=notify unit, so it returns once keter said READY.
 func startKeter(t *testing.T, extra string) *keter {
 	t.Helper()
+	return startKeterNginx(t, "", extra)
+}
+
+// startKeterNginx is startKeter with more keys for the nginx block.
+func startKeterNginx(t *testing.T, nginxYAML, extra string) *keter {
+	t.Helper()
 	testkit.NeedSystemd(t)
 	nginxBin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
 	tok := testkit.Token()
-	k := &keter{t: t, Root: testkit.Root(t), Port: testkit.FreePort(t), Unit: "keter-e2e-" + tok + ".service", Nginx: "keter-nginx-" + tok + ".service"}
-	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n  service: %s\n%s",
-		k.Root, k.Port, nginxBin, k.Nginx, extra)
+	k := &keter{t: t, Root: testkit.Root(t), Port: testkit.FreePort(t), Unit: "keter-e2e-" + tok + ".service", Nginx: "keter-nginx-" + tok + ".service", Table: "kt_" + tok}
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n  service: %s\n  nft-table: %s\n%s%s",
+		k.Root, k.Port, nginxBin, k.Nginx, k.Table, nginxYAML, extra)
 	keterBinary(t)
 	if err := os.WriteFile(filepath.Join(k.Root, "keter-config.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -109,6 +117,14 @@ func (k *keter) cleanup() {
 		if f := strings.Fields(line); len(f) > 0 {
 			exec.Command("systemctl", "stop", f[0]).Run()
 		}
+	}
+	removeTable(k.Table)
+}
+
+// removeTable deletes a keter's port map table, which outlives keter.
+func removeTable(name string) {
+	if name != "" {
+		portmap.New(name).Remove(context.Background())
 	}
 }
 

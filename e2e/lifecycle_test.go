@@ -31,21 +31,37 @@ func stanzaBundle(t *testing.T, path, host, extraStanzaYAML string, args ...stri
 }
 
 // TestReplaceUnderLoad replaces an app 5 times while requests flow: not
-// one may fail, and the last version must be the one serving.
+// one may fail, and the last version must be the one serving. Both ways
+// of switching are run: the nftables port map (the default, with no nginx
+// reload at all) and nginx reloads (where nftables is missing).
 func TestReplaceUnderLoad(t *testing.T) {
-	k := startKeter(t, "")
-	host := "replace-" + testkit.Token() + ".test"
-	k.deployDemo("replace.keter", host, "v0")
+	for _, mode := range []string{"map", "reload"} {
+		t.Run(mode, func(t *testing.T) {
+			k := startKeterNginx(t, "  switch: "+mode+"\n", "")
+			host := "replace-" + testkit.Token() + ".test"
+			k.deployDemo("replace.keter", host, "v0")
+			reloads := nginxReloads(t, k)
 
-	l := startLoad(k, host, 4, func(b string) bool { return strings.HasPrefix(b, "v") })
-	for i := 1; i <= 5; i++ {
-		want := "v" + strconv.Itoa(i)
-		k.deployDemo("replace.keter", host, want)
+			l := startLoad(k, host, 4, func(b string) bool { return strings.HasPrefix(b, "v") })
+			for i := 1; i <= 5; i++ {
+				want := "v" + strconv.Itoa(i)
+				k.deployDemo("replace.keter", host, want)
+			}
+			time.Sleep(1500 * time.Millisecond) // past the drain, so old units are stopped under load too
+			l.mustAllSucceed(t, "across 5 replacements")
+			k.WaitBody(host, "v5", time.Second)
+			k.waitSettled(1, 30*time.Second)
+
+			reloads = nginxReloads(t, k) - reloads
+			t.Logf("%d nginx reloads for 5 replacements", reloads)
+			switch {
+			case mode == "map" && reloads != 0:
+				t.Fatalf("%d nginx reloads for 5 replacements switched by the port map, want 0", reloads)
+			case mode == "reload" && reloads != 5:
+				t.Fatalf("%d nginx reloads for 5 replacements switched by reloads, want 5", reloads)
+			}
+		})
 	}
-	time.Sleep(1500 * time.Millisecond) // past the drain, so old units are stopped under load too
-	l.mustAllSucceed(t, "across 5 replacements")
-	k.WaitBody(host, "v5", time.Second)
-	k.waitSettled(1, 30*time.Second)
 }
 
 // TestFailingNewVersionKeepsOld: a never-ready and a crash-looping new

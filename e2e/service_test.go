@@ -38,9 +38,10 @@ func unitDir(t *testing.T) string {
 func TestServiceReadyAfterFirstReconcile(t *testing.T) {
 	testkit.NeedSystemd(t)
 	nginxBin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
-	k := &keter{t: t, Root: testkit.Root(t), Port: testkit.FreePort(t), Unit: "keter-e2e-svc-" + testkit.Token() + ".service"}
-	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\nstatus:\n  listen: 127.0.0.1:%d\n",
-		k.Root, k.Port, nginxBin, testkit.FreePort(t))
+	tok := testkit.Token()
+	k := &keter{t: t, Root: testkit.Root(t), Port: testkit.FreePort(t), Unit: "keter-e2e-svc-" + tok + ".service", Table: "kt_" + tok}
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n  nft-table: %s\nstatus:\n  listen: 127.0.0.1:%d\n",
+		k.Root, k.Port, nginxBin, k.Table, testkit.FreePort(t))
 	if err := os.WriteFile(k.config(), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

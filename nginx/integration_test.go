@@ -35,7 +35,7 @@ type front struct {
 	unitName string
 }
 
-func startFront(t testing.TB, extraYAML string) *front {
+func startFront(t testing.TB, extraYAML string, opts ...Option) *front {
 	t.Helper()
 	testkit.NeedSystemd(t)
 	bin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
@@ -71,7 +71,7 @@ nginx:
 	f.g = g
 	f.units = newSDUnits(t)
 	f.unitName = "keter-nginx-test-" + testkit.Token() + ".service"
-	f.m = New(g, f.units, slog.New(slog.NewTextHandler(os.Stderr, nil)), WithUnitName(f.unitName))
+	f.m = New(g, f.units, slog.New(slog.NewTextHandler(os.Stderr, nil)), append(opts, WithUnitName(f.unitName))...)
 	ctx := t.Context()
 	if err := f.m.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -48,6 +49,17 @@ type Option func(*Manager)
 // WithUnitName names managed mode's nginx unit (tests use unique names).
 func WithUnitName(name string) Option { return func(m *Manager) { m.unit = name } }
 
+// PortMap points front ports at versions' own ports; the portmap package
+// implements it with nftables.
+type PortMap interface {
+	Apply(ctx context.Context, want map[int]int) error
+	Current(ctx context.Context) (map[int]int, error)
+}
+
+// WithPortMap switches versions by pm: nginx proxies to each webapp's
+// stable front port and a new version needs no reload.
+func WithPortMap(pm PortMap) Option { return func(m *Manager) { m.pm = pm } }
+
 // WithSystemConf is the system nginx's main config that system mode tests
 // with `nginx -t -c`; empty means nginx's built-in default.
 func WithSystemConf(path string) Option { return func(m *Manager) { m.systemConf = path } }
@@ -63,8 +75,12 @@ type Manager struct {
 	paths      Paths
 	conf       string // the file Apply installs: whole conf or include
 
-	mu      sync.Mutex
-	reloads atomic.Uint64
+	pm PortMap // nil: a new version's port is reloaded into nginx
+
+	mu       sync.Mutex
+	mapped   map[int]int // what pm holds; nil until read
+	reloads  atomic.Uint64
+	switches atomic.Uint64
 }
 
 // New makes a Manager for g's nginx mode. It touches nothing until Start.
@@ -80,7 +96,7 @@ func New(g *config.Config, units Units, log *slog.Logger, opts ...Option) *Manag
 		o(m)
 	}
 	prefix := filepath.Join(g.Etc(), "nginx")
-	m.paths = Paths{Prefix: prefix, PidFile: filepath.Join(prefix, "nginx.pid"), User: workerUser(), IPv6: ipv6(), MaxFiles: maxFiles(), Control: true}
+	m.paths = Paths{Prefix: prefix, PidFile: filepath.Join(prefix, "nginx.pid"), User: workerUser(), IPv6: ipv6(), MaxFiles: maxFiles(), Control: true, Mapped: m.pm != nil}
 	m.conf = filepath.Join(prefix, "nginx.conf")
 	if g.Nginx.Mode == config.ModeSystem {
 		m.conf = g.Nginx.IncludeFile
@@ -96,6 +112,12 @@ func (m *Manager) ConfigPath() string { return m.conf }
 
 // Reloads counts the reloads Apply has done.
 func (m *Manager) Reloads() uint64 { return m.reloads.Load() }
+
+// Switches counts the port map changes Apply has made.
+func (m *Manager) Switches() uint64 { return m.switches.Load() }
+
+// Mapped says whether versions are switched by a port map.
+func (m *Manager) Mapped() bool { return m.pm != nil }
 
 func (m *Manager) managed() bool { return m.g.Nginx.Mode != config.ModeSystem }
 
@@ -257,9 +279,94 @@ func (m *Manager) render(apps []App) (*Output, bool, error) {
 }
 
 func (m *Manager) apply(ctx context.Context, apps []App) error {
-	out, certsChanged, err := m.render(apps)
+	if m.pm == nil {
+		p, err := m.prepare(ctx, apps)
+		if err != nil || p == nil {
+			return err
+		}
+		return m.load(ctx, len(apps), p)
+	}
+	want := map[int]int{}
+	front := make([]App, len(apps))
+	for i, a := range apps {
+		for idx, f := range a.Fronts {
+			if p, ok := a.Ports[idx]; ok {
+				want[f] = p
+			}
+		}
+		a.Ports = a.Fronts
+		front[i] = a
+	}
+	// The config is tested before the map changes, so a refused config
+	// switches nothing.
+	p, err := m.prepare(ctx, front)
 	if err != nil {
 		return err
+	}
+	if m.mapped == nil {
+		if m.mapped, err = m.pm.Current(ctx); err != nil {
+			return errors.Join(err, m.undo(p))
+		}
+	}
+	// A front port nginx still proxies to keeps its target until the
+	// new config is loaded.
+	first := maps.Clone(want)
+	moved := false
+	for f, p := range m.mapped {
+		if _, ok := first[f]; !ok {
+			first[f] = p
+		} else if first[f] != p {
+			moved = true
+		}
+	}
+	if !maps.Equal(first, m.mapped) {
+		if err := m.pm.Apply(ctx, first); err != nil {
+			return errors.Join(err, m.undo(p))
+		}
+		m.mapped = first
+		m.switches.Add(1)
+	}
+	if p != nil {
+		if err := m.load(ctx, len(apps), p); err != nil {
+			return err
+		}
+	}
+	if !maps.Equal(want, m.mapped) {
+		if err := m.pm.Apply(ctx, want); err != nil {
+			return err
+		}
+		m.mapped = want
+	}
+	if moved {
+		// Kept upstream connections may still reach the old version
+		// until nginx retires them; Render keeps that short.
+		select {
+		case <-time.After(UpstreamKeepaliveTime + UpstreamKeepaliveTimeout + mapSettleSlack):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// mapSettleSlack covers nginx's clock, which moves once per event loop.
+const mapSettleSlack = 20 * time.Millisecond
+
+// prepared is a rendered config installed (tested) but not yet loaded.
+type prepared struct {
+	out     *Output
+	old     []byte // the file it replaced
+	existed bool
+	start   time.Time
+	tested  time.Time
+}
+
+// prepare renders apps and, when the result differs from what is
+// installed, tests and installs it for load; nil means nothing changed.
+func (m *Manager) prepare(ctx context.Context, apps []App) (*prepared, error) {
+	out, certsChanged, err := m.render(apps)
+	if err != nil {
+		return nil, err
 	}
 	data := out.Main
 	if !m.managed() {
@@ -268,31 +375,45 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 	old, readErr := os.ReadFile(m.conf)
 	if readErr == nil && bytes.Equal(old, data) && !certsChanged {
 		m.log.Debug("nginx config unchanged", "file", m.conf)
-		return nil
+		return nil, nil
 	}
 	if readErr != nil && !errors.Is(readErr, os.ErrNotExist) {
-		return fmt.Errorf("reading current nginx config: %w", readErr)
+		return nil, fmt.Errorf("reading current nginx config: %w", readErr)
 	}
-	start := time.Now()
+	p := &prepared{out: out, old: old, existed: readErr == nil, start: time.Now()}
 	if err := m.install(ctx, data); err != nil {
-		return err
+		return nil, err
 	}
-	tested := time.Now()
+	p.tested = time.Now()
+	return p, nil
+}
+
+// undo puts back the config prepare installed and load never loaded.
+func (m *Manager) undo(p *prepared) error {
+	if p == nil {
+		return nil
+	}
+	return m.restore(p.old, p.existed)
+}
+
+// load reloads nginx with the config prepare installed and waits until
+// nginx serves it; if nginx does not, the previous file is put back.
+func (m *Manager) load(ctx context.Context, napps int, p *prepared) error {
 	if err := m.reload(ctx); err != nil {
 		rerr := fmt.Errorf("reloading %s: %w", m.unit, err)
-		return errors.Join(rerr, m.restore(old, readErr == nil))
+		return errors.Join(rerr, m.restore(p.old, p.existed))
 	}
 	signalled := time.Now()
-	serving, err := m.waitLoaded(ctx, out.Generation)
+	serving, err := m.waitLoaded(ctx, p.out.Generation)
 	if err != nil {
 		// nginx kept its old config; make the file say so again.
-		return errors.Join(err, m.restore(old, readErr == nil))
+		return errors.Join(err, m.restore(p.old, p.existed))
 	}
 	m.reloads.Add(1)
 	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
-	m.log.Info("nginx reloaded", "unit", m.unit, "apps", len(apps), "test", ms(tested.Sub(start)),
-		"signal", ms(signalled.Sub(tested)), "serving", ms(serving.Sub(signalled)), "settled", ms(time.Since(serving)))
-	m.cleanChains(out.Concat)
+	m.log.Info("nginx reloaded", "unit", m.unit, "apps", napps, "test", ms(p.tested.Sub(p.start)),
+		"signal", ms(signalled.Sub(p.tested)), "serving", ms(serving.Sub(signalled)), "settled", ms(time.Since(serving)))
+	m.cleanChains(p.out.Concat)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/config"
@@ -23,6 +24,9 @@ type App struct {
 	Dir    string // absolute unpacked bundle root
 	Config *bundle.AppConfig
 	Ports  map[int]int // stanza index → local port of that webapp stanza
+	// Fronts are the app's stable front ports (stanza index → port), which
+	// a PortMap points at Ports; nginx proxies to them when it has a map.
+	Fronts map[int]int
 }
 
 // Paths says where the rendered config points at things keter owns.
@@ -36,7 +40,19 @@ type Paths struct {
 	// Control adds a server named ControlHost that answers the config's
 	// Generation to loopback clients, so Apply can see nginx has loaded it.
 	Control bool
+	// Mapped upstreams sit behind a PortMap: their kept connections are
+	// short-lived, so a switched map reaches every request soon.
+	Mapped bool
 }
+
+// Kept upstream connections of a mapped upstream: one made before a map
+// switch takes no request after UpstreamKeepaliveTime +
+// UpstreamKeepaliveTimeout (nginx closes it when it is older than the
+// first once a request ends, or when idle longer than the second).
+const (
+	UpstreamKeepaliveTime    = 50 * time.Millisecond
+	UpstreamKeepaliveTimeout = 50 * time.Millisecond
+)
 
 // ControlHost is the reserved server name of the control server; .invalid
 // can never be a real site, and bundles may not claim it.
@@ -648,6 +664,10 @@ func (r *renderer) include() []byte {
 			w.open("upstream", u)
 			w.line("server", hostPort("127.0.0.1", s.port))
 			w.line("keepalive", "64")
+			if r.p.Mapped {
+				w.line("keepalive_time", strconv.FormatInt(UpstreamKeepaliveTime.Milliseconds(), 10)+"ms")
+				w.line("keepalive_timeout", strconv.FormatInt(UpstreamKeepaliveTimeout.Milliseconds(), 10)+"ms")
+			}
 			w.close()
 		case s.stanza.ReverseProxy != nil:
 			rp := s.stanza.ReverseProxy

@@ -8,6 +8,7 @@ PKGS=(
 	make git ca-certificates curl util-linux procps   # build + sandbox (unshare, nsenter)
 	systemd dbus                                      # the real systemd the tests boot
 	nginx-light                                       # the front door
+	nftables                                          # the port map that switches versions
 	postgresql                                        # the postgres plugin's tests
 	wrk                                               # load in tests and benchmarks
 	dpkg-dev debhelper lintian fakeroot               # make deb

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keter-systemd/keter/portmap"
 )
 
 // nginxUnit is the nginx keter runs in managed mode. Its name is fixed, and
@@ -59,7 +61,7 @@ func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
 	// Keter's default ranges lie: there an outgoing connection can take an
 	// app's port between keter's probe and the app's bind (seen with 100
 	// apps: "bind: address already in use").
-	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n"+
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  nft-table: "+benchTable+"\n"+
 		"port-manager:\n  ranges:\n    - {from: %d, to: %d}\n", root, port, appPortsFrom, appPortsTo)
 	cfgPath := filepath.Join(root, "keter-config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
@@ -85,7 +87,13 @@ func (k *keter) stop(ctx context.Context) {
 	command(ctx, "systemctl", "stop", k.unit)
 	command(ctx, "systemctl", "stop", "keter-app-*", nginxUnit)
 	command(ctx, "systemctl", "reset-failed")
+	if err := portmap.New(benchTable).Remove(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
 }
+
+// benchTable is the benchmarks' port map table, apart from a real keter's.
+const benchTable = "keterbench"
 
 func (k *keter) incoming() string { return filepath.Join(k.root, "incoming") }
 

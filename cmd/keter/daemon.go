@@ -18,6 +18,7 @@ import (
 	"github.com/keter-systemd/keter/config"
 	"github.com/keter-systemd/keter/dbus"
 	"github.com/keter-systemd/keter/nginx"
+	"github.com/keter-systemd/keter/portmap"
 	"github.com/keter-systemd/keter/postgres"
 	"github.com/keter-systemd/keter/status"
 )
@@ -80,7 +81,13 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	}
 	defer bus.Close()
 
-	ngx := nginx.New(cfg, bus, log.With("part", "nginx"))
+	var nopts []nginx.Option
+	if pm, err := portMap(ctx, cfg, log); err != nil {
+		return err
+	} else if pm != nil {
+		nopts = append(nopts, nginx.WithPortMap(pm))
+	}
+	ngx := nginx.New(cfg, bus, log.With("part", "nginx"), nopts...)
 	if err := ngx.Start(ctx); err != nil {
 		return fmt.Errorf("starting nginx: %w", err)
 	}
@@ -156,13 +163,32 @@ func watchdog(ctx context.Context) {
 	}
 }
 
+// portMap sets up the nftables map new versions are switched by, or
+// returns nil when versions are to be switched by reloading nginx.
+func portMap(ctx context.Context, cfg *config.Config, log *slog.Logger) (*portmap.Map, error) {
+	if cfg.Nginx.Switch == config.SwitchReload {
+		log.Info("switching versions by reloading nginx", "nginx.switch", cfg.Nginx.Switch)
+		return nil, nil
+	}
+	pm := portmap.New(cfg.Nginx.NftTable)
+	if err := pm.Setup(ctx); err != nil {
+		if cfg.Nginx.Switch == config.SwitchMap {
+			return nil, fmt.Errorf("nginx.switch is map: %w", err)
+		}
+		log.Warn("nftables unusable, so each new version reloads nginx (install nftables, or set nginx.switch: reload to silence this)", "err", err)
+		return nil, nil
+	}
+	log.Info("switching versions by an nftables port map", "table", "ip "+pm.Table())
+	return pm, nil
+}
+
 // proxy adapts the nginx manager to the core's Proxy interface.
 type proxy struct{ m *nginx.Manager }
 
 func (p proxy) Apply(ctx context.Context, live []app.Live) error {
 	apps := make([]nginx.App, len(live))
 	for i, l := range live {
-		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports}
+		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts}
 	}
 	return p.m.Apply(ctx, apps)
 }
