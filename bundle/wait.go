@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // ErrVanished means the bundle file disappeared while keter waited for it.
