@@ -52,6 +52,7 @@ func WithUnitName(name string) Option { return func(m *Manager) { m.unit = name 
 // PortMap points front ports at versions' own ports; the portmap package
 // implements it with nftables.
 type PortMap interface {
+	Setup(ctx context.Context) error
 	Apply(ctx context.Context, want map[int]int) error
 	Current(ctx context.Context) (map[int]int, error)
 }
@@ -347,6 +348,49 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 		}
 	}
 	return nil
+}
+
+// GuardMap puts the port map back when something else changed it, checking
+// every interval until ctx ends. `nft flush ruleset` (which a start or
+// restart of Debian's nftables.service runs) deletes keter's table with
+// the rest, and every mapped app would refuse connections until then.
+func (m *Manager) GuardMap(ctx context.Context, every time.Duration) {
+	if m.pm == nil {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.checkMap(ctx)
+	}
+}
+
+func (m *Manager) checkMap(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mapped == nil {
+		return // not applied yet
+	}
+	cur, err := m.pm.Current(ctx)
+	if err == nil && maps.Equal(cur, m.mapped) {
+		return
+	}
+	m.log.Warn("the nftables port map was changed outside keter (nft flush ruleset? nftables.service restarted?); restoring it",
+		"read", cur, "err", err)
+	if err := m.pm.Setup(ctx); err != nil {
+		m.log.Error("restoring the nftables port map", "err", err)
+		return
+	}
+	if err := m.pm.Apply(ctx, m.mapped); err != nil {
+		m.log.Error("restoring the nftables port map", "err", err)
+		return
+	}
+	m.switches.Add(1)
 }
 
 // mapSettleSlack covers nginx's clock, which moves once per event loop.

@@ -88,6 +88,7 @@ func TestMappedSwitchWithoutReload(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	kept.CloseIdleConnections()
 	if failed.Load() != 0 || ok.Load() == 0 {
 		t.Fatalf("keep-alive client: %d failed, %d ok across the switch; last failure: %v", failed.Load(), ok.Load(), lastFail.Load())
 	}
@@ -96,6 +97,18 @@ func TestMappedSwitchWithoutReload(t *testing.T) {
 	}
 	if cur, err := pm.Current(ctx); err != nil || len(cur) != 1 || cur[front] != portOf(t, b) {
 		t.Fatalf("map = %v %v, want {%d: %d}", cur, err, front, portOf(t, b))
+	}
+
+	// Someone flushes the ruleset: the guard puts keter's map back.
+	if err := pm.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := get(fresh, base, host); err != nil || got.status != 502 {
+		t.Fatalf("with the table gone: %+v %v, want 502 (else the test does not remove what it means to)", got, err)
+	}
+	f.m.checkMap(ctx)
+	if got, err := get(fresh, base, host); err != nil || !strings.HasPrefix(got.body, "app=b ") {
+		t.Fatalf("after the guard restored the map: %+v %v, want the new version", got, err)
 	}
 
 	// Removing the app: nginx forgets the host, then the map its port.
