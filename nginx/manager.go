@@ -291,8 +291,8 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 	front := make([]App, len(apps))
 	for i, a := range apps {
 		for idx, f := range a.Fronts {
-			if p, ok := a.Ports[idx]; ok {
-				want[f] = p
+			if to, ok := a.Ports[idx]; ok {
+				want[f] = to
 			}
 		}
 		a.Ports = a.Fronts
@@ -313,10 +313,10 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 	// new config is loaded.
 	first := maps.Clone(want)
 	moved := false
-	for f, p := range m.mapped {
+	for f, to := range m.mapped {
 		if _, ok := first[f]; !ok {
-			first[f] = p
-		} else if first[f] != p {
+			first[f] = to
+		} else if first[f] != to {
 			moved = true
 		}
 	}

@@ -19,9 +19,12 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	for _, a := range s.apps(r.Context(), 0) {
 		states[a.State]++
 	}
-	var reloads uint64
+	var reloads, switches uint64
 	if s.o.Reloads != nil {
 		reloads = s.o.Reloads()
+	}
+	if s.o.MapSwitches != nil {
+		switches = s.o.MapSwitches()
 	}
 
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -48,6 +51,8 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	header("keter_nginx_reloads_total", "counter", "nginx reloads keter asked for since it started.")
 	fmt.Fprintf(b, "keter_nginx_reloads_total %d\n", reloads)
+	header("keter_port_map_switches_total", "counter", "Changes keter made to its nftables port map since it started.")
+	fmt.Fprintf(b, "keter_port_map_switches_total %d\n", switches)
 	header("keter_ready", "gauge", "1 once keter finished its first reconcile.")
 	ready := 0
 	if s.ready.Load() {

@@ -39,6 +39,8 @@ type Options struct {
 	Units Units
 	// Reloads counts nginx reloads since start; nil reports none.
 	Reloads func() uint64
+	// MapSwitches counts port map changes since start; nil reports none.
+	MapSwitches func() uint64
 	// DropDatabase drops an app's plugin database; nil when keter has no
 	// postgres plugin.
 	DropDatabase func(ctx context.Context, app string) error

@@ -50,7 +50,7 @@ func startServer(t *testing.T, core *fakeCore, units fakeUnits) (*Server, *Clien
 	os.WriteFile(filepath.Join(dir, "incoming", "waiting.keter"), nil, 0o644)
 	os.WriteFile(filepath.Join(dir, "incoming", ".hidden.keter"), nil, 0o644)
 	s := New(Options{
-		Core: core, Units: units, Reloads: func() uint64 { return 7 },
+		Core: core, Units: units, Reloads: func() uint64 { return 7 }, MapSwitches: func() uint64 { return 11 },
 		Listen: "127.0.0.1:0", Socket: filepath.Join(dir, "etc", "keter.sock"),
 		Root: dir, Incoming: filepath.Join(dir, "incoming"), Version: "test",
 	})
@@ -132,7 +132,7 @@ func TestServer(t *testing.T) {
 		`keter_deploy_duration_seconds_bucket{le="0.5"} 1`, `keter_deploy_duration_seconds_bucket{le="1"} 3`,
 		`keter_deploy_duration_seconds_bucket{le="+Inf"} 4`, `keter_deploy_duration_seconds_sum 6.5`,
 		`keter_deploy_duration_seconds_count 4`, `keter_apps{state="live"} 1`, `keter_apps{state="degraded"} 1`,
-		`keter_apps{state="queued"} 1`, `keter_apps{state="deploying"} 0`, `keter_nginx_reloads_total 7`, `keter_ready 1`,
+		`keter_apps{state="queued"} 1`, `keter_apps{state="deploying"} 0`, `keter_nginx_reloads_total 7`, `keter_port_map_switches_total 11`, `keter_ready 1`,
 	} {
 		if code != 200 || !strings.Contains(metrics, line+"\n") {
 			t.Errorf("/metrics (%d) lacks %q:\n%s", code, line, metrics)

@@ -110,7 +110,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	}
 	// The socket listens before READY, so the CLI works once start returns.
 	st = status.New(status.Options{
-		Core: mgr, Units: bus, Reloads: ngx.Reloads, DropDatabase: pg.Drop,
+		Core: mgr, Units: bus, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
 		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
 	})
