@@ -353,6 +353,26 @@ func canSetRole(ctx context.Context, conn *pgx.Conn, role string) error {
 	return nil
 }
 
+// dropForce drops db, ending its sessions. Before PostgreSQL 16 an
+// autovacuum worker in db (a fresh database gets one soon) counts as a
+// session no role but a superuser may end, so a non-superuser admin gets
+// "insufficient privilege" until the worker is done: try again briefly.
+func dropForce(ctx context.Context, conn *pgx.Conn, db string) error {
+	var err error
+	for wait := 50 * time.Millisecond; ; wait *= 2 {
+		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(db)+" WITH (FORCE)")
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "42501" || wait > 2*time.Second {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
 // Env is the environment an app's units get for e: Keter's PG* names,
 // libpq's PGPASSWORD and a DATABASE_URL.
 func (e Entry) Env() map[string]string {
@@ -423,7 +443,7 @@ func (p *Plugin) drop(ctx context.Context, app string) error {
 	default:
 		err := canSetRole(ctx, conn, role)
 		if err == nil {
-			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(db)+" WITH (FORCE)")
+			err = dropForce(ctx, conn, db)
 		}
 		if err != nil {
 			return fmt.Errorf("dropping database %q on %s: %w", db, on, err)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -517,5 +518,38 @@ func TestDefaultDSN(t *testing.T) {
 	}
 	if _, err := appConnect(t, env).Exec(t.Context(), "CREATE TABLE t (x int)"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDropWaitsOutSessionsItMayNotEnd: a non-superuser admin may not end
+// a superuser's session (nor, before PostgreSQL 16, an autovacuum worker,
+// which a fresh database soon gets), so DROP ... WITH (FORCE) fails until
+// that session is gone. Drop tries again for a while instead of failing
+// the whole removal on a session that ends a moment later.
+func TestDropWaitsOutSessionsItMayNotEnd(t *testing.T) {
+	f := setup(t)
+	p := f.plugin(t)
+	app := "held-" + testkit.Token()
+	env, err := p.Ensure(t.Context(), app, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := exec.Command("runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-d", env["PGDATABASE"], "-c", "SELECT pg_sleep(0.5)")
+	held.Env = noPGEnv()
+	if err := held.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer held.Wait()
+	for i := 0; superSQL(t, "SELECT count(*) FROM pg_stat_activity WHERE datname = "+quoteLiteral(env["PGDATABASE"])) == "0"; i++ {
+		if i == 500 {
+			t.Fatal("the superuser session never showed up")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p.Drop(t.Context(), app); err != nil {
+		t.Fatalf("Drop while a superuser session briefly held the database: %v", err)
+	}
+	if n := f.count(t, "SELECT count(*) FROM pg_database WHERE datname = $1", env["PGDATABASE"]); n != 0 {
+		t.Fatalf("database %s still exists", env["PGDATABASE"])
 	}
 }
