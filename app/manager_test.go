@@ -271,3 +271,43 @@ func TestFrontPortsStayAndGoBack(t *testing.T) {
 		return len(h.units.names()) == 0 && len(h.m.ports.held) == 0
 	})
 }
+
+// TestReadoptsStateWithoutFronts: a state file from before front ports
+// (an upgraded keter) re-adopts the running version as it is, gives it a
+// front port and records it.
+func TestReadoptsStateWithoutFronts(t *testing.T) {
+	units := newFakeUnits()
+	h := newHarness(t, units)
+	h.drop("web.keter", "web.test")
+	s1 := h.waitStatus("web", func(s AppStatus) bool { return s.LastResult == "live" })
+	h.stop()
+
+	st, err := loadState(h.m.statePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := st.Apps["web"]
+	rec.Fronts = nil
+	st.Apps["web"] = rec
+	if err := saveState(h.m.statePath(), st); err != nil {
+		t.Fatal(err)
+	}
+	startedBefore := len(units.started)
+
+	h.proxy = &fakeProxy{}
+	h.start()
+	waitFor(t, func() bool { return h.proxy.serving()["web"] == s1.Live.Version })
+	h.proxy.mu.Lock()
+	l := h.proxy.last[0]
+	h.proxy.mu.Unlock()
+	if len(l.Fronts) != 1 || l.Fronts[0] == 0 || l.Fronts[0] == l.Ports[0] {
+		t.Fatalf("re-adopted version: fronts %v, ports %v: want a front port of its own", l.Fronts, l.Ports)
+	}
+	if len(units.started) != startedBefore {
+		t.Fatalf("re-adoption started units: %v", units.started[startedBefore:])
+	}
+	st, err = loadState(h.m.statePath())
+	if err != nil || st.Apps["web"].Fronts[0] != l.Fronts[0] {
+		t.Fatalf("state after re-adoption: %+v %v, want front %d recorded", st.Apps["web"], err, l.Fronts[0])
+	}
+}
