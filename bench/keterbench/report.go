@@ -227,7 +227,8 @@ func (r *results) markdown() string {
 	p("  the proxied rates over the sum of the direct ones.")
 	p("- Timings inside keter come from its journal: `version live` carries `duration` (bundle event →")
 	p("  live) and `steps` (wait = bundle stable + gzip check, unpack, start = unit started over D-Bus,")
-	p("  ready = first good HTTP probe, switch = nginx config applied and reloaded).")
+	p("  ready = first good HTTP probe, switch = the new port in force: the port map switched and")
+	p("  nginx's kept upstream connections to the old version retired, or nginx reloaded).")
 	return b.String()
 }
 
@@ -341,7 +342,10 @@ func (r *results) details(p func(string, ...any)) {
 		p("The plain nginx is started by the benchmark with the smallest keep-alive proxy config")
 		p("(`worker_processes auto`, `access_log off`, upstream `keepalive 64`, HTTP/1.1, `Connection \"\"`),")
 		p("the setup issue 5 quotes at about 0.58 of direct. It shows what nginx itself can do on this")
-		p("machine at this moment; the three runs alternate round by round.")
+		p("machine at this moment; the three runs alternate round by round. keter's config differs from")
+		p("it in what the issue asks for (forwarded headers, WebSocket upgrade, timeouts) and, with the")
+		p("port map, in `keepalive_time 50ms; keepalive_timeout 50ms` on the upstream: nginx reopens each")
+		p("upstream connection every 50 ms under load, so that a switch reaches every request soon.")
 		p("")
 		p("| round | direct req/s | keter's nginx req/s | plain nginx req/s | keter / direct | plain / direct | p99 direct / keter / plain |")
 		p("|---|---|---|---|---|---|---|")
