@@ -139,6 +139,13 @@ mv /opt/keter/.debtest.keter.part /opt/keter/incoming/debtest.keter
 served() { [ "$(curl -s --max-time 5 -H "Host: $host" http://127.0.0.1/ 2>/dev/null)" = "$msg" ]; }
 until_ok 180 served || fail "the app never answered through nginx with Host: $host"
 say "served through nginx: $msg"
+# The package's config leaves nginx.switch at auto: with nftables here the
+# app is reached through keter's port map, not a port written into nginx.
+if command -v nft >/dev/null; then
+	nft list map ip keter fronts >/dev/null 2>&1 || fail "keter's port map (nft table ip keter) is missing while nftables is installed"
+	inside journalctl -u keter.service -o cat | grep -q 'switching versions by an nftables port map' ||
+		fail "keter.service did not switch by the port map"
+fi
 app_units() { inside systemctl list-units --no-legend --plain --state=active 'keter-app-*' | awk '{print $1}'; }
 app_unit=$(app_units | head -n 1)
 [ -n "$app_unit" ] || fail "no active keter-app-* unit while the app is served"
@@ -179,6 +186,9 @@ dpkg-query -W -f='${Status}' keter 2>/dev/null | grep -q 'install ok installed' 
 [ ! -e /opt/keter/temp ] || fail "/opt/keter/temp is still there after purge"
 [ ! -e /etc/nginx/conf.d/keter.conf ] || fail "/etc/nginx/conf.d/keter.conf is still there after purge"
 [ -f /opt/keter/incoming/debtest.keter ] || fail "purge deleted the operator's bundle"
+if command -v nft >/dev/null && nft list table ip keter >/dev/null 2>&1; then
+	fail "the nftables table ip keter is still there after purge"
+fi
 left=$(app_units)
 [ -z "$left" ] || fail "app units still active after purge: $left"
 [ "$(inside systemctl is-active keter-nginx.service || true)" != active ] || fail "keter-nginx.service still active"
