@@ -18,6 +18,9 @@ fi
 
 if [ "${1:-}" = stop ]; then
 	inside systemctl stop keter-demo.service 'keter-app-*' keter-nginx.service 2>/dev/null || true
+	if command -v nft >/dev/null; then
+		printf 'add table ip keter_demo\ndelete table ip keter_demo\n' | nft -f - || true
+	fi
 	[ "$(cat /proc/1/comm)" = systemd ] || bash scripts/sandbox.sh down "$SANDBOX"
 	echo "demo stopped"
 	exit 0
@@ -37,6 +40,8 @@ listeners:
 graceful-drain-micros: 1000000
 nginx:
   mode: managed
+  # The port map's table is the host's, sandbox or not: keep clear of a real keter's.
+  nft-table: keter_demo
 YAML
 
 if [ "$(cat /proc/1/comm)" != systemd ] && ! { [ -f "$SANDBOX/pid" ] && kill -0 "$(cat "$SANDBOX/pid")" 2>/dev/null; }; then
