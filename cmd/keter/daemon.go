@@ -172,11 +172,15 @@ func portMap(ctx context.Context, cfg *config.Config, log *slog.Logger) (*portma
 		return nil, nil
 	}
 	pm := portmap.New(cfg.Nginx.NftTable)
-	if err := pm.Setup(ctx); err != nil {
+	err := nginx.MapSupport(ctx, cfg.Nginx.Binary)
+	if err == nil {
+		err = pm.Setup(ctx)
+	}
+	if err != nil {
 		if cfg.Nginx.Switch == config.SwitchMap {
 			return nil, fmt.Errorf("nginx.switch is map: %w", err)
 		}
-		log.Warn("nftables unusable, so each new version reloads nginx (install nftables, or set nginx.switch: reload to silence this)", "err", err)
+		log.Warn("no port map, so each new version reloads nginx (install nftables and nginx 1.19.10 or newer, or set nginx.switch: reload to silence this)", "err", err)
 		return nil, nil
 	}
 	log.Info("switching versions by an nftables port map", "table", "ip "+pm.Table())
