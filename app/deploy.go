@@ -410,21 +410,23 @@ func (m *Manager) stopVersion(ctx context.Context, v *version) {
 	}
 }
 
-// takeFronts gives v's webapps their front ports: the live version's for
-// the same stanza, so nginx's config stays as it is, else fresh ones.
-func (m *Manager) takeFronts(v, cur *version) error {
-	v.fronts = map[int]int{}
+// takeFronts gives v's webapps their front ports: from's for the same
+// stanza (the live version's, so nginx's config stays as it is), else
+// fresh ones. from may be v itself, to fill in what it lacks.
+func (m *Manager) takeFronts(v, from *version) error {
+	fronts := map[int]int{}
 	for i := range v.ports {
-		if cur != nil && cur.fronts[i] != 0 {
-			v.fronts[i] = cur.fronts[i]
+		if from != nil && from.fronts[i] != 0 {
+			fronts[i] = from.fronts[i]
 			continue
 		}
 		f, err := m.ports.Take()
 		if err != nil {
 			return fmt.Errorf("front port of stanzas[%d]: %w", i, err)
 		}
-		v.fronts[i] = f
+		fronts[i] = f
 	}
+	v.fronts = fronts
 	return nil
 }
 

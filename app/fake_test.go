@@ -137,6 +137,18 @@ func (p *fakeProxy) Apply(ctx context.Context, live []Live) error {
 	return nil
 }
 
+// app is what the last apply got for name (zero if nothing).
+func (p *fakeProxy) app(name string) Live {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.last {
+		if l.Name == name {
+			return l
+		}
+	}
+	return Live{}
+}
+
 func (p *fakeProxy) serving() map[string]string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -235,16 +235,7 @@ func waitFor(t *testing.T, f func() bool) {
 // app gives both back to the pool once the old version is stopped.
 func TestFrontPortsStayAndGoBack(t *testing.T) {
 	h := newHarness(t, nil)
-	live := func() Live {
-		h.proxy.mu.Lock()
-		defer h.proxy.mu.Unlock()
-		for _, l := range h.proxy.last {
-			if l.Name == "web" {
-				return l
-			}
-		}
-		return Live{}
-	}
+	live := func() Live { return h.proxy.app("web") }
 	h.drop("web.keter", "web.test")
 	h.waitStatus("web", func(s AppStatus) bool { return s.LastResult == "live" })
 	waitFor(t, func() bool { return live().Version != "" })
@@ -297,9 +288,7 @@ func TestReadoptsStateWithoutFronts(t *testing.T) {
 	h.proxy = &fakeProxy{}
 	h.start()
 	waitFor(t, func() bool { return h.proxy.serving()["web"] == s1.Live.Version })
-	h.proxy.mu.Lock()
-	l := h.proxy.last[0]
-	h.proxy.mu.Unlock()
+	l := h.proxy.app("web")
 	if len(l.Fronts) != 1 || l.Fronts[0] == 0 || l.Fronts[0] == l.Ports[0] {
 		t.Fatalf("re-adopted version: fronts %v, ports %v: want a front port of its own", l.Fronts, l.Ports)
 	}

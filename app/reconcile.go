@@ -42,7 +42,7 @@ func (m *Manager) reconcile(ctx context.Context) error {
 			m.ports.Hold(p)
 		}
 		if len(v.fronts) < len(v.ports) { // state written before front ports
-			if err := m.takeFronts(v, nil); err != nil {
+			if err := m.takeFronts(v, v); err != nil {
 				return err
 			}
 		}

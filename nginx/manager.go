@@ -117,9 +117,6 @@ func (m *Manager) Reloads() uint64 { return m.reloads.Load() }
 // Switches counts the port map changes Apply has made.
 func (m *Manager) Switches() uint64 { return m.switches.Load() }
 
-// Mapped says whether versions are switched by a port map.
-func (m *Manager) Mapped() bool { return m.pm != nil }
-
 func (m *Manager) managed() bool { return m.g.Nginx.Mode != config.ModeSystem }
 
 // workerUser picks who nginx's workers run as: they must read the
@@ -432,7 +429,7 @@ func (m *Manager) prepare(ctx context.Context, apps []App) (*prepared, error) {
 	return p, nil
 }
 
-// undo puts back the config prepare installed and load never loaded.
+// undo puts back the config prepare installed, which nginx did not load.
 func (m *Manager) undo(p *prepared) error {
 	if p == nil {
 		return nil
@@ -444,14 +441,13 @@ func (m *Manager) undo(p *prepared) error {
 // nginx serves it; if nginx does not, the previous file is put back.
 func (m *Manager) load(ctx context.Context, napps int, p *prepared) error {
 	if err := m.reload(ctx); err != nil {
-		rerr := fmt.Errorf("reloading %s: %w", m.unit, err)
-		return errors.Join(rerr, m.restore(p.old, p.existed))
+		return errors.Join(fmt.Errorf("reloading %s: %w", m.unit, err), m.undo(p))
 	}
 	signalled := time.Now()
 	serving, err := m.waitLoaded(ctx, p.out.Generation)
 	if err != nil {
 		// nginx kept its old config; make the file say so again.
-		return errors.Join(err, m.restore(p.old, p.existed))
+		return errors.Join(err, m.undo(p))
 	}
 	m.reloads.Add(1)
 	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
