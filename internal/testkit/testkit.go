@@ -101,15 +101,31 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+var (
+	portsMu   sync.Mutex
+	portsGone = map[int]bool{} // handed out by FreePort in this process
+)
+
+// FreePort returns a loopback port that was free a moment ago and that it
+// has not returned before: the kernel may offer a just-closed port again,
+// and a config with two listeners on one port is refused.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		portsMu.Lock()
+		seen := portsGone[port]
+		portsGone[port] = true
+		portsMu.Unlock()
+		if !seen {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 var (
