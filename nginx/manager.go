@@ -36,6 +36,9 @@ type Units interface {
 	Stop(ctx context.Context, name string) error
 }
 
+// restartDelay is how soon systemd restarts a managed nginx that died.
+const restartDelay = 100 * time.Millisecond
+
 // DefaultUnit is managed mode's nginx unit.
 const DefaultUnit = "keter-nginx.service"
 
@@ -199,15 +202,23 @@ func (m *Manager) unitProperties() []sddbus.Property {
 	// SIGHUP straight to the master: `nginx -s reload` would start a whole
 	// nginx and parse the config just to find the pid. systemd expands
 	// $MAINPID in Exec lines.
-	reload := sddbus.PropExecStart([]string{"/bin/kill", "-HUP", "$MAINPID"}, true)
+	//
+	// PropExecStart's bool is D-Bus's ignore-failure ("-" in a unit file),
+	// whatever go-systemd calls it: true made a SIGKILLed master count as a
+	// success, so Restart=on-failure never restarted nginx.
+	reload := sddbus.PropExecStart([]string{"/bin/kill", "-HUP", "$MAINPID"}, false)
 	reload.Name = "ExecReload"
 	return []sddbus.Property{
 		sddbus.PropDescription("keter front door (nginx)"),
 		sddbus.PropType("exec"),
-		sddbus.PropExecStart(base, true),
+		sddbus.PropExecStart(base, false),
 		reload,
 		{Name: "Restart", Value: godbus.MakeVariant("on-failure")},
-		{Name: "RestartUSec", Value: godbus.MakeVariant(uint64(time.Second / time.Microsecond))},
+		// Every app is offline while nginx is down: come back at once.
+		{Name: "RestartUSec", Value: godbus.MakeVariant(uint64(restartDelay / time.Microsecond))},
+		// A crash loop still ends: 20 starts within 10 s.
+		{Name: "StartLimitBurst", Value: godbus.MakeVariant(uint32(20))},
+		{Name: "StartLimitIntervalUSec", Value: godbus.MakeVariant(uint64(10 * time.Second / time.Microsecond))},
 		{Name: "KillMode", Value: godbus.MakeVariant("mixed")},
 		{Name: "KillSignal", Value: godbus.MakeVariant(int32(syscall.SIGQUIT))},
 		{Name: "TimeoutStopUSec", Value: godbus.MakeVariant(uint64(10 * time.Second / time.Microsecond))},
