@@ -267,6 +267,7 @@ func TestManagedEveryStanza(t *testing.T) {
 	tlsBase := fmt.Sprintf("https://x:%d", f.tlsPort)
 	checks := []check{
 		{"webapp", plain, base + "/p?q=1", map[string]string{"Host": "web.test"}, 200, "app=web host=web.test path=/p?q=1 xff=127.0.0.1 proto=http realip=127.0.0.1", ""},
+		{"forged X-Forwarded-For replaced at the edge", plain, base + "/", map[string]string{"Host": "web.test", "X-Forwarded-For": "6.6.6.6"}, 200, "xff=127.0.0.1 proto=http", ""},
 		{"webapp case-insensitive", plain, base + "/", map[string]string{"Host": "WEB.Test"}, 200, "app=web", ""},
 		{"wildcard one label", plain, base + "/", map[string]string{"Host": "foo.wild.test"}, 200, "app=web host=foo.wild.test", ""},
 		{"wildcard two labels", plain, base + "/", map[string]string{"Host": "a.b.wild.test"}, 404, "no such app here", ""},
@@ -447,7 +448,7 @@ func TestManagedIPFromHeader(t *testing.T) {
 	plain := client(fmt.Sprintf("127.0.0.1:%d", f.port))
 	eventually(t, "real IP from X-Forwarded-For", func() error {
 		a, err := get(plain, fmt.Sprintf("http://x:%d/", f.port), map[string]string{"Host": "web.test", "X-Forwarded-For": "203.0.113.9"})
-		if err != nil || !strings.Contains(a.body, "realip=203.0.113.9") {
+		if err != nil || !strings.Contains(a.body, "realip=203.0.113.9") || !strings.Contains(a.body, "xff=203.0.113.9, 127.0.0.1 ") {
 			return fmt.Errorf("%+v %v", a, err)
 		}
 		return nil

@@ -647,6 +647,14 @@ func (r *renderer) include() []byte {
 	w.line("default", "upgrade")
 	w.line(`""`, `""`)
 	w.close()
+	if r.g.IPFromHeader {
+		// $proxy_add_x_forwarded_for would append the address real_ip
+		// took from the header; the chain's last hop is the proxy's.
+		w.open("map", "$http_x_forwarded_for", "$keter_forwarded_for")
+		w.line("default", q("$http_x_forwarded_for, $realip_remote_addr"))
+		w.line(`""`, "$realip_remote_addr")
+		w.close()
+	}
 	for _, s := range r.sites {
 		u := upstreamName(s)
 		for i, rw := range s.rwReq {
@@ -876,7 +884,14 @@ func (r *renderer) proxyErrors(w *writer) {
 func (r *renderer) proxyHeaders(w *writer, host, timeout string) {
 	w.line("proxy_http_version", "1.1")
 	w.line("proxy_set_header", "Host", host)
-	w.line("proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for")
+	// At the edge the client's own X-Forwarded-For is a forgery waiting
+	// to be believed: the app gets the address nginx saw. Behind a proxy
+	// keter trusts (ip-from-header), the chain is kept and extended.
+	xff := "$remote_addr"
+	if r.g.IPFromHeader {
+		xff = "$keter_forwarded_for"
+	}
+	w.line("proxy_set_header", "X-Forwarded-For", xff)
 	w.line("proxy_set_header", "X-Forwarded-Proto", "$scheme")
 	w.line("proxy_set_header", "X-Real-IP", "$remote_addr")
 	w.line("proxy_set_header", "Upgrade", "$http_upgrade")
