@@ -94,4 +94,3 @@ func writeFile(t *testing.T, path string, mode os.FileMode, body string) string 
 	}
 	return path
 }
-
