@@ -47,7 +47,7 @@ type Socket struct {
 	// Data segments received and sent over the connection's life.
 	DataSegsIn, DataSegsOut uint32
 	cookie                  [8]byte
-	iface                uint32
+	iface                   uint32
 }
 
 // ErrNotSupported means the kernel cannot destroy sockets
