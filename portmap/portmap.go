@@ -79,6 +79,19 @@ func (m *Map) Bind(ctx context.Context, cgroup string) error {
 	return nil
 }
 
+// BindProcess is Bind to the cgroup process pid runs in.
+func (m *Map) BindProcess(ctx context.Context, pid int) error {
+	cg, err := CgroupOf(pid)
+	if err != nil {
+		return fmt.Errorf("binding nftables table %s to process %d: %w", m.table, pid, err)
+	}
+	return m.Bind(ctx, cg)
+}
+
+// StartHook is the start hook (see the function of that name) for this
+// map's table.
+func (m *Map) StartHook() []string { return StartHook(m.table) }
+
 // skeleton creates what is missing and leaves what exists.
 func skeleton(table string) []string {
 	t := "ip " + table

@@ -124,7 +124,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	served.Add(1)
 	go func() { defer served.Done(); st.Serve(ctx) }()
 	go watchdog(ctx)
-	go ngx.GuardMap(ctx, time.Second)
+	go ngx.Watch(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
