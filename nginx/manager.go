@@ -413,7 +413,6 @@ func (m *Manager) closeIdle(ctx context.Context, moved map[int]int) {
 // closePasses are the pauses before each pass of closeIdle.
 var closePasses = []time.Duration{0, 5 * time.Millisecond, 15 * time.Millisecond}
 
-
 // prepared is a rendered config installed (tested) but not yet loaded.
 type prepared struct {
 	out     *Output
