@@ -332,7 +332,7 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 	front := make([]App, len(apps))
 	for i, a := range apps {
 		for idx, f := range a.Fronts {
-			if to, ok := a.Ports[idx]; ok {
+			if to, ok := a.Ports[idx]; ok && !a.Down[idx] {
 				want[f] = to
 			}
 		}
