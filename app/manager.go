@@ -93,7 +93,7 @@ func New(o Options) (*Manager, error) {
 	m := &Manager{
 		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
 		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook,
-		drain: max(o.MinDrain, time.Duration(o.Config.GracefulDrainMicros)*time.Microsecond),
+		drain:     max(o.MinDrain, time.Duration(o.Config.GracefulDrainMicros)*time.Microsecond),
 		ports:     newPorts(o.Config.PortManager.Ranges),
 		rescan:    make(chan struct{}, 1),
 		unpacking: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),

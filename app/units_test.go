@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // hookOf is the stop hook the fake started unit with.
@@ -106,7 +105,6 @@ func (f *fakeUnits) stoppedUnits() []string {
 	defer f.mu.Unlock()
 	return slices.Clone(f.stopped)
 }
-
 
 func (p *fakeProxy) count() int {
 	p.mu.Lock()
