@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -96,6 +98,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		return fmt.Errorf("starting nginx: %w", err)
 	}
 	pg := postgres.New(cfg.Postgres.DSN, cfg.Etc(), log.With("part", "postgres"))
+	gid := deployGroup(cfg, log)
 	var st *status.Server
 	mgr, err := app.New(app.Options{
 		Config:    cfg,
@@ -105,6 +108,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Log:       log,
 		StopHook:  stopHook,
 		MinDrain:  minDrain,
+		DeployGID: gid,
 		OnReady: func() {
 			st.SetReady()
 			daemon.SdNotify(false, daemon.SdNotifyReady)
@@ -117,7 +121,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	// The socket listens before READY, so the CLI works once start returns.
 	st = status.New(status.Options{
 		Core: mgr, Units: bus, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
-		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket,
+		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket, SocketGID: gid,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
 	})
 	if err := st.Listen(); err != nil {
@@ -191,6 +195,24 @@ func portMap(ctx context.Context, cfg *config.Config, log *slog.Logger) (*portma
 	}
 	log.Info("switching versions by an nftables port map", "table", "ip "+pm.Table())
 	return pm, nil
+}
+
+// deployGroup is the gid of the operators' group, 0 when there is none.
+func deployGroup(cfg *config.Config, log *slog.Logger) int {
+	g, err := user.LookupGroup(cfg.DeployGroup)
+	if err != nil {
+		if cfg.DeployGroup != config.DefaultDeployGroup {
+			log.Warn("deploy-group not found: only root may deploy", "deploy-group", cfg.DeployGroup, "err", err)
+		}
+		return 0
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil || gid == 0 {
+		log.Warn("deploy-group is root's group: only root may deploy", "deploy-group", cfg.DeployGroup)
+		return 0
+	}
+	log.Info("operators' group may deploy", "deploy-group", cfg.DeployGroup)
+	return gid
 }
 
 // proxy adapts the nginx manager to the core's Proxy interface.
