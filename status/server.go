@@ -52,10 +52,10 @@ type Options struct {
 	// AppSlice is the cgroup v2 path of the apps' slice; processes in it
 	// are refused the page, the API and /metrics.
 	AppSlice string
-	Root         string
-	Incoming     string
-	Version      string
-	Log          *slog.Logger
+	Root     string
+	Incoming string
+	Version  string
+	Log      *slog.Logger
 }
 
 // Server serves the page on Listen and the CLI API on Socket.
