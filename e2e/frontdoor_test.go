@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keter-systemd/keter/internal/testkit"
+	"github.com/keter-systemd/keter/portmap"
 )
 
 // TestRapidDropsUnderKeepAlive drops bundles in quick succession (most are
@@ -116,4 +117,82 @@ func (w *wrkLoad) stop(t *testing.T) int {
 		}
 	}
 	return failed
+}
+
+// mapOf reads keter's port map from the kernel.
+func (k *keter) mapOf(t *testing.T) map[int]int {
+	t.Helper()
+	m, err := portmap.New(k.Table).Current(t.Context())
+	if err != nil {
+		t.Fatalf("reading the port map: %v", err)
+	}
+	return m
+}
+
+// TestMapFollowsUnits: a crash keeps the app's map entry (systemd brings it
+// back on the same port); an operator's stop takes it out, with keter
+// running or not, and keter does not put it back; stopping everything
+// the README's way leaves nothing that redirects anything.
+func TestMapFollowsUnits(t *testing.T) {
+	k := startKeter(t, "")
+	tok := testkit.Token()
+	hostA, hostB := "mapa-"+tok+".test", "mapb-"+tok+".test"
+	k.deployDemo("mapa.keter", hostA, "a")
+	k.deployDemo("mapb.keter", hostB, "b")
+	if m := k.mapOf(t); len(m) != 2 {
+		t.Fatalf("map %v, want two entries", m)
+	}
+	unitOf := func(app string) string {
+		for _, u := range activeAppUnits(t) {
+			if strings.HasPrefix(u, "keter-app-"+app+"-") {
+				return u
+			}
+		}
+		t.Fatalf("no unit of %s among %v", app, activeAppUnits(t))
+		return ""
+	}
+
+	// A crash: the entry stays, and the app answers again.
+	a := unitOf("mapa")
+	run(t, "systemctl", "kill", "-s", "KILL", a)
+	k.WaitBody(hostA, "a", 30*time.Second)
+	if m := k.mapOf(t); len(m) != 2 {
+		t.Fatalf("after a crash the map is %v, want both entries", m)
+	}
+
+	// An operator stops a live unit while keter runs.
+	run(t, "systemctl", "stop", a)
+	eventually(t, 10*time.Second, func() error {
+		if m := k.mapOf(t); len(m) != 1 {
+			return fmt.Errorf("map %v, want only b's entry", m)
+		}
+		return nil
+	})
+	time.Sleep(2500 * time.Millisecond) // two turns of keter's map guard
+	if m := k.mapOf(t); len(m) != 1 {
+		t.Fatalf("keter put a stopped unit's entry back: %v", m)
+	}
+
+	// With keter stopped, an operator stops the other one.
+	run(t, "systemctl", "stop", k.Unit)
+	if !strings.Contains(k.Log(), "version live") {
+		t.Fatalf("keter's journal is empty once it stopped:\n%s", k.Log())
+	}
+	run(t, "systemctl", "stop", unitOf("mapb"))
+	if m := k.mapOf(t); len(m) != 0 {
+		t.Fatalf("a unit stopped while keter was down left its entry: %v", m)
+	}
+
+	// Everything stopped the README's way, in one command (keter
+	// deploys both again first: their bundles are in incoming/).
+	k.start()
+	k.WaitBody(hostB, "b", 60*time.Second)
+	k.deployDemo("mapa.keter", hostA, "a2")
+	if m := k.mapOf(t); len(m) != 2 {
+		t.Fatalf("after keter's restart the map is %v, want both entries", m)
+	}
+	run(t, "systemctl", "stop", k.Unit, "keter-app-*", k.Nginx)
+	if m := k.mapOf(t); len(m) != 0 {
+		t.Fatalf("after stopping everything the map still redirects: %v", m)
+	}
 }
