@@ -126,7 +126,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		return fmt.Errorf("creating root layout: %w", err)
 	}
 	if m.cfg.PortManager.Reserving() {
-		if list, err := reservePorts(reservedPortsFile, m.cfg.PortManager.Ranges); err != nil {
+		if list, err := reservePorts(reservedPortsFile, filepath.Join(m.cfg.Etc(), "reserved-ports"), m.cfg.PortManager.Ranges); err != nil {
 			m.log.Warn("could not reserve app ports from the kernel's ephemeral ports; an app may meet 'address already in use'", "err", err)
 		} else {
 			m.log.Info("app ports reserved from ephemeral use", "ip_local_reserved_ports", list)
