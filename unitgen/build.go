@@ -167,7 +167,7 @@ func Build(in Input) (Unit, error) {
 	if envFile != "" {
 		props = append(props, prop("EnvironmentFiles", []envFileRef{{envFile, false}}))
 	}
-	props = append(props, hardening(sd.AllowJIT)...)
+	props = append(props, hardening(denyWriteExecute(sd))...)
 	props = append(props, limits(sd)...)
 
 	u := Unit{Name: name, Meta: meta, Properties: props, EnvFile: envFile}
@@ -228,6 +228,19 @@ func backgroundRestart(count, delaySec int) []sddbus.Property {
 		prop("StartLimitBurst", uint32(min(count, 1<<31-2)+1)),
 		prop("StartLimitIntervalUSec", infinity),
 	}
+}
+
+// DefaultMemoryDenyWriteExecute is W^X for stanzas that do not choose
+// (systemd: memory-deny-write-execute, or allow-jit): off, because JIT
+// runtimes (Node.js, the JVM, PHP's PCRE JIT) crash or stop under it.
+const DefaultMemoryDenyWriteExecute = false
+
+// denyWriteExecute is the stanza's W^X choice, else the default.
+func denyWriteExecute(sd bundle.Systemd) bool {
+	if sd.MemoryDenyWriteExecute != nil {
+		return *sd.MemoryDenyWriteExecute
+	}
+	return DefaultMemoryDenyWriteExecute
 }
 
 func limits(sd bundle.Systemd) []sddbus.Property {
