@@ -59,6 +59,7 @@ type appJSON struct {
 	Name       string `json:"name"`
 	State      string `json:"state"`
 	LastResult string `json:"last_result"`
+	LastHint   string `json:"last_hint"`
 	Live       *struct {
 		Version string   `json:"version"`
 		Digest  string   `json:"digest"`

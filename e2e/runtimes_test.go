@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,19 +43,54 @@ func langApps() []langApp {
 }
 
 // bundle writes the app as a flat bundle whose config sets only exec,
-// args and host (plus extraYAML), as a user of that runtime would.
-func (a langApp) bundle(t *testing.T, path, host, extraYAML string) {
+// args and host, as a user of that runtime would.
+func (a langApp) bundle(t *testing.T, path, host string) {
 	t.Helper()
-	exec := a.exec
-	if a.bin != "" {
-		// Debian's path, not PATH's first match (a developer's pyenv shim
-		// under /root is no use to a sandboxed app).
-		if _, err := os.Stat(a.bin); err != nil {
-			testkit.Missing(t, "%s: %v (%s, or run scripts/deps.sh)", a.name, err, a.hint)
+	files := a.files(t)
+	var y strings.Builder
+	fmt.Fprintf(&y, "exec: %s\nhost: %s\n", a.execPath(), host)
+	if len(a.args) > 0 {
+		y.WriteString("args:\n")
+		for _, arg := range a.args {
+			fmt.Fprintf(&y, "  - %q\n", arg)
 		}
-		if exec == "" {
-			exec = a.bin
+	}
+	files["config/keter.yaml"] = testkit.File{Body: []byte(y.String())}
+	testkit.Bundle(t, path, files)
+}
+
+// stanzaBundle writes the app as one webapp stanza with more keys.
+func (a langApp) stanzaBundle(t *testing.T, path, host, stanzaYAML string) {
+	t.Helper()
+	files := a.files(t)
+	var y strings.Builder
+	fmt.Fprintf(&y, "stanzas:\n  - type: webapp\n    exec: %s\n    host: %s\n    args: [", a.execPath(), host)
+	for i, arg := range a.args {
+		if i > 0 {
+			y.WriteString(", ")
 		}
+		fmt.Fprintf(&y, "%q", arg)
+	}
+	y.WriteString("]\n" + stanzaYAML)
+	files["config/keter.yaml"] = testkit.File{Body: []byte(y.String())}
+	testkit.Bundle(t, path, files)
+}
+
+func (a langApp) execPath() string {
+	if a.exec == "" {
+		return a.bin
+	}
+	return a.exec
+}
+
+// files are the app's files; it skips (fails in CI) when the runtime is
+// not installed.
+func (a langApp) files(t *testing.T) map[string]testkit.File {
+	t.Helper()
+	// Debian's path, not PATH's first match (a developer's pyenv shim
+	// under /root is no use to a sandboxed app).
+	if _, err := os.Stat(a.bin); a.bin != "" && err != nil {
+		testkit.Missing(t, "%s: %v (%s, or run scripts/deps.sh)", a.name, err, a.hint)
 	}
 	files := map[string]testkit.File{}
 	if a.dir != "" {
@@ -76,17 +112,16 @@ func (a langApp) bundle(t *testing.T, path, host, extraYAML string) {
 			files[n] = f
 		}
 	}
-	var y strings.Builder
-	fmt.Fprintf(&y, "exec: %s\nhost: %s\n", exec, host)
-	if len(a.args) > 0 {
-		y.WriteString("args:\n")
-		for _, arg := range a.args {
-			fmt.Fprintf(&y, "  - %q\n", arg)
-		}
-	}
-	y.WriteString(extraYAML)
-	files["config/keter.yaml"] = testkit.File{Body: []byte(y.String())}
-	testkit.Bundle(t, path, files)
+	return files
+}
+
+// ownPorts gives a keter its own 100 app ports, away from Keter's default
+// ranges: another keter on the host (a test run next to ours) may map one
+// of those as a front port, and its nftables DNAT would then answer our
+// readiness probe in the app's stead.
+func ownPorts() string {
+	from := 10000 + 100*rand.IntN(99)
+	return fmt.Sprintf("port-manager:\n  reserve: false\n  ranges:\n    - {from: %d, to: %d}\n", from, from+99)
 }
 
 func mustRead(t *testing.T, path string) []byte {
@@ -103,13 +138,13 @@ func mustRead(t *testing.T, path string) []byte {
 // bundle that sets nothing but exec, args and host: each must go live and
 // answer through nginx under the default sandbox.
 func TestRuntimesDefaultSettings(t *testing.T) {
-	k := startKeter(t, "")
+	k := startKeter(t, ownPorts())
 	apps := langApps()
 	hosts := map[string]string{}
 	for _, a := range apps {
 		hosts[a.name] = a.name + "-" + testkit.Token() + ".test"
 		src := filepath.Join(k.Root, a.name+".src")
-		a.bundle(t, src, hosts[a.name], "")
+		a.bundle(t, src, hosts[a.name])
 		k.Drop(src, a.name+".keter") // all at once: keter deploys apps in parallel
 	}
 	for _, a := range apps {

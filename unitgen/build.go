@@ -167,7 +167,7 @@ func Build(in Input) (Unit, error) {
 	if envFile != "" {
 		props = append(props, prop("EnvironmentFiles", []envFileRef{{envFile, false}}))
 	}
-	props = append(props, hardening(denyWriteExecute(sd))...)
+	props = append(props, hardening(MemoryDenyWriteExecute(sd))...)
 	props = append(props, limits(sd)...)
 
 	u := Unit{Name: name, Meta: meta, Properties: props, EnvFile: envFile}
@@ -235,8 +235,9 @@ func backgroundRestart(count, delaySec int) []sddbus.Property {
 // runtimes (Node.js, the JVM, PHP's PCRE JIT) crash or stop under it.
 const DefaultMemoryDenyWriteExecute = false
 
-// denyWriteExecute is the stanza's W^X choice, else the default.
-func denyWriteExecute(sd bundle.Systemd) bool {
+// MemoryDenyWriteExecute reports whether a stanza's units run with W^X:
+// its own choice, else the default.
+func MemoryDenyWriteExecute(sd bundle.Systemd) bool {
 	if sd.MemoryDenyWriteExecute != nil {
 		return *sd.MemoryDenyWriteExecute
 	}
