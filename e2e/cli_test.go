@@ -44,7 +44,12 @@ func mustCLI(t *testing.T, want int, args ...string) (string, string) {
 	return out, errOut
 }
 
-func (k *keter) config() string { return filepath.Join(k.Root, "keter-config.yaml") }
+func (k *keter) config() string {
+	if k.Config != "" {
+		return k.Config
+	}
+	return filepath.Join(k.Root, "keter-config.yaml")
+}
 
 // statusJSON is the part of `keter status --json` the tests read.
 type statusJSON struct {

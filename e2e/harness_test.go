@@ -56,6 +56,8 @@ type keter struct {
 	Unit  string
 	Nginx string
 	Table string // the port map's nftables table
+	// Config is the config file's path when not ROOT/keter-config.yaml.
+	Config string
 }
 
 // startKeter writes a config with extra YAML appended and starts keter as
@@ -92,7 +94,7 @@ func (k *keter) start(env ...string) {
 	for _, e := range env {
 		args = append(args, "--setenv="+e)
 	}
-	args = append(args, keterBinary(k.t), "run", filepath.Join(k.Root, "keter-config.yaml"))
+	args = append(args, keterBinary(k.t), "run", k.config())
 	run(k.t, "systemd-run", args...)
 }
 
