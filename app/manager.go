@@ -34,6 +34,13 @@ type Options struct {
 	StableWait time.Duration
 	// OnReady is called once, after the first reconcile.
 	OnReady func()
+	// StopHook, when set, is the command each webapp unit runs after it
+	// stops, to take its front port's element out of the port map.
+	StopHook func(front, port int, unit string) []string
+	// MinDrain is the least time an old version keeps running after the
+	// switch (the proxy's bound on connections that may still reach it),
+	// whatever graceful-drain-micros says.
+	MinDrain time.Duration
 }
 
 // Manager owns every app's lifecycle.
@@ -46,6 +53,8 @@ type Manager struct {
 	lookup func(string) (string, bool)
 	stable time.Duration
 	ready  func()
+	hook   func(front, port int, unit string) []string
+	drain  time.Duration
 	ports  *ports
 	sync   *syncer
 	rescan chan struct{}
@@ -83,7 +92,8 @@ func New(o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
-		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady,
+		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook,
+		drain:     max(o.MinDrain, time.Duration(o.Config.GracefulDrainMicros)*time.Microsecond),
 		ports:     newPorts(o.Config.PortManager.Ranges),
 		rescan:    make(chan struct{}, 1),
 		unpacking: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
@@ -129,10 +139,17 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.sync.Run(ctx) }()
-
+	// Subscribed before reconcile reads the units, so no change is
+	// missed; read once reconcile has made the live table.
+	events, err := m.units.Subscribe(ctx, unitPrefix)
+	if err != nil {
+		return fmt.Errorf("following app units: %w", err)
+	}
 	if err := m.reconcile(ctx); err != nil {
 		return err
 	}
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.followUnits(ctx, events) }()
 	w, err := newWatcher(m.cfg.Incoming())
 	if err != nil {
 		return err

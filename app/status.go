@@ -105,6 +105,16 @@ func (m *Manager) noteAttempt(name string, v *version) {
 	m.entry(name).LastDigest = v.digest
 }
 
+// noteCrashLoop records that keter gave up on a crash-looping live unit.
+func (m *Manager) noteCrashLoop(name, unit string, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.entry(name)
+	s.LastResult = ResultFailed
+	s.LastError = "unit " + unit + " kept crashing for " + d.Round(time.Second).String() + " and was stopped; fix the app and deploy it again"
+	s.LastAt = time.Now()
+}
+
 // forget drops a removed app's record.
 func (m *Manager) forget(name string) {
 	m.mu.Lock()

@@ -82,10 +82,14 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	defer bus.Close()
 
 	var nopts []nginx.Option
+	var stopHook func(front, port int, unit string) []string
+	var minDrain time.Duration
 	if pm, err := portMap(ctx, cfg, log); err != nil {
 		return err
 	} else if pm != nil {
 		nopts = append(nopts, nginx.WithPortMap(pm))
+		stopHook = func(front, port int, unit string) []string { return portmap.StopHook(pm.Table(), front, port, unit) }
+		minDrain = nginx.UpstreamKeepaliveTime + 100*time.Millisecond
 	}
 	ngx := nginx.New(cfg, bus, log.With("part", "nginx"), nopts...)
 	if err := ngx.Start(ctx); err != nil {
@@ -99,6 +103,8 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Proxy:     proxy{ngx},
 		Databases: pg,
 		Log:       log,
+		StopHook:  stopHook,
+		MinDrain:  minDrain,
 		OnReady: func() {
 			st.SetReady()
 			daemon.SdNotify(false, daemon.SdNotifyReady)
@@ -124,7 +130,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	served.Add(1)
 	go func() { defer served.Done(); st.Serve(ctx) }()
 	go watchdog(ctx)
-	go ngx.GuardMap(ctx, time.Second)
+	go ngx.Watch(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -193,7 +199,7 @@ type proxy struct{ m *nginx.Manager }
 func (p proxy) Apply(ctx context.Context, live []app.Live) error {
 	apps := make([]nginx.App, len(live))
 	for i, l := range live {
-		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts}
+		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts, Down: l.Down}
 	}
 	return p.m.Apply(ctx, apps)
 }

@@ -67,6 +67,15 @@ func main() {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		// Lets tests check what the sandbox lets an app read.
+		b, err := os.ReadFile(r.URL.Query().Get("path"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		w.Write(b)
+	})
 	fmt.Printf("demoapp listening on port %s\n", port)
 	log.Fatal(http.ListenAndServe("127.0.0.1:"+port, mux))
 }
