@@ -38,7 +38,7 @@ type rule struct {
 // names only in capitals (an app may be called "erofs").
 var rules = []rule{
 	{regexp.MustCompile(`(?i:read-only file system)|\bEROFS\b`),
-		"ProtectSystem=strict makes the system read-only to apps: write under $STATE_DIRECTORY (/var/lib/keter-app-%s, kept across versions) or /tmp (private to the app) instead; no setting opens other paths"},
+		"ProtectSystem=strict makes the system read-only to apps: write in the app's own folder (its working directory, deleted with the version), $STATE_DIRECTORY (/var/lib/keter-app-%s, kept across versions) or /tmp (private to the app) instead; no setting opens other paths"},
 	{regexp.MustCompile(`(?i:address family not supported)|\bEAFNOSUPPORT\b`),
 		"RestrictAddressFamilies= allows only Unix, IPv4 and IPv6 sockets; no setting opens others"},
 	{regexp.MustCompile(`(?i:operation not permitted)|\bEPERM\b`),

@@ -1,11 +1,15 @@
 package e2e
 
 import (
-	"fmt"
+	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keter-systemd/keter/internal/testkit"
 )
@@ -17,8 +21,7 @@ import (
 // `keter status` (text, one app, JSON) and on the status page, on top of
 // the app's own last lines.
 func TestSandboxKillDiagnosed(t *testing.T) {
-	statusPort := testkit.FreePort(t)
-	k := startKeter(t, fmt.Sprintf("status:\n  listen: 127.0.0.1:%d\n", statusPort)+ownPorts())
+	k := startKeter(t, ownPorts())
 	node := langApps()[0]
 	python := langApps()[2]
 	if node.name != "node" || python.name != "python" {
@@ -62,10 +65,31 @@ func TestSandboxKillDiagnosed(t *testing.T) {
 				t.Fatalf("status --json: %+v, want the last deploy failed", a)
 			}
 			expect(t, "status --json last_hint", a.LastHint, c.want)
-			page := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", statusPort))
-			expect(t, "the status page", page, []string{"likely stopped by the sandbox"})
+			// The page as keter's socket serves it: a TCP port may be
+			// taken by another test run on this host.
+			expect(t, "the status page", socketGet(t, filepath.Join(k.Root, "etc", "keter.sock"), "/"), []string{"likely stopped by the sandbox"})
 		})
 	}
+}
+
+// socketGet fetches path from keter's status server on its unix socket.
+func socketGet(t *testing.T, socket, path string) string {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		},
+	}}
+	resp, err := c.Get("http://keter" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s on %s: %s\n%s", path, socket, resp.Status, b)
+	}
+	return string(b)
 }
 
 func expect(t *testing.T, what, got string, want []string) {

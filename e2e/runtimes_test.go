@@ -116,9 +116,10 @@ func (a langApp) files(t *testing.T) map[string]testkit.File {
 }
 
 // ownPorts gives a keter its own 100 app ports, away from Keter's default
-// ranges: another keter on the host (a test run next to ours) may map one
-// of those as a front port, and its nftables DNAT would then answer our
-// readiness probe in the app's stead.
+// ranges: another keter on the host (a test run next to ours) hands out
+// the same ports, and one of its apps (or, before the port map matched
+// only nginx's cgroup, its DNAT map) answered our readiness probe for an
+// app that had not bound yet.
 func ownPorts() string {
 	from := 10000 + 100*rand.IntN(99)
 	return fmt.Sprintf("port-manager:\n  reserve: false\n  ranges:\n    - {from: %d, to: %d}\n", from, from+99)
