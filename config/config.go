@@ -159,8 +159,19 @@ func Parse(data []byte, dir string) (*Config, []Warning, error) {
 		return nil, nil, fmt.Errorf("parsing keter config: %w", err)
 	}
 	warns := unknownKeys(raw)
+	var legacy legacyListen
+	if err := yaml.Unmarshal(data, &legacy); err != nil {
+		return nil, warns, fmt.Errorf("parsing keter config's Keter 0.x keys (host, port, ssl): %w", err)
+	}
+	var legacyErr error
+	switch {
+	case legacy.given() && len(c.Listeners) > 0:
+		warns = append(warns, Warning("keys host, port and ssl (Keter 0.x) are ignored: listeners is given, and wins as in Keter"))
+	case legacy.given():
+		c.Listeners, legacyErr = legacy.listeners()
+	}
 	c.applyDefaults(dir)
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(legacyErr, c.Validate()); err != nil {
 		return nil, warns, err
 	}
 	return &c, warns, nil
@@ -172,8 +183,9 @@ func unknownKeys(raw map[string]yaml.Node) []Warning {
 	for _, k := range t {
 		known[k] = true
 	}
-	// Keter keys we accept and deliberately ignore.
-	for _, k := range []string{"rotate-logs", "cli-port", "app-crash-hook"} {
+	// Keter keys we accept and deliberately ignore, and Keter 0.x's
+	// listener keys.
+	for _, k := range append([]string{"rotate-logs", "cli-port", "app-crash-hook"}, legacyKeys...) {
 		known[k] = true
 	}
 	var ws []Warning

@@ -77,6 +77,11 @@ func cmdStatus(ctx context.Context, args []string) int {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d active\t%s\n", a.Name, a.State, version, hosts, active, len(a.Units), lastDeploy(a))
 	}
 	w.Flush()
+	for _, a := range apps {
+		if a.LastHint != "" {
+			fmt.Printf("\n%s: %s\n", a.Name, a.LastHint)
+		}
+	}
 	return exitOK
 }
 
@@ -120,6 +125,9 @@ func printApp(w io.Writer, a status.App) {
 	fmt.Fprintln(w)
 	if a.LastError != "" {
 		fmt.Fprintf(w, "last error:   %s\n", a.LastError)
+	}
+	if a.LastHint != "" {
+		fmt.Fprintf(w, "likely cause: %s\n", a.LastHint)
 	}
 	printLines(w, "last deploy's log", a.LastLog)
 	fmt.Fprintln(w, "units:")
