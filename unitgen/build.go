@@ -169,6 +169,7 @@ func Build(in Input) (Unit, error) {
 	}
 	props = append(props, hardening(sd.AllowJIT)...)
 	props = append(props, limits(sd)...)
+	props = append(props, accounting()...)
 
 	u := Unit{Name: name, Meta: meta, Properties: props, EnvFile: envFile}
 	if envFile != "" {

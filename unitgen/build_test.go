@@ -313,6 +313,7 @@ func TestPropertySignatures(t *testing.T) {
 		"RestrictRealtime": "b", "RestrictSUIDSGID": "b", "LockPersonality": "b", "MemoryDenyWriteExecute": "b",
 		"RemoveIPC": "b", "SystemCallArchitectures": "as", "SystemCallFilter": "(bas)",
 		"SystemCallErrorNumber": "i", "UMask": "u", "MemoryMax": "t", "CPUQuotaPerSecUSec": "t", "TasksMax": "t",
+		"MemoryAccounting": "b", "CPUAccounting": "b", "TasksAccounting": "b", "IOAccounting": "b", "IPAccounting": "b",
 	}
 	in := Input{App: "demo", Version: "1", Dir: "/srv/demo", Port: 4000, Global: global(), EnvDir: "/e",
 		Stanza: webStanza(func(w *bundle.WebApp) { w.Systemd = bundle.Systemd{MemoryMax: 1, CPUQuotaPercent: 1, TasksMax: 1} })}
