@@ -355,6 +355,7 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 			s.MainPID, _ = props["MainPID"].(uint32)
 			s.NRestarts, _ = props["NRestarts"].(uint32)
 			s.Result, _ = props["Result"].(string)
+			s.Usage = usageOf(props)
 		}
 		out = append(out, s)
 	}

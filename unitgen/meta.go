@@ -18,6 +18,7 @@ type Status struct {
 	Result                string // the service's Result, e.g. "success", "exit-code", "start-limit-hit"
 	MainPID               uint32
 	NRestarts             uint32
+	Usage                 Usage // filled by the dbus package's List
 }
 
 const descPrefix = "keter "
