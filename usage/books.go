@@ -159,10 +159,11 @@ func (b *books) observe(list []unitgen.Status, invs map[string]string, listedAt 
 			b.units[s.Name] = ub
 		}
 		ub.status = s
-		kb := b.key(k, s.Usage.StartedAt())
-		kb.used = listedAt
+		if s.Usage.Started == 0 {
+			continue // never ran: nothing to count
+		}
+		b.key(k, s.Usage.StartedAt()).used = listedAt
 		switch {
-		case s.Usage.Started == 0:
 		case ub.run != nil && s.Usage.Started == ub.run.started:
 			ub.run.raise(s.Usage.Figures)
 		case ub.run != nil && s.Usage.Started < ub.run.started:
@@ -283,7 +284,10 @@ func (b *books) totals() map[Key]Stanza {
 		figs[k] = kb.acc
 	}
 	for _, ub := range b.units {
-		t := figs[ub.key]
+		t, ok := figs[ub.key]
+		if !ok {
+			continue
+		}
 		for _, f := range []unitgen.Figure{unitgen.Memory, unitgen.Tasks} {
 			t[f] = add(t[f], ub.status.Usage.Figures[f])
 		}
