@@ -116,6 +116,10 @@ func (t *Tracker) readFinals(ctx context.Context, now time.Time) {
 		return
 	}
 	finals, cursor, err := t.units.Finals(ctx, t.prefix, t.cursor, t.b.since)
+	if err != nil && ctx.Err() != nil {
+		t.lastFinals = time.Time{} // the asker left; read again next time
+		return
+	}
 	if err != nil {
 		// Totals still never go down: a finished run keeps its last figures.
 		level := slog.LevelDebug
