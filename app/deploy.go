@@ -105,6 +105,10 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	if err := m.reserveHosts(name, v.cfg.Hosts()); err != nil {
 		return v, err
 	}
+	// Fronts first: each webapp unit's stop hook names its front port.
+	if err := m.takeFronts(v, cur); err != nil {
+		return v, err
+	}
 
 	var pluginEnv map[string]string
 	if pg := v.cfg.Plugins.Postgres; pg != nil {
@@ -112,7 +116,7 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 			return v, errors.New("bundle asks for the postgres plugin, but keter has no postgres connection")
 		}
 		if pluginEnv, err = m.dbs.Ensure(ctx, name, pg); err != nil {
-			return v, fmt.Errorf("postgres plugin: %w", err)
+			return v, err // the plugin names itself
 		}
 	}
 
@@ -138,9 +142,6 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 
 	steps.mark("ready")
 	m.crashpoint("ready")
-	if err := m.takeFronts(v, cur); err != nil {
-		return v, err
-	}
 	v.deployedAt = time.Now()
 	old := m.swapLive(name, v)
 	// State first: from here a crash or a restart re-adopts v, so what the
@@ -233,6 +234,13 @@ func (m *Manager) buildUnits(v *version, pluginEnv map[string]string) ([]unitgen
 			}
 			v.ports[i] = port
 			in.Port = port
+			if m.hook != nil {
+				unit, err := unitgen.UnitName(v.app, v.id, unitgen.StanzaName(s.Type, i))
+				if err != nil {
+					return nil, fmt.Errorf("stanzas[%d]: %w", i, err)
+				}
+				in.StopHook = m.hook(v.fronts[i], port, unit)
+			}
 		}
 		u, err := unitgen.Build(in)
 		if err != nil {
@@ -375,7 +383,7 @@ func (m *Manager) discard(ctx context.Context, v *version) {
 
 // retire drains and stops an old version in the background.
 func (m *Manager) retire(ctx context.Context, v *version) {
-	drain := time.Duration(m.cfg.GracefulDrainMicros) * time.Microsecond
+	drain := m.drain
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -415,7 +423,10 @@ func (m *Manager) stopVersion(ctx context.Context, v *version) {
 // fresh ones. from may be v itself, to fill in what it lacks.
 func (m *Manager) takeFronts(v, from *version) error {
 	fronts := map[int]int{}
-	for i := range v.ports {
+	for i, s := range v.cfg.Stanzas {
+		if s.WebApp == nil {
+			continue
+		}
 		if from != nil && from.fronts[i] != 0 {
 			fronts[i] = from.fronts[i]
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -21,11 +22,13 @@ type fakeUnits struct {
 	started []string
 	stopped []string
 	failing map[string]string // app → "start" | "never-ready" | "stranger"
+	subs    []chan unitgen.Status
 }
 
 type fakeUnit struct {
-	st  unitgen.Status
-	srv *http.Server
+	st   unitgen.Status
+	srv  *http.Server
+	hook []string // ExecStopPostEx's argv
 }
 
 func newFakeUnits() *fakeUnits {
@@ -41,6 +44,12 @@ func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
 		return errors.New("job failed: " + u.Name)
 	}
 	fu := &fakeUnit{st: unitgen.Status{Name: u.Name, Meta: u.Meta, ActiveState: "active", SubState: "running", MainPID: 1}}
+	for _, p := range u.Properties {
+		if p.Name == "ExecStopPostEx" {
+			v := reflect.ValueOf(p.Value.Value()).Index(0).FieldByName("Args")
+			fu.hook = v.Interface().([]string)
+		}
+	}
 	if mode == "stranger" {
 		// The app exits at once while something else answers on its port.
 		fu.st.ActiveState, fu.st.SubState = "activating", "auto-restart"
@@ -57,7 +66,35 @@ func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
 		go fu.srv.Serve(l)
 	}
 	f.running[u.Name] = fu
+	f.emitLocked(fu.st)
 	return nil
+}
+
+func (f *fakeUnits) Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan unitgen.Status, 1024)
+	for _, fu := range f.running {
+		ch <- fu.st
+	}
+	f.subs = append(f.subs, ch)
+	return ch, nil
+}
+
+// emit sends s to every subscriber, as systemd's signals would.
+func (f *fakeUnits) emit(s unitgen.Status) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.emitLocked(s)
+}
+
+func (f *fakeUnits) emitLocked(s unitgen.Status) {
+	for _, ch := range f.subs {
+		select {
+		case ch <- s:
+		default:
+		}
+	}
 }
 
 func (f *fakeUnits) Stop(ctx context.Context, name string) error {
@@ -69,6 +106,9 @@ func (f *fakeUnits) Stop(ctx context.Context, name string) error {
 			fu.srv.Close()
 		}
 		delete(f.running, name)
+		st := fu.st
+		st.ActiveState, st.SubState = "inactive", "dead"
+		f.emitLocked(st)
 	}
 	return nil
 }

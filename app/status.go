@@ -27,6 +27,7 @@ type VersionStatus struct {
 	Dir        string      `json:"dir"`
 	Hosts      []string    `json:"hosts"`
 	Ports      map[int]int `json:"ports"`
+	Fronts     map[int]int `json:"fronts,omitempty"` // stanza index → the app's stable front port
 	Units      []string    `json:"units"`
 	DeployedAt time.Time   `json:"deployed_at"`
 }
@@ -41,7 +42,7 @@ func (m *Manager) Status() []AppStatus {
 		if v := m.live[name]; v != nil {
 			c.Live = &VersionStatus{
 				Version: v.id, Digest: v.digest, Dir: v.dir, Hosts: v.cfg.Hosts(),
-				Ports: v.ports, Units: v.units, DeployedAt: v.deployedAt,
+				Ports: v.ports, Fronts: v.fronts, Units: v.units, DeployedAt: v.deployedAt,
 			}
 		}
 		out = append(out, c)
@@ -102,6 +103,16 @@ func (m *Manager) noteAttempt(name string, v *version) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.entry(name).LastDigest = v.digest
+}
+
+// noteCrashLoop records that keter gave up on a crash-looping live unit.
+func (m *Manager) noteCrashLoop(name, unit string, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.entry(name)
+	s.LastResult = ResultFailed
+	s.LastError = "unit " + unit + " kept crashing for " + d.Round(time.Second).String() + " and was stopped; fix the app and deploy it again"
+	s.LastAt = time.Now()
 }
 
 // forget drops a removed app's record.

@@ -38,6 +38,9 @@ type Config struct {
 	Postgres    Postgres `yaml:"postgres"`
 	Status      Status   `yaml:"status"`
 	KeepBundles int      `yaml:"keep-bundles"`
+	// DeployGroup is the operators' group: its members may drop bundles
+	// into incoming/ and use the CLI's deploy, status and rollback.
+	DeployGroup string `yaml:"deploy-group"`
 	// MaxUnpackedBytes bounds one bundle's unpacked size.
 	MaxUnpackedBytes int64 `yaml:"max-unpacked-bytes"`
 }
@@ -114,6 +117,9 @@ const (
 	SwitchMap    = "map"
 	SwitchReload = "reload"
 )
+
+// DefaultDeployGroup is the operators' group the Debian package makes.
+const DefaultDeployGroup = "keter"
 
 // DefaultPortRanges are the Haskell Keter's port pool ranges.
 var DefaultPortRanges = []PortRange{
@@ -267,6 +273,9 @@ func (c *Config) applyDefaults(dir string) {
 	}
 	if c.KeepBundles == 0 {
 		c.KeepBundles = 3
+	}
+	if c.DeployGroup == "" {
+		c.DeployGroup = DefaultDeployGroup
 	}
 	if c.MaxUnpackedBytes == 0 {
 		c.MaxUnpackedBytes = 2 << 30

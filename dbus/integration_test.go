@@ -26,15 +26,27 @@ import (
 )
 
 // app is one deployed test version: a bundle folder under the test root
-// holding the demo app, and the env folder keter would own.
+// holding the demo app, and the env folder keter would own, laid out as
+// keter lays out its root.
 type app struct {
-	name, dir, envDir string
+	name, root, dir, envDir string
 }
 
 func newApp(t *testing.T) app {
 	t.Helper()
-	root := testkit.Root(t)
-	a := app{name: "t" + testkit.Token(), dir: filepath.Join(root, "bundle"), envDir: filepath.Join(root, "env")}
+	return newAppIn(t, testkit.Root(t))
+}
+
+// newAppIn makes another app under the same keter root.
+func newAppIn(t *testing.T, root string) app {
+	t.Helper()
+	name := "t" + testkit.Token()
+	a := app{name: name, root: root, dir: filepath.Join(root, "temp", name+"-1"), envDir: filepath.Join(root, "etc", "env")}
+	for _, d := range []string{filepath.Join(root, "temp"), filepath.Join(root, "etc")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	bin, err := os.ReadFile(testkit.DemoApp(t))
 	if err != nil {
 		t.Fatal(err)
@@ -90,12 +102,12 @@ func webInput(a app, port int, mut func(*bundle.WebApp), args ...string) unitgen
 		mut(w)
 	}
 	return unitgen.Input{App: a.name, Version: "1", Index: 0, Stanza: bundle.Stanza{Type: bundle.TypeWebApp, WebApp: w},
-		Dir: a.dir, Port: port, Global: &config.Config{ExternalHTTPPort: 80, ExternalHTTPSPort: 443},
+		Dir: a.dir, Port: port, Global: &config.Config{Root: a.root, ExternalHTTPPort: 80, ExternalHTTPSPort: 443},
 		LookupEnv: os.LookupEnv, EnvDir: a.envDir}
 }
 
 func bgInput(a app, index, count int, args ...string) unitgen.Input {
-	return unitgen.Input{App: a.name, Version: "1", Index: index, Dir: a.dir, EnvDir: a.envDir,
+	return unitgen.Input{App: a.name, Version: "1", Index: index, Dir: a.dir, EnvDir: a.envDir, Global: &config.Config{Root: a.root},
 		Stanza: bundle.Stanza{Type: bundle.TypeBackground, Background: &bundle.Background{
 			Exec: bundle.Exec{Path: "bin/demoapp", Args: args}, RestartCount: count, RestartDelaySeconds: 0}}}
 }
@@ -192,8 +204,15 @@ func TestWebAppHardenedServesAndKeepsSecrets(t *testing.T) {
 	if got := waitHTTP(t, port, "/env/APPROOT"); got != "http://"+a.name+".example" {
 		t.Errorf("APPROOT = %q", got)
 	}
-	if _, err := get(port, "/write?path="+filepath.Join(a.dir, "x")); err == nil {
-		t.Errorf("the app could write into its bundle folder")
+	// Its own version folder is writable (as under the Haskell Keter), the
+	// system is not.
+	if _, err := get(port, "/write?path="+filepath.Join(a.dir, "x")); err != nil {
+		t.Errorf("the app cannot write into its own version folder: %v", err)
+	}
+	for _, p := range []string{"/usr/local/x", "/etc/x", filepath.Join(a.root, "x")} {
+		if _, err := get(port, "/write?path="+p); err == nil {
+			t.Errorf("the app could write %s", p)
+		}
 	}
 	if _, err := get(port, "/write?path=/var/lib/keter-app-"+a.name+"/x"); err != nil {
 		t.Errorf("the app cannot write its StateDirectory: %v", err)

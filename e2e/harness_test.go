@@ -56,6 +56,8 @@ type keter struct {
 	Unit  string
 	Nginx string
 	Table string // the port map's nftables table
+	// client sends Get's requests; nil means the shared client.
+	client *http.Client
 }
 
 // startKeter writes a config with extra YAML appended and starts keter as
@@ -170,7 +172,11 @@ func (k *keter) Get(host, path string) (int, string, error) {
 		return 0, "", err
 	}
 	req.Host = host
-	resp, err := client.Do(req)
+	c := k.client
+	if c == nil {
+		c = client
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, "", err
 	}

@@ -16,9 +16,14 @@ import (
 
 // Defaults for what bundles may override.
 const (
-	DefaultStopTimeout     = 10 * time.Second
-	DefaultWebRestartDelay = 1 * time.Second
-	WebStartLimitBurst     = 5
+	DefaultStopTimeout = 10 * time.Second
+	// DefaultWebRestartDelay is short: a crashed app serves nothing until
+	// it is back.
+	DefaultWebRestartDelay = 100 * time.Millisecond
+	// WebStartLimitBurst starts within the window end a crash loop even
+	// while keter is not running. At the default delay a 5 s outage of
+	// something the app needs costs at most about 50 starts.
+	WebStartLimitBurst     = 100
 	minWebStartLimitWindow = 60 * time.Second
 	minRestartDelay        = 100 * time.Millisecond // systemd's default RestartSec
 	infinity               = ^uint64(0)
@@ -57,6 +62,9 @@ type Input struct {
 	LookupEnv func(string) (string, bool)
 	// EnvDir is the root-only folder where env files go.
 	EnvDir string
+	// StopHook, when set, runs with full privileges after each stop of
+	// the unit (the port map's clean-up of the app's front port).
+	StopHook []string
 }
 
 // StanzaName is the STANZA part of unit names: kind plus index.
@@ -156,10 +164,18 @@ func Build(in Input) (Unit, error) {
 		prop("StateDirectory", []string{Prefix + in.App}),
 	}
 	props = append(props, restart...)
+	// The state directory's path as a privileged command sees it.
+	stateDir := "/var/lib/private/" + Prefix + in.App
 	if in.Global != nil && in.Global.Setuid != "" {
 		props = append(props, prop("User", in.Global.Setuid))
+		stateDir = "/var/lib/" + Prefix + in.App
 	} else {
 		props = append(props, prop("DynamicUser", true), prop("User", userName(in.App)))
+	}
+	props = append(props, ownFolder(in.Dir, stateDir))
+	props = append(props, isolation(in)...)
+	if len(in.StopHook) > 0 {
+		props = append(props, stopHook(in.StopHook))
 	}
 	if len(public) > 0 {
 		props = append(props, prop("Environment", public))
@@ -184,18 +200,11 @@ type envFileRef struct {
 	Optional bool
 }
 
-// execStartEx is the D-Bus shape (sasas) of ExecStartEx.
-type execStartEx struct {
-	Path  string
-	Args  []string
-	Flags []string
-}
-
 // execStart runs bin with args as Keter does: no shell, and with
 // "no-env-expand" so systemd leaves "$FOO" in arguments alone.
 func execStart(bin string, args []string) sddbus.Property {
 	argv := append([]string{bin}, args...)
-	return prop("ExecStartEx", []execStartEx{{bin, argv, []string{"no-env-expand"}}})
+	return prop("ExecStartEx", []execEx{{bin, argv, []string{"no-env-expand"}}})
 }
 
 func webRestart(sd bundle.Systemd) []sddbus.Property {

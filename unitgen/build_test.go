@@ -271,9 +271,9 @@ func TestBuildRestartPolicy(t *testing.T) {
 		restart                    string
 		burst, interval, restartUS any
 	}{
-		{"webapp", webStanza(nil), "always", uint32(5), uint64(60_000_000), uint64(1_000_000)},
+		{"webapp", webStanza(nil), "always", uint32(100), uint64(60_000_000), uint64(100_000)},
 		{"webapp slow restart", webStanza(func(w *bundle.WebApp) { w.Systemd.RestartDelaySec = 30 }),
-			"always", uint32(5), uint64(300_000_000), uint64(30_000_000)},
+			"always", uint32(100), uint64(300_000_000), uint64(30_000_000)},
 		{"unlimited", bgStanza(-1, 5), "always", nil, uint64(0), uint64(5_000_000)},
 		{"count 2", bgStanza(2, 1), "always", uint32(3), ^uint64(0), uint64(1_000_000)},
 		{"count 0", bgStanza(0, 1), "no", nil, nil, nil},
@@ -313,10 +313,15 @@ func TestPropertySignatures(t *testing.T) {
 		"RestrictRealtime": "b", "RestrictSUIDSGID": "b", "LockPersonality": "b", "MemoryDenyWriteExecute": "b",
 		"RemoveIPC": "b", "SystemCallArchitectures": "as", "SystemCallFilter": "(bas)",
 		"SystemCallErrorNumber": "i", "UMask": "u", "MemoryMax": "t", "CPUQuotaPerSecUSec": "t", "TasksMax": "t",
+		"ExecStartPreEx": "a(sasas)", "TemporaryFileSystem": "a(ss)", "BindPaths": "a(ssbt)",
+		"InaccessiblePaths": "as", "ExecStopPostEx": "a(sasas)",
 		"MemoryAccounting": "b", "CPUAccounting": "b", "TasksAccounting": "b", "IOAccounting": "b", "IPAccounting": "b",
 	}
-	in := Input{App: "demo", Version: "1", Dir: "/srv/demo", Port: 4000, Global: global(), EnvDir: "/e",
-		Stanza: webStanza(func(w *bundle.WebApp) { w.Systemd = bundle.Systemd{MemoryMax: 1, CPUQuotaPercent: 1, TasksMax: 1} })}
+	g := global()
+	g.Status.Socket = "/run/keter/keter.sock"
+	in := Input{App: "demo", Version: "1", Dir: "/opt/keter/temp/demo-1", Port: 4000, Global: g, EnvDir: "/e",
+		StopHook: []string{"/bin/true"},
+		Stanza:   webStanza(func(w *bundle.WebApp) { w.Systemd = bundle.Systemd{MemoryMax: 1, CPUQuotaPercent: 1, TasksMax: 1} })}
 	u, err := Build(in)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -84,16 +86,21 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	defer bus.Close()
 
 	var nopts []nginx.Option
+	var stopHook func(front, port int, unit string) []string
+	var minDrain time.Duration
 	if pm, err := portMap(ctx, cfg, log); err != nil {
 		return err
 	} else if pm != nil {
 		nopts = append(nopts, nginx.WithPortMap(pm))
+		stopHook = func(front, port int, unit string) []string { return portmap.StopHook(pm.Table(), front, port, unit) }
+		minDrain = nginx.UpstreamKeepaliveTime + 100*time.Millisecond
 	}
 	ngx := nginx.New(cfg, bus, log.With("part", "nginx"), nopts...)
 	if err := ngx.Start(ctx); err != nil {
 		return fmt.Errorf("starting nginx: %w", err)
 	}
 	pg := postgres.New(cfg.Postgres.DSN, cfg.Etc(), log.With("part", "postgres"))
+	gid := deployGroup(cfg, log)
 	var st *status.Server
 	mgr, err := app.New(app.Options{
 		Config:    cfg,
@@ -101,6 +108,9 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Proxy:     proxy{ngx},
 		Databases: pg,
 		Log:       log,
+		StopHook:  stopHook,
+		MinDrain:  minDrain,
+		DeployGID: gid,
 		OnReady: func() {
 			st.SetReady()
 			daemon.SdNotify(false, daemon.SdNotifyReady)
@@ -114,7 +124,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	// The socket listens before READY, so the CLI works once start returns.
 	st = status.New(status.Options{
 		Core: mgr, Units: bus, Usage: use, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
-		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket,
+		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket, SocketGID: gid,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
 	})
 	if err := st.Listen(); err != nil {
@@ -129,7 +139,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	served.Add(1)
 	go func() { defer served.Done(); use.Run(ctx) }()
 	go watchdog(ctx)
-	go ngx.GuardMap(ctx, time.Second)
+	go ngx.Watch(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -192,13 +202,31 @@ func portMap(ctx context.Context, cfg *config.Config, log *slog.Logger) (*portma
 	return pm, nil
 }
 
+// deployGroup is the gid of the operators' group, 0 when there is none.
+func deployGroup(cfg *config.Config, log *slog.Logger) int {
+	g, err := user.LookupGroup(cfg.DeployGroup)
+	if err != nil {
+		if cfg.DeployGroup != config.DefaultDeployGroup {
+			log.Warn("deploy-group not found: only root may deploy", "deploy-group", cfg.DeployGroup, "err", err)
+		}
+		return 0
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil || gid == 0 {
+		log.Warn("deploy-group is root's group: only root may deploy", "deploy-group", cfg.DeployGroup)
+		return 0
+	}
+	log.Info("operators' group may deploy", "deploy-group", cfg.DeployGroup)
+	return gid
+}
+
 // proxy adapts the nginx manager to the core's Proxy interface.
 type proxy struct{ m *nginx.Manager }
 
 func (p proxy) Apply(ctx context.Context, live []app.Live) error {
 	apps := make([]nginx.App, len(live))
 	for i, l := range live {
-		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts}
+		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts, Down: l.Down}
 	}
 	return p.m.Apply(ctx, apps)
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -93,11 +95,27 @@ func lastDeploy(a status.App) string {
 	return s
 }
 
+// portList reads "web0 43126 (front 43125), web2 43127", by stanza.
+func portList(ports, fronts map[int]int) string {
+	if len(ports) == 0 {
+		return "-"
+	}
+	idx := slices.Sorted(maps.Keys(ports))
+	parts := make([]string, len(idx))
+	for i, s := range idx {
+		parts[i] = fmt.Sprintf("web%d %d", s, ports[s])
+		if f := fronts[s]; f != 0 {
+			parts[i] += fmt.Sprintf(" (front %d)", f)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 func printApp(w io.Writer, a status.App) {
 	fmt.Fprintf(w, "app:          %s\nstate:        %s\n", a.Name, a.State)
 	if v := a.Live; v != nil {
-		fmt.Fprintf(w, "version:      %s (since %s)\ndigest:       %s\nhosts:        %s\nports:        %v\nfolder:       %s\n",
-			v.Version, v.DeployedAt.Local().Format(time.DateTime), v.Digest, strings.Join(v.Hosts, ", "), v.Ports, v.Dir)
+		fmt.Fprintf(w, "version:      %s (since %s)\ndigest:       %s\nhosts:        %s\nports:        %s\nfolder:       %s\n",
+			v.Version, v.DeployedAt.Local().Format(time.DateTime), v.Digest, strings.Join(v.Hosts, ", "), portList(v.Ports, v.Fronts), v.Dir)
 	}
 	fmt.Fprintf(w, "last deploy:  %s", lastDeploy(a))
 	if a.Duration > 0 {
