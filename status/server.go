@@ -37,6 +37,8 @@ type Units interface {
 type Options struct {
 	Core  Core
 	Units Units
+	// Usage reports what apps use; nil shows none.
+	Usage Usage
 	// Reloads counts nginx reloads since start; nil reports none.
 	Reloads func() uint64
 	// MapSwitches counts port map changes since start; nil reports none.

@@ -185,6 +185,7 @@ func Build(in Input) (Unit, error) {
 	}
 	props = append(props, hardening(MemoryDenyWriteExecute(sd))...)
 	props = append(props, limits(sd)...)
+	props = append(props, accounting()...)
 
 	u := Unit{Name: name, Meta: meta, Properties: props, EnvFile: envFile}
 	if envFile != "" {

@@ -23,6 +23,8 @@ import (
 	"github.com/keter-systemd/keter/portmap"
 	"github.com/keter-systemd/keter/postgres"
 	"github.com/keter-systemd/keter/status"
+	"github.com/keter-systemd/keter/unitgen"
+	appusage "github.com/keter-systemd/keter/usage"
 )
 
 func cmdRun(ctx context.Context, args []string) int {
@@ -118,9 +120,10 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	use := appusage.New(bus, unitgen.Prefix, log.With("part", "usage"))
 	// The socket listens before READY, so the CLI works once start returns.
 	st = status.New(status.Options{
-		Core: mgr, Units: bus, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
+		Core: mgr, Units: bus, Usage: use, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
 		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket, SocketGID: gid,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
 	})
@@ -133,6 +136,8 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	defer func() { cancel(); served.Wait() }()
 	served.Add(1)
 	go func() { defer served.Done(); st.Serve(ctx) }()
+	served.Add(1)
+	go func() { defer served.Done(); use.Run(ctx) }()
 	go watchdog(ctx)
 	go ngx.Watch(ctx)
 	hup := make(chan os.Signal, 1)

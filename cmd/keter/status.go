@@ -62,7 +62,7 @@ func cmdStatus(ctx context.Context, args []string) int {
 	}
 	fmt.Printf("keter %s: %s, %d apps, root %s\n\n", k.Version, k.State, len(apps), k.Root)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "APP\tSTATE\tVERSION\tHOSTS\tUNITS\tLAST DEPLOY")
+	fmt.Fprintln(w, "APP\tSTATE\tVERSION\tHOSTS\tUNITS\tMEMORY\tCPU\tTASKS\tLAST DEPLOY")
 	for _, a := range apps {
 		version, hosts := "-", "-"
 		if a.Live != nil {
@@ -74,9 +74,13 @@ func cmdStatus(ctx context.Context, args []string) int {
 				active++
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d active\t%s\n", a.Name, a.State, version, hosts, active, len(a.Units), lastDeploy(a))
+		mem, cpu, tasks := appColumns(a)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d active\t%s\t%s\t%s\t%s\n", a.Name, a.State, version, hosts, active, len(a.Units), mem, cpu, tasks, lastDeploy(a))
 	}
 	w.Flush()
+	if len(apps) > 0 {
+		fmt.Println("\nMEMORY and TASKS: now; CPU: since keter started, across versions and restarts.")
+	}
 	for _, a := range apps {
 		if a.LastHint != "" {
 			fmt.Printf("\n%s: %s\n", a.Name, a.LastHint)
@@ -137,6 +141,15 @@ func printApp(w io.Writer, a status.App) {
 			live = " (not live)"
 		}
 		fmt.Fprintf(w, "  %s  %s/%s  %d restarts%s\n", u.Name, u.Active, u.Sub, u.Restarts, live)
+		if u.Usage != nil {
+			fmt.Fprintf(w, "    this run: %s (since %s)\n", describe(u.Usage.Figures), u.Usage.Since.Local().Format(time.DateTime))
+		}
+	}
+	if len(a.Usage) > 0 {
+		fmt.Fprintln(w, "usage (memory and tasks now; CPU, IO and IP in total since):")
+		for _, s := range a.Usage {
+			fmt.Fprintf(w, "  %s  %s (since %s)\n", s.Stanza, describe(s.Figures), s.Since.Local().Format(time.DateTime))
+		}
 	}
 	printLines(w, "recent log", a.Log)
 }
