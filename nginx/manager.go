@@ -157,6 +157,7 @@ func ipv6() bool {
 func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.paths.HTTP2On = http2On(ctx, m.g.Nginx.Binary)
 	if err := os.MkdirAll(filepath.Join(m.paths.Prefix, "tls"), 0o700); err != nil {
 		return fmt.Errorf("creating nginx folder: %w", err)
 	}

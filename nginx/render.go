@@ -29,6 +29,10 @@ type Paths struct {
 	// Mapped upstreams sit behind a PortMap: their kept connections are
 	// short-lived, so a switched map reaches every request soon.
 	Mapped bool
+	// HTTP2On spells HTTP/2 as nginx 1.25.1 and newer want it (`http2
+	// on`, where the listen parameter is deprecated); older nginx (Debian
+	// 12's 1.22) only knows `listen ... http2`.
+	HTTP2On bool
 }
 
 // Kept upstream connections of a mapped upstream: one made before a map
@@ -290,8 +294,17 @@ func (r *renderer) servers(w *writer, listenSuffix string, names []string, sni *
 			continue
 		}
 		w.open("server")
+		// HTTP/2 by ALPN on every TLS listener, as the Haskell Keter's
+		// warp-tls negotiates it; plain listeners stay HTTP/1.1.
+		h2 := " http2"
+		if r.p.HTTP2On {
+			h2 = ""
+		}
 		for _, a := range l.listens {
-			w.line(strings.TrimSpace("listen " + a + " ssl" + listenSuffix))
+			w.line(strings.TrimSpace("listen " + a + " ssl" + h2 + listenSuffix))
+		}
+		if r.p.HTTP2On {
+			w.line("http2", "on")
 		}
 		w.line(append([]string{"server_name"}, names...)...)
 		c := l.tls
