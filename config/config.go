@@ -40,6 +40,7 @@ type Config struct {
 	KeepBundles int      `yaml:"keep-bundles"`
 	// MaxUnpackedBytes bounds one bundle's unpacked size.
 	MaxUnpackedBytes int64 `yaml:"max-unpacked-bytes"`
+	ACME             ACME  `yaml:"acme"`
 }
 
 // Listener is one address nginx listens on; Certificate and Key together
@@ -51,10 +52,12 @@ type Listener struct {
 	Key               string   `yaml:"key"`
 	ChainCertificates []string `yaml:"chain-certificates"`
 	Session           bool     `yaml:"session"`
+	// ACME makes it HTTPS with a certificate from the acme CA per host.
+	ACME bool `yaml:"acme"`
 }
 
 // Secure reports whether the listener serves TLS.
-func (l Listener) Secure() bool { return l.Certificate != "" }
+func (l Listener) Secure() bool { return l.Certificate != "" || l.ACME }
 
 // PortManager is Keter's key; Keter ignores its contents, we honour
 // `ranges` and `reserve`.
@@ -271,6 +274,10 @@ func (c *Config) applyDefaults(dir string) {
 	if c.MaxUnpackedBytes == 0 {
 		c.MaxUnpackedBytes = 2 << 30
 	}
+	if c.ACME.Directory == "" {
+		c.ACME.Directory = LetsEncrypt
+	}
+	c.ACME.TrustedRoots = resolve(dir, c.ACME.TrustedRoots)
 }
 
 func resolve(dir, p string) string {
@@ -316,6 +323,7 @@ func (c *Config) Validate() error {
 	if c.KeepBundles < 0 {
 		errs = append(errs, errors.New("keep-bundles: must not be negative"))
 	}
+	errs = append(errs, c.validateACME()...)
 	return errors.Join(errs...)
 }
 
