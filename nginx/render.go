@@ -33,6 +33,8 @@ type Paths struct {
 	// on`, where the listen parameter is deprecated); older nginx (Debian
 	// 12's 1.22) only knows `listen ... http2`.
 	HTTP2On bool
+	// ACME serves certificates from an ACME CA (nil: keter has none).
+	ACME *ACME
 }
 
 // Kept upstream connections of a mapped upstream: one made before a map
@@ -59,6 +61,12 @@ type Output struct {
 	Include []byte
 	// Generation identifies this config when Paths.Control is set.
 	Generation string
+	// ACMEHosts are the names whose certificate files (Paths.ACME.Dir)
+	// the config reads: they must exist before nginx loads it.
+	ACMEHosts []string
+	// SecureWaiting are requires-secure hosts served over plain HTTP
+	// until their first certificate arrives.
+	SecureWaiting []string
 	// Concat lists files nginx needs that keter must build before testing:
 	// path → source files to concatenate (a certificate, then its chain).
 	Concat map[string][]string
@@ -102,10 +110,12 @@ func Render(g *config.Config, apps []App, p Paths) (*Output, error) {
 		inc = append(inc, r.control(gen)...)
 	}
 	return &Output{
-		Main:       r.main(inc),
-		Include:    append([]byte(header), inc...),
-		Concat:     r.concat,
-		Generation: gen,
+		Main:          r.main(inc),
+		Include:       append([]byte(header), inc...),
+		Concat:        r.concat,
+		Generation:    gen,
+		ACMEHosts:     r.acmeHosts(),
+		SecureWaiting: r.secureWaiting(),
 	}, nil
 }
 
@@ -213,6 +223,7 @@ func upstreamName(s *site) string {
 
 func (r *renderer) include() []byte {
 	w := &writer{}
+	r.acmeMap(w)
 	w.open("map", "$http_upgrade", "$keter_connection")
 	w.line("default", "upgrade")
 	w.line(`""`, `""`)
@@ -286,6 +297,7 @@ func (r *renderer) servers(w *writer, listenSuffix string, names []string, sni *
 		}
 		w.line(append([]string{"server_name"}, names...)...)
 		r.common(w)
+		r.acmeChallenge(w)
 		body(false)
 		w.close()
 	}
@@ -309,7 +321,7 @@ func (r *renderer) servers(w *writer, listenSuffix string, names []string, sni *
 		w.line(append([]string{"server_name"}, names...)...)
 		c := l.tls
 		if sni != nil {
-			c = &cert{file: sni.file, key: sni.key, session: l.tls.session}
+			c = &cert{file: sni.file, key: sni.key, session: l.tls.session, acme: sni.acme}
 		}
 		w.line("ssl_certificate", q(c.file))
 		w.line("ssl_certificate_key", q(c.key))
@@ -394,7 +406,7 @@ func (r *renderer) siteServers(w *writer, s *site) {
 		names[i] = serverName(h)
 	}
 	r.servers(w, "", names, s.sni, func(tls bool) {
-		if s.secure && !tls {
+		if s.secure && !tls && !r.waiting(s) {
 			target := "https://$host"
 			if p := r.g.ExternalHTTPSPort; p != 0 && p != 443 {
 				target += ":" + strconv.Itoa(p)

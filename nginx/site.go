@@ -35,6 +35,7 @@ type App struct {
 type cert struct {
 	file, key string // file may be a chain bundle from Output.Concat
 	session   bool
+	acme      bool // file and key are acmeVar: a file per server name
 }
 
 // listener is one global listener, validated and ready to print.
@@ -80,7 +81,7 @@ func buildModel(g *config.Config, apps []App, p Paths) (*model, error) {
 	if r.p.MimeTypes == "" {
 		r.p.MimeTypes = "/etc/nginx/mime.types"
 	}
-	if err := r.global(); err != nil {
+	if err := errors.Join(r.global(), r.checkACME()); err != nil {
 		return nil, err
 	}
 	sorted := slices.Clone(apps)
@@ -170,6 +171,12 @@ func (r *model) listener(l config.Listener) (listener, error) {
 			return listener{}, fmt.Errorf("host %q: must be *, an IP address or a host name: %w", h, ErrInvalid)
 		}
 		ls.listens = []string{hostPort(h, l.Port)}
+	}
+	if l.ACME {
+		if r.p.ACME == nil {
+			return listener{}, fmt.Errorf("acme: keter runs no ACME client (acme.email is missing): %w", ErrInvalid)
+		}
+		ls.tls = acmeCert(l.Session)
 	}
 	if l.Certificate != "" || l.Key != "" {
 		c, err := r.cert("", l.Certificate, l.Key, l.ChainCertificates)
@@ -291,6 +298,8 @@ func (r *model) stanza(a App, i int, st bundle.Stanza) (*site, error) {
 			errs = append(errs, fmt.Errorf("ssl: %w", err))
 		}
 		s.sni = c
+	} else if ssl.ACME {
+		errs = append(errs, r.sslACME(s))
 	}
 	return s, errors.Join(errs...)
 }
