@@ -200,3 +200,7 @@ func (r *model) sslACME(s *site) error {
 	s.sni = acmeCert(false) // servers() takes session from the listener
 	return nil
 }
+
+// WorkerUser is who nginx's workers run as: the user that reads ACME
+// certificate files at each handshake.
+func WorkerUser() string { return workerUser() }

@@ -31,6 +31,8 @@ type App struct {
 	State string   `json:"state"`
 	Units []Unit   `json:"units"`
 	Log   []string `json:"log,omitempty"` // recent lines of the live units
+	// Certs are the live hosts' certificates from the ACME CA.
+	Certs []Cert `json:"certs,omitempty"`
 }
 
 // Unit is one systemd unit of an app, any version.
@@ -69,9 +71,16 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 	}
 	var out []App
 	known := map[string]bool{}
+	certs := map[string]Cert{}
+	for _, c := range s.certs() {
+		certs[c.Host] = c
+	}
 	for _, st := range s.o.Core.Status() {
 		known[st.Name] = true
 		a := App{AppStatus: st, Units: []Unit{}}
+		if st.Live != nil {
+			a.Certs = certsOf(certs, st.Live.Hosts)
+		}
 		live := map[string]bool{}
 		if st.Live != nil {
 			for _, n := range st.Live.Units {

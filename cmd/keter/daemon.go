@@ -87,6 +87,13 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	} else if pm != nil {
 		nopts = append(nopts, nginx.WithPortMap(pm))
 	}
+	certs, err := newACME(cfg, log.With("part", "acme"))
+	if err != nil {
+		return fmt.Errorf("starting ACME: %w", err)
+	}
+	if certs != nil {
+		nopts = append(nopts, nginx.WithACME(acmeCerts{certs}))
+	}
 	ngx := nginx.New(cfg, bus, log.With("part", "nginx"), nopts...)
 	if err := ngx.Start(ctx); err != nil {
 		return fmt.Errorf("starting nginx: %w", err)
@@ -113,6 +120,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Core: mgr, Units: bus, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
 		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
+		Certs: statusCerts(certs),
 	})
 	if err := st.Listen(); err != nil {
 		return err
@@ -125,6 +133,11 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	go func() { defer served.Done(); st.Serve(ctx) }()
 	go watchdog(ctx)
 	go ngx.GuardMap(ctx, time.Second)
+	if certs != nil {
+		served.Add(2)
+		go func() { defer served.Done(); certs.Run(ctx) }()
+		go func() { defer served.Done(); refreshOnCertificates(ctx, certs, ngx, log.With("part", "acme")) }()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
