@@ -207,23 +207,34 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// Ensure gives every host its file (a temporary certificate until the
-// CA's arrives) and has Run start obtaining certificates for new hosts
-// and stop for hosts no longer named. Hosts that cannot get a certificate
-// by HTTP-01 keep the temporary one, logged once.
+// Ensure gives every host its file: a temporary certificate until the
+// CA's arrives. It asks the CA nothing: nginx must first serve the
+// hosts' challenges (Serving).
 func (m *Manager) Ensure(_ context.Context, hosts []string) error {
 	m.mu.Lock()
-	want := map[string]bool{}
+	defer m.mu.Unlock()
 	var errs []error
 	for _, h := range hosts {
-		want[h] = true
-		st := m.host(h)
+		m.host(h)
 		if _, err := os.Stat(m.file(h)); errors.Is(err, os.ErrNotExist) {
 			if err := m.writeTemporary(h); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		if st.skip != "" && !m.want[h] {
+	}
+	return errors.Join(errs...)
+}
+
+// Serving says nginx serves these hosts (and their HTTP-01 challenges)
+// now: Run starts obtaining certificates for new ones and stops for hosts
+// no longer named. Hosts that cannot get one by HTTP-01 keep the
+// temporary certificate, logged once.
+func (m *Manager) Serving(hosts []string) {
+	m.mu.Lock()
+	want := map[string]bool{}
+	for _, h := range hosts {
+		want[h] = true
+		if st := m.host(h); st.skip != "" && !m.want[h] {
 			m.log.Warn("host cannot get a certificate by HTTP-01; HTTPS serves it a temporary one", "host", h, "reason", st.skip)
 		}
 	}
@@ -233,7 +244,6 @@ func (m *Manager) Ensure(_ context.Context, hosts []string) error {
 	case m.kick <- struct{}{}:
 	default:
 	}
-	return errors.Join(errs...)
 }
 
 // Waiting reports a host that will get a certificate but has none yet.

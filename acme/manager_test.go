@@ -91,6 +91,10 @@ func TestEnsure(t *testing.T) {
 	if err := m.Ensure(t.Context(), []string{"shop.example.com", "localhost", "10.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
+	if s := m.Status(); len(s) != 0 {
+		t.Errorf("Ensure alone started managing %+v: nginx does not serve the challenges yet", s)
+	}
+	m.Serving([]string{"shop.example.com", "localhost", "10.0.0.1"})
 	uid := m.uid
 	for _, h := range []string{"shop.example.com", "localhost", "10.0.0.1"} {
 		path := filepath.Join(m.Dir(), h+".pem")
@@ -123,6 +127,7 @@ func TestEnsure(t *testing.T) {
 	if err := m.Ensure(t.Context(), []string{"shop.example.com"}); err != nil {
 		t.Fatal(err)
 	}
+	m.Serving([]string{"shop.example.com"})
 	if after, _ := os.ReadFile(filepath.Join(m.Dir(), "shop.example.com.pem")); string(after) != string(before) {
 		t.Error("a second Ensure replaced the certificate")
 	}

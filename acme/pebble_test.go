@@ -127,6 +127,7 @@ func TestPebble(t *testing.T) {
 	if err := m.Ensure(t.Context(), []string{host, broken}); err != nil {
 		t.Fatal(err)
 	}
+	m.Serving([]string{host, broken})
 	caRoot, err := ca.Root(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +184,7 @@ func TestPebble(t *testing.T) {
 	if err := m2.Ensure(t.Context(), []string{host}); err != nil {
 		t.Fatal(err)
 	}
+	m2.Serving([]string{host})
 	waitFor(t, 30*time.Second, "the stored certificate in status", func() error {
 		if s := m2.Status(); len(s) != 1 || s[0].State != StateValid {
 			return fmt.Errorf("%+v", s)

@@ -31,9 +31,12 @@ type ACME struct {
 type Certs interface {
 	Nginx() ACME
 	// Ensure gives every host its file in Dir (a temporary certificate
-	// until the CA's arrives) and asks the CA for those without one,
-	// in the background. nginx names a file only after Ensure returned.
+	// until the CA's arrives): nginx names a file only after Ensure
+	// returned.
 	Ensure(ctx context.Context, hosts []string) error
+	// Serving says nginx now serves exactly these hosts from ACME, and
+	// answers their HTTP-01 challenges: only then may the CA be asked.
+	Serving(hosts []string)
 }
 
 // WithACME serves certificates from c to ACME listeners and ssl: acme
@@ -55,7 +58,17 @@ func (m *Manager) Refresh(ctx context.Context) error {
 	if m.last == nil {
 		return nil // nothing applied yet: the first Apply renders anyway
 	}
-	return m.apply(ctx, m.last)
+	return m.served(m.apply(ctx, m.last))
+}
+
+// served tells the ACME client which hosts the config in force serves,
+// once an apply succeeded: an order started before nginx answers the
+// challenge would fail it.
+func (m *Manager) served(err error) error {
+	if err == nil && m.certs != nil {
+		m.certs.Serving(m.acmeHosts)
+	}
+	return err
 }
 
 // ensureCerts runs before a config that names certificate files is
@@ -67,6 +80,7 @@ func (m *Manager) ensureCerts(ctx context.Context, out *Output) error {
 	if err := m.certs.Ensure(ctx, out.ACMEHosts); err != nil {
 		return fmt.Errorf("preparing ACME certificates: %w", err)
 	}
+	m.acmeHosts = out.ACMEHosts
 	waiting := map[string]bool{}
 	for _, h := range out.SecureWaiting {
 		waiting[h] = true

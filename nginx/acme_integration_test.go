@@ -36,6 +36,7 @@ type fakeCerts struct {
 	mu      sync.Mutex
 	ready   map[string]bool
 	ensured [][]string
+	serving [][]string
 }
 
 func (f *fakeCerts) Nginx() ACME { return f.a }
@@ -50,6 +51,12 @@ func (f *fakeCerts) Ensure(_ context.Context, hosts []string) error {
 		}
 	}
 	return nil
+}
+
+func (f *fakeCerts) Serving(hosts []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.serving = append(f.serving, hosts)
 }
 
 func (f *fakeCerts) waiting(h string) bool {
@@ -189,6 +196,11 @@ nginx: {binary: %s}
 			return nil
 		})
 	}
+	certs.mu.Lock()
+	if n := len(certs.serving); n == 0 || fmt.Sprint(certs.serving[n-1]) != "[secure.test shop.test www.shop.test]" {
+		t.Errorf("after Apply the ACME client was told nginx serves %v", certs.serving)
+	}
+	certs.mu.Unlock()
 	expect("shop.test", "temporary")
 	expect("www.shop.test", "temporary")
 	expect("unknown.test", "fallback")

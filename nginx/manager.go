@@ -81,10 +81,11 @@ type Manager struct {
 
 	pm PortMap // nil: a new version's port is reloaded into nginx
 
-	certs   Certs // nil: no ACME
-	acme    *ACME
-	last    []App           // what Apply was last given, for Refresh
-	waiting map[string]bool // requires-secure hosts logged as waiting
+	certs     Certs // nil: no ACME
+	acme      *ACME
+	last      []App           // what Apply was last given, for Refresh
+	acmeHosts []string        // the last rendered config's ACME hosts
+	waiting   map[string]bool // requires-secure hosts logged as waiting
 
 	mu       sync.Mutex
 	mapped   map[int]int // what pm holds; nil until read
@@ -279,7 +280,7 @@ func (m *Manager) Apply(ctx context.Context, apps []App) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.last = apps
-	return m.apply(ctx, apps)
+	return m.served(m.apply(ctx, apps))
 }
 
 // render renders and writes the certificate files the config needs.

@@ -54,6 +54,8 @@ func (a acmeCerts) Nginx() nginx.ACME {
 
 func (a acmeCerts) Ensure(ctx context.Context, hosts []string) error { return a.m.Ensure(ctx, hosts) }
 
+func (a acmeCerts) Serving(hosts []string) { a.m.Serving(hosts) }
+
 // statusCerts adapts the ACME client's status to the status page's.
 func statusCerts(m *acme.Manager) func() []status.Cert {
 	if m == nil {
