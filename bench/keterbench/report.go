@@ -21,6 +21,7 @@ type results struct {
 	Scale      *outcome[scaleResult]      `json:",omitempty"`
 	Restart    *outcome[restartResult]    `json:",omitempty"`
 	Unpack     *outcome[unpackResult]     `json:",omitempty"`
+	ACME       *outcome[acmeResult]       `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -143,6 +144,7 @@ func (r *results) rows() []row {
 				"(none stated)", "—"})
 		}
 	}
+	rows = append(rows, r.acmeRows()...)
 	return rows
 }
 
@@ -399,6 +401,7 @@ func (r *results) details(p func(string, ...any)) {
 		p("- bundle.Unpack: %s (median %.0f MB/s).", joinDur(u.Keter), u.mbps(u.Keter))
 		p("- tar xzf: %s (median %.0f MB/s).", joinDur(u.Tar), u.mbps(u.Tar))
 	}
+	r.acmeDetails(p)
 	if errs := r.errs(); len(errs) > 0 {
 		p("")
 		p("### Benchmarks that did not finish")
@@ -442,6 +445,9 @@ func (r *results) errs() []string {
 	}
 	if r.Unpack != nil {
 		add("unpack", r.Unpack.Err)
+	}
+	if r.ACME != nil {
+		add("acme", r.ACME.Err)
 	}
 	return out
 }
