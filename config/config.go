@@ -43,6 +43,7 @@ type Config struct {
 	DeployGroup string `yaml:"deploy-group"`
 	// MaxUnpackedBytes bounds one bundle's unpacked size.
 	MaxUnpackedBytes int64 `yaml:"max-unpacked-bytes"`
+	ACME             ACME  `yaml:"acme"`
 }
 
 // Listener is one address nginx listens on; Certificate and Key together
@@ -54,10 +55,12 @@ type Listener struct {
 	Key               string   `yaml:"key"`
 	ChainCertificates []string `yaml:"chain-certificates"`
 	Session           bool     `yaml:"session"`
+	// ACME makes it HTTPS with a certificate from the acme CA per host.
+	ACME bool `yaml:"acme"`
 }
 
 // Secure reports whether the listener serves TLS.
-func (l Listener) Secure() bool { return l.Certificate != "" }
+func (l Listener) Secure() bool { return l.Certificate != "" || l.ACME }
 
 // PortManager is Keter's key; Keter ignores its contents, we honour
 // `ranges` and `reserve`.
@@ -292,6 +295,10 @@ func (c *Config) applyDefaults(dir string) {
 	if c.MaxUnpackedBytes == 0 {
 		c.MaxUnpackedBytes = 2 << 30
 	}
+	if c.ACME.Directory == "" {
+		c.ACME.Directory = LetsEncrypt
+	}
+	c.ACME.TrustedRoots = resolve(dir, c.ACME.TrustedRoots)
 }
 
 func resolve(dir, p string) string {
@@ -337,6 +344,7 @@ func (c *Config) Validate() error {
 	if c.KeepBundles < 0 {
 		errs = append(errs, errors.New("keep-bundles: must not be negative"))
 	}
+	errs = append(errs, c.validateACME()...)
 	return errors.Join(errs...)
 }
 

@@ -6,11 +6,16 @@
 #      nginx.service: start both, drop a demo bundle into /opt/keter/incoming,
 #      get the app through the system nginx with its Host header, then
 #      reload keter
+#   3b. automatic HTTPS in system mode: uncomment the packaged acme
+#      example, point it at a Pebble (built with go install) that validates
+#      HTTP-01 through the system nginx on port 80, and get the app over
+#      HTTP/2 on 443 with a chain that verifies
 #   4. reinstall inside the sandbox (an upgrade: the postinst restarts
-#      keter.service) and check the app unit was not stopped
+#      keter.service) and check the app unit was not stopped and no
+#      certificate was ordered again
 #   5. apt-get remove: keter stops, /opt/keter and the config stay
 #   6. apt-get purge: config and state gone, no keter-app-* unit active
-# /opt/keter, port 80 and the dpkg database are global: the test takes a
+# /opt/keter, ports 80 and 443 and the dpkg database are global: the test takes a
 # lock, refuses to start if they are in use and cleans up after itself.
 # The debtest Go package runs this script under `go test`.
 set -euo pipefail
@@ -37,13 +42,20 @@ fi
 [ ! -e /opt/keter ] || fail "/opt/keter exists: this test needs it for itself (remove it first)"
 [ ! -e /etc/keter ] || fail "/etc/keter exists: this test needs it for itself (remove it first)"
 [ -z "$(ss -Hltn 'sport = :80')" ] || fail "port 80 is in use: the test's system nginx needs it"
+[ -z "$(ss -Hltn 'sport = :443')" ] || fail "port 443 is in use: the test's system nginx needs it"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/keter-debtest.XXXXXX")
 sandbox=$work/sandbox
 installed=0
+pebble_pids=()
 cleanup() {
 	local rc=$?
 	set +e
+	[ ${#pebble_pids[@]} = 0 ] || kill "${pebble_pids[@]}" 2>/dev/null
+	if [ $rc != 0 ] && [ -f "$work/pebble.log" ]; then
+		echo "---- pebble" >&2
+		tail -n 30 "$work/pebble.log" >&2
+	fi
 	if [ $rc != 0 ] && [ -f "$sandbox/pid" ]; then
 		echo "---- sandbox journal (keter, nginx, apps)" >&2
 		inside journalctl --no-pager -o short-monotonic -u keter.service -u nginx.service -u 'keter-app-*' 2>&1 | tail -n 80 >&2
@@ -165,6 +177,61 @@ if command -v nft >/dev/null; then
 	inside journalctl -u keter.service -o cat | grep -q 'switching versions by an nftables port map' ||
 		fail "keter.service did not switch by the port map"
 fi
+say "automatic HTTPS (ACME) through the system nginx, against Pebble"
+pebble_version=v2.10.3
+GOBIN=$work/pebble-bin go install github.com/letsencrypt/pebble/v2/cmd/pebble@$pebble_version \
+	github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@$pebble_version || fail "building Pebble with go install"
+pebble_mod=$(go env GOMODCACHE)/github.com/letsencrypt/pebble/v2@$pebble_version
+# pick_port: a loopback port nothing listens on.
+pick_port() {
+	local p
+	while :; do
+		p=$(shuf -i 20000-32000 -n 1)
+		[ -n "$(ss -Hltnu "sport = :$p")" ] || { echo "$p"; return; }
+	done
+}
+acme_port=$(pick_port) mgmt_port=$(pick_port) dns_port=$(pick_port) chall_port=$(pick_port) pebble_tls=$(pick_port)
+cat >"$work/pebble.json" <<PEBBLE
+{"pebble": {"listenAddress": "127.0.0.1:$acme_port", "managementListenAddress": "127.0.0.1:$mgmt_port",
+ "certificate": "$pebble_mod/test/certs/localhost/cert.pem", "privateKey": "$pebble_mod/test/certs/localhost/key.pem",
+ "httpPort": 80, "tlsPort": $pebble_tls, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+ "retryAfter": {"authz": 1, "order": 1}, "keyAlgorithm": "ecdsa",
+ "profiles": {"default": {"description": "keter debtest", "validityPeriod": 7776000}}}}
+PEBBLE
+# Every name resolves to 127.0.0.1, where the system nginx listens; only
+# the validator's random sleep is off, validation itself is real.
+"$work/pebble-bin/pebble-challtestsrv" -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dnsserver "127.0.0.1:$dns_port" \
+	-http01 "" -https01 "" -tlsalpn01 "" -doh "" -management "127.0.0.1:$chall_port" >"$work/pebble.log" 2>&1 &
+pebble_pids+=($!)
+PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 "$work/pebble-bin/pebble" -config "$work/pebble.json" \
+	-dnsserver "127.0.0.1:$dns_port" >>"$work/pebble.log" 2>&1 &
+pebble_pids+=($!)
+minica=$pebble_mod/test/certs/pebble.minica.pem
+pebble_up() { curl -sf --cacert "$minica" "https://127.0.0.1:$acme_port/dir" >/dev/null; }
+until_ok 30 pebble_up || fail "Pebble did not answer on port $acme_port"
+curl -sf --cacert "$minica" "https://127.0.0.1:$mgmt_port/roots/0" >"$work/pebble-root.pem" || fail "reading Pebble's root"
+cp "$minica" /etc/keter/acme-ca.pem
+# The packaged example, uncommented, with Pebble as the CA.
+sed -i -e 's|^#  - host: "\*"$|  - host: "*"|' -e 's|^#    port: 443$|    port: 443|' -e 's|^#    acme: true$|    acme: true|' \
+	-e 's|^# acme:$|acme:|' -e 's|^#   email: .*|  email: ops@example.com|' \
+	-e "s|^#   directory: .*|  directory: https://127.0.0.1:$acme_port/dir|" \
+	-e 's|^#   trusted-roots: .*|  trusted-roots: /etc/keter/acme-ca.pem|' /etc/keter/keter-config.yaml
+grep -qx '    acme: true' /etc/keter/keter-config.yaml || fail "the packaged config has no acme listener example to uncomment"
+grep -qx 'acme:' /etc/keter/keter-config.yaml || fail "the packaged config has no acme example to uncomment"
+inside systemctl restart keter.service || fail "keter.service did not start with the acme example"
+# Verified against Pebble's root (curl fails otherwise), over HTTP/2.
+served_tls() {
+	[ "$(curl -s --max-time 5 --http2 --resolve "$host:443:127.0.0.1" --cacert "$work/pebble-root.pem" \
+		-o "$work/tls-body" -w '%{http_code} %{http_version}' "https://$host/" 2>/dev/null)" = "200 2" ] &&
+		[ "$(cat "$work/tls-body")" = "$msg" ]
+}
+until_ok 90 served_tls || fail "the app is not served over HTTP/2 with Pebble's certificate: $(curl -sv --resolve "$host:443:127.0.0.1" --cacert "$work/pebble-root.pem" "https://$host/" 2>&1 | tail -n 5)"
+issued=$(grep -c 'Issued certificate serial' "$work/pebble.log")
+say "served over HTTPS with Pebble's certificate ($issued issued)"
+until_ok 60 served || fail "plain HTTP stopped serving with ACME on"
+[ "$(stat -c %a /opt/keter/etc/acme)" = 700 ] || fail "/opt/keter/etc/acme is not 0700"
+inside /usr/bin/keter status | grep -q "$host .*valid .*Pebble" || fail "keter status does not show the certificate: $(inside /usr/bin/keter status)"
+
 app_units() { inside systemctl list-units --no-legend --plain --state=active 'keter-app-*' | awk '{print $1}'; }
 app_unit=$(app_units | head -n 1)
 [ -n "$app_unit" ] || fail "no active keter-app-* unit while the app is served"
@@ -193,6 +260,11 @@ apt_in_sandbox install -y -q --reinstall "$deb"
 [ "$(inside systemctl show -P InvocationID "$app_unit")" = "$app_invocation" ] ||
 	fail "the upgrade stopped or restarted $app_unit"
 until_ok 60 served || fail "the app is not served after the upgrade"
+until_ok 60 served_tls || fail "the app is not served over HTTPS after the upgrade"
+# A restarted keter uses its stored certificate: give an order the time the
+# first one took, then count.
+sleep 3
+[ "$(grep -c 'Issued certificate serial' "$work/pebble.log")" = "$issued" ] || fail "the upgrade ordered a certificate again"
 
 say "apt-get remove"
 apt_in_sandbox remove -y -q keter

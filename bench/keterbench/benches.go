@@ -24,7 +24,9 @@ type env struct {
 	apps     int
 	replaces int
 	wrkDur   time.Duration
-	logf     func(format string, args ...any)
+	// acmeHosts are new hosts timed to their first verified HTTPS answer.
+	acmeHosts int
+	logf      func(format string, args ...any)
 }
 
 // deployResult: rename into incoming/ → first 200 from the new version.

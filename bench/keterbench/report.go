@@ -22,6 +22,7 @@ type results struct {
 	Restart    *outcome[restartResult]    `json:",omitempty"`
 	Unpack     *outcome[unpackResult]     `json:",omitempty"`
 	Status     *outcome[statusResult]     `json:",omitempty"`
+	ACME       *outcome[acmeResult]       `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -151,6 +152,7 @@ func (r *results) rows() []row {
 			rows = append(rows, o.V.rows()...)
 		}
 	}
+	rows = append(rows, r.acmeRows()...)
 	return rows
 }
 
@@ -410,6 +412,7 @@ func (r *results) details(p func(string, ...any)) {
 	if o := r.Status; o != nil && o.Err == "" {
 		o.V.details(p)
 	}
+	r.acmeDetails(p)
 	if errs := r.errs(); len(errs) > 0 {
 		p("")
 		p("### Benchmarks that did not finish")
@@ -456,6 +459,9 @@ func (r *results) errs() []string {
 	}
 	if r.Status != nil {
 		add("status", r.Status.Err)
+	}
+	if r.ACME != nil {
+		add("acme", r.ACME.Err)
 	}
 	return out
 }
