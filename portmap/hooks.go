@@ -29,7 +29,11 @@ func StartHook(table string) []string {
 // switched it to a newer version). It needs only sh, systemctl, awk and
 // nft, so it works after keter itself was removed.
 func StopHook(table string, front, port int, unit string) []string {
-	const script = `[ "$(systemctl list-jobs --no-legend --plain "$4" 2>/dev/null | awk '{ print $3; exit }')" = stop ] || exit 0
+	// Death by a signal a stop does not send is a crash, followed by an
+	// automatic restart: nothing to ask systemd, the restart is waiting.
+	// (A stop's SIGTERM counts as success; an app may exit non-zero on it.)
+	const script = `case $SERVICE_RESULT in signal | core-dump | watchdog) exit 0 ;; esac
+[ "$(systemctl list-jobs --no-legend --plain "$4" 2>/dev/null | awk '{ print $3; exit }')" = stop ] || exit 0
 nft -f - 2>/dev/null <<EOF || true
 add element ip $1 fronts { $2 : $3 }
 delete element ip $1 fronts { $2 }
