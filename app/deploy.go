@@ -105,6 +105,10 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	if err := m.reserveHosts(name, v.cfg.Hosts()); err != nil {
 		return v, err
 	}
+	// Fronts first: each webapp unit's stop hook names its front port.
+	if err := m.takeFronts(v, cur); err != nil {
+		return v, err
+	}
 
 	var pluginEnv map[string]string
 	if pg := v.cfg.Plugins.Postgres; pg != nil {
@@ -112,7 +116,7 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 			return v, errors.New("bundle asks for the postgres plugin, but keter has no postgres connection")
 		}
 		if pluginEnv, err = m.dbs.Ensure(ctx, name, pg); err != nil {
-			return v, fmt.Errorf("postgres plugin: %w", err)
+			return v, err // the plugin names itself
 		}
 	}
 
@@ -138,9 +142,6 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 
 	steps.mark("ready")
 	m.crashpoint("ready")
-	if err := m.takeFronts(v, cur); err != nil {
-		return v, err
-	}
 	v.deployedAt = time.Now()
 	old := m.swapLive(name, v)
 	// State first: from here a crash or a restart re-adopts v, so what the
@@ -233,6 +234,13 @@ func (m *Manager) buildUnits(v *version, pluginEnv map[string]string) ([]unitgen
 			}
 			v.ports[i] = port
 			in.Port = port
+			if m.hook != nil {
+				unit, err := unitgen.UnitName(v.app, v.id, unitgen.StanzaName(s.Type, i))
+				if err != nil {
+					return nil, fmt.Errorf("stanzas[%d]: %w", i, err)
+				}
+				in.StopHook = m.hook(v.fronts[i], port, unit)
+			}
 		}
 		u, err := unitgen.Build(in)
 		if err != nil {
@@ -283,7 +291,7 @@ func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port in
 		if time.Since(lastCheck) > 200*time.Millisecond || attempt == 3 {
 			lastCheck = time.Now()
 			if err := m.unitHealthy(ctx, unit); err != nil {
-				return m.withLog(ctx, unit, err)
+				return m.withLog(ctx, unit, s.Systemd, err)
 			}
 		}
 		if w != nil && w.superseded() {
@@ -292,7 +300,7 @@ func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port in
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return m.withLog(context.WithoutCancel(ctx), unit,
+				return m.withLog(context.WithoutCancel(ctx), unit, s.Systemd,
 					fmt.Errorf("%w within ensure-alive-time-bound %s on port %d: %v", ErrNotReady, bound, port, lastErr))
 			}
 			return ctx.Err()
@@ -347,23 +355,39 @@ func (m *Manager) unitRunning(ctx context.Context, unit string) error {
 	return nil
 }
 
-// withLog adds the app's last journal lines to a readiness error.
-func (m *Manager) withLog(ctx context.Context, unit string, err error) error {
-	lines, jerr := m.units.Journal(ctx, unit, 15)
-	if jerr != nil || len(lines) == 0 {
+// withLog adds the app's last journal lines to a readiness error, and
+// what they say about the sandbox (sd is the stanza's systemd: settings).
+func (m *Manager) withLog(ctx context.Context, unit string, sd bundle.Systemd, err error) error {
+	lines, jerr := m.units.Journal(ctx, unit, diagnoseLines)
+	if jerr != nil {
+		lines = nil
+	}
+	st, found, serr := m.unitStatus(ctx, unit)
+	hint := sandboxHint(appOfUnit(unit), st, found && serr == nil, lines, unitgen.MemoryDenyWriteExecute(sd))
+	lines = lines[max(0, len(lines)-15):]
+	if len(lines) == 0 && hint == "" {
 		return err
 	}
-	return &AppError{Err: err, Log: lines}
+	return &AppError{Err: err, Log: lines, Hint: hint}
 }
 
-// AppError is a deploy error with the last lines the app printed.
+// AppError is a deploy error with the last lines the app printed and,
+// when they point at the sandbox, the setting to look at.
 type AppError struct {
-	Err error
-	Log []string
+	Err  error
+	Log  []string
+	Hint string
 }
 
 func (e *AppError) Error() string {
-	return e.Err.Error() + "; last log lines:\n  " + strings.Join(e.Log, "\n  ")
+	s := e.Err.Error()
+	if e.Hint != "" {
+		s += "; " + e.Hint
+	}
+	if len(e.Log) > 0 {
+		s += "; last log lines:\n  " + strings.Join(e.Log, "\n  ")
+	}
+	return s
 }
 func (e *AppError) Unwrap() error { return e.Err }
 
@@ -375,7 +399,7 @@ func (m *Manager) discard(ctx context.Context, v *version) {
 
 // retire drains and stops an old version in the background.
 func (m *Manager) retire(ctx context.Context, v *version) {
-	drain := time.Duration(m.cfg.GracefulDrainMicros) * time.Microsecond
+	drain := m.drain
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -415,7 +439,10 @@ func (m *Manager) stopVersion(ctx context.Context, v *version) {
 // fresh ones. from may be v itself, to fill in what it lacks.
 func (m *Manager) takeFronts(v, from *version) error {
 	fronts := map[int]int{}
-	for i := range v.ports {
+	for i, s := range v.cfg.Stanzas {
+		if s.WebApp == nil {
+			continue
+		}
 		if from != nil && from.fronts[i] != 0 {
 			fronts[i] = from.fronts[i]
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -20,16 +21,19 @@ type fakeUnits struct {
 	running map[string]*fakeUnit
 	started []string
 	stopped []string
-	failing map[string]string // app → "start" | "never-ready" | "stranger"
+	failing map[string]string   // app → "start" | "never-ready" | "stranger" | "trap"
+	journal map[string][]string // app → its last lines, when set
+	subs    []chan unitgen.Status
 }
 
 type fakeUnit struct {
-	st  unitgen.Status
-	srv *http.Server
+	st   unitgen.Status
+	srv  *http.Server
+	hook []string // ExecStopPostEx's argv
 }
 
 func newFakeUnits() *fakeUnits {
-	return &fakeUnits{running: map[string]*fakeUnit{}, failing: map[string]string{}}
+	return &fakeUnits{running: map[string]*fakeUnit{}, failing: map[string]string{}, journal: map[string][]string{}}
 }
 
 func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
@@ -41,11 +45,22 @@ func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
 		return errors.New("job failed: " + u.Name)
 	}
 	fu := &fakeUnit{st: unitgen.Status{Name: u.Name, Meta: u.Meta, ActiveState: "active", SubState: "running", MainPID: 1}}
+	for _, p := range u.Properties {
+		if p.Name == "ExecStopPostEx" {
+			v := reflect.ValueOf(p.Value.Value()).Index(0).FieldByName("Args")
+			fu.hook = v.Interface().([]string)
+		}
+	}
 	if mode == "stranger" {
 		// The app exits at once while something else answers on its port.
 		fu.st.ActiveState, fu.st.SubState = "activating", "auto-restart"
 	}
-	if port := envOf(u, "PORT"); port != "" && mode != "never-ready" {
+	if mode == "trap" {
+		// The app keeps dying of SIGTRAP at start, as V8 does under W^X.
+		fu.st.ActiveState, fu.st.SubState, fu.st.NRestarts = "activating", "auto-restart", 2
+		fu.st.ExecMainCode, fu.st.ExecMainStatus = unitgen.CodeKilled, 5
+	}
+	if port := envOf(u, "PORT"); port != "" && mode != "never-ready" && mode != "trap" {
 		l, err := net.Listen("tcp", "127.0.0.1:"+port)
 		if err != nil {
 			return err
@@ -57,7 +72,35 @@ func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
 		go fu.srv.Serve(l)
 	}
 	f.running[u.Name] = fu
+	f.emitLocked(fu.st)
 	return nil
+}
+
+func (f *fakeUnits) Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan unitgen.Status, 1024)
+	for _, fu := range f.running {
+		ch <- fu.st
+	}
+	f.subs = append(f.subs, ch)
+	return ch, nil
+}
+
+// emit sends s to every subscriber, as systemd's signals would.
+func (f *fakeUnits) emit(s unitgen.Status) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.emitLocked(s)
+}
+
+func (f *fakeUnits) emitLocked(s unitgen.Status) {
+	for _, ch := range f.subs {
+		select {
+		case ch <- s:
+		default:
+		}
+	}
 }
 
 func (f *fakeUnits) Stop(ctx context.Context, name string) error {
@@ -69,6 +112,9 @@ func (f *fakeUnits) Stop(ctx context.Context, name string) error {
 			fu.srv.Close()
 		}
 		delete(f.running, name)
+		st := fu.st
+		st.ActiveState, st.SubState = "inactive", "dead"
+		f.emitLocked(st)
 	}
 	return nil
 }
@@ -86,6 +132,12 @@ func (f *fakeUnits) List(ctx context.Context, prefix string) ([]unitgen.Status, 
 }
 
 func (f *fakeUnits) Journal(ctx context.Context, unit string, n int) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m, ok := unitgen.ParseUnitName(unit); ok && f.journal[m.App] != nil {
+		lines := f.journal[m.App]
+		return lines[max(0, len(lines)-n):], nil
+	}
 	return []string{"fake log line of " + unit}, nil
 }
 

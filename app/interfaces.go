@@ -13,6 +13,9 @@ type Units interface {
 	Stop(ctx context.Context, name string) error
 	List(ctx context.Context, prefix string) ([]unitgen.Status, error)
 	Journal(ctx context.Context, unit string, n int) ([]string, error)
+	// Subscribe sends each matching unit's state, first as it is, then
+	// at every change; ActiveState "gone" once systemd unloaded it.
+	Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error)
 }
 
 // Proxy points the front door at the live versions; the nginx package
@@ -36,4 +39,7 @@ type Live struct {
 	// Fronts are the app's stable front ports, one per webapp stanza: a
 	// proxy that can point them at Ports switches versions without a reload.
 	Fronts map[int]int
+	// Down are webapp stanzas whose unit stopped for good: their front
+	// must send nothing anywhere.
+	Down map[int]bool
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,7 +31,10 @@ type harness struct {
 func newHarness(t *testing.T, units *fakeUnits) *harness {
 	t.Helper()
 	root := t.TempDir()
-	cfg, _, err := config.Parse([]byte(fmt.Sprintf("root: %s\ngraceful-drain-micros: 1000\nport-manager: {reserve: false}\n", root)), root)
+	// A range of its own: keter's default ranges are also used by the
+	// e2e tests and by keters running on this host.
+	from := 20000 + rand.IntN(100)*100
+	cfg, _, err := config.Parse([]byte(fmt.Sprintf("root: %s\ngraceful-drain-micros: 1000\nport-manager: {reserve: false, ranges: [{from: %d, to: %d}]}\n", root, from, from+99)), root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +48,10 @@ func newHarness(t *testing.T, units *fakeUnits) *harness {
 
 func (h *harness) start() {
 	ready := make(chan struct{})
-	m, err := New(Options{Config: h.cfg, Units: h.units, Proxy: h.proxy, OnReady: func() { close(ready) }, StableWait: time.Millisecond})
+	m, err := New(Options{Config: h.cfg, Units: h.units, Proxy: h.proxy, OnReady: func() { close(ready) }, StableWait: time.Millisecond,
+		StopHook: func(front, port int, unit string) []string {
+			return []string{"/hook", strconv.Itoa(front), strconv.Itoa(port), unit}
+		}})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ type AppStatus struct {
 	LastResult string         `json:"last_result,omitempty"` // live | failed | superseded
 	LastError  string         `json:"last_error,omitempty"`
 	LastLog    []string       `json:"last_log,omitempty"`
+	LastHint   string         `json:"last_hint,omitempty"` // the sandbox setting that likely stopped the app
 	LastAt     time.Time      `json:"last_at,omitzero"`
 	LastDigest string         `json:"last_digest,omitempty"`
 	Duration   time.Duration  `json:"last_duration_ns,omitempty"`
@@ -27,6 +28,7 @@ type VersionStatus struct {
 	Dir        string      `json:"dir"`
 	Hosts      []string    `json:"hosts"`
 	Ports      map[int]int `json:"ports"`
+	Fronts     map[int]int `json:"fronts,omitempty"` // stanza index → the app's stable front port
 	Units      []string    `json:"units"`
 	DeployedAt time.Time   `json:"deployed_at"`
 }
@@ -41,7 +43,7 @@ func (m *Manager) Status() []AppStatus {
 		if v := m.live[name]; v != nil {
 			c.Live = &VersionStatus{
 				Version: v.id, Digest: v.digest, Dir: v.dir, Hosts: v.cfg.Hosts(),
-				Ports: v.ports, Units: v.units, DeployedAt: v.deployedAt,
+				Ports: v.ports, Fronts: v.fronts, Units: v.units, DeployedAt: v.deployedAt,
 			}
 		}
 		out = append(out, c)
@@ -75,14 +77,14 @@ func (m *Manager) noteResult(name string, v *version, err error, started time.Ti
 	s.Deploying = false
 	switch {
 	case v != nil:
-		s.LastResult, s.LastError, s.LastLog, s.LastDigest = "live", "", nil, v.digest
+		s.LastResult, s.LastError, s.LastLog, s.LastHint, s.LastDigest = "live", "", nil, "", v.digest
 	case errors.Is(err, errSuperseded):
-		s.LastResult, s.LastError, s.LastLog = "superseded", err.Error(), nil
+		s.LastResult, s.LastError, s.LastLog, s.LastHint = "superseded", err.Error(), nil, ""
 	case err != nil:
-		s.LastResult, s.LastError, s.LastLog = "failed", err.Error(), nil
+		s.LastResult, s.LastError, s.LastLog, s.LastHint = "failed", err.Error(), nil, ""
 		var ae *AppError
 		if errors.As(err, &ae) {
-			s.LastError, s.LastLog = ae.Err.Error(), ae.Log
+			s.LastError, s.LastLog, s.LastHint = ae.Err.Error(), ae.Log, ae.Hint
 		}
 	default:
 		return // unchanged bundle: keep the previous record
@@ -102,6 +104,16 @@ func (m *Manager) noteAttempt(name string, v *version) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.entry(name).LastDigest = v.digest
+}
+
+// noteCrashLoop records that keter gave up on a crash-looping live unit.
+func (m *Manager) noteCrashLoop(name, unit string, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.entry(name)
+	s.LastResult = ResultFailed
+	s.LastError = "unit " + unit + " kept crashing for " + d.Round(time.Second).String() + " and was stopped; fix the app and deploy it again"
+	s.LastAt = time.Now()
 }
 
 // forget drops a removed app's record.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"maps"
 	"os"
 	"strings"
 	"syscall"
@@ -22,6 +23,7 @@ type version struct {
 	fronts     map[int]int // stanza index → the app's stable front port
 	units      []string    // background first, then webapps
 	webUnits   map[int]string
+	down       map[int]bool // webapp stanzas whose unit stopped for good
 	envFiles   []string
 	deployedAt time.Time
 	steps      stepTimer
@@ -59,7 +61,7 @@ func (s *stepTimer) mark(step string) {
 func (s stepTimer) String() string { return strings.Join(s.parts, ",") }
 
 func (v *version) asLive() Live {
-	return Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.ports, Fronts: v.fronts}
+	return Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.ports, Fronts: v.fronts, Down: maps.Clone(v.down)}
 }
 
 func (v *version) record() liveRecord {

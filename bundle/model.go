@@ -59,9 +59,12 @@ type Systemd struct {
 	MemoryMax       uint64 `json:"memory-max,omitempty"`        // bytes; YAML accepts 512M, 2G
 	CPUQuotaPercent uint32 `json:"cpu-quota,omitempty"`         // YAML "50%"; 200 = two cores
 	TasksMax        uint64 `json:"tasks-max,omitempty"`         //
-	AllowJIT        bool   `json:"allow-jit,omitempty"`         // turns MemoryDenyWriteExecute off
 	StopTimeoutSec  uint32 `json:"stop-timeout-sec,omitempty"`  // SIGTERM → SIGKILL; default in unitgen
 	RestartDelaySec uint32 `json:"restart-delay-sec,omitempty"` // webapps only; background has restart-delay-seconds
+	// MemoryDenyWriteExecute is the stanza's choice of systemd's W^X
+	// setting, nil when it makes none (unitgen's default applies). Set by
+	// memory-deny-write-execute, or by allow-jit meaning its opposite.
+	MemoryDenyWriteExecute *bool `json:"memory-deny-write-execute,omitempty"`
 }
 
 // WebApp is a `webapp` stanza.

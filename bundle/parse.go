@@ -727,7 +727,7 @@ func (o *obj) systemd(webapp bool) Systemd {
 	if v, ok := s.intRange("tasks-max", 1, 1<<62); ok {
 		out.TasksMax = uint64(v)
 	}
-	out.AllowJIT = s.boolean("allow-jit", false)
+	out.MemoryDenyWriteExecute = s.denyWriteExecute()
 	if v, ok := s.intRange("stop-timeout-sec", 1, 86400); ok {
 		out.StopTimeoutSec = uint32(v)
 	}
@@ -739,6 +739,26 @@ func (o *obj) systemd(webapp bool) Systemd {
 		o.w.failf(join(p, "restart-delay-sec"), "not for background stanzas: use restart-delay-seconds")
 	}
 	return out
+}
+
+// denyWriteExecute reads memory-deny-write-execute and the older
+// allow-jit, its opposite; nil when neither is given. Both may be given
+// only when they agree.
+func (o *obj) denyWriteExecute() *bool {
+	wx, wxSet := o.optBool("memory-deny-write-execute")
+	jit, jitSet := o.optBool("allow-jit")
+	switch {
+	case wxSet && jitSet && wx == jit:
+		o.w.failf(join(o.path, "memory-deny-write-execute"),
+			"%t contradicts allow-jit: %t (allow-jit: true means memory-deny-write-execute: false); keep one of the two", wx, jit)
+		return nil
+	case wxSet:
+		return &wx
+	case jitSet:
+		v := !jit
+		return &v
+	}
+	return nil
 }
 
 // parseBytes reads a size like systemd: a number with an optional K, M,

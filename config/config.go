@@ -38,6 +38,9 @@ type Config struct {
 	Postgres    Postgres `yaml:"postgres"`
 	Status      Status   `yaml:"status"`
 	KeepBundles int      `yaml:"keep-bundles"`
+	// DeployGroup is the operators' group: its members may drop bundles
+	// into incoming/ and use the CLI's deploy, status and rollback.
+	DeployGroup string `yaml:"deploy-group"`
 	// MaxUnpackedBytes bounds one bundle's unpacked size.
 	MaxUnpackedBytes int64 `yaml:"max-unpacked-bytes"`
 	ACME             ACME  `yaml:"acme"`
@@ -118,6 +121,9 @@ const (
 	SwitchReload = "reload"
 )
 
+// DefaultDeployGroup is the operators' group the Debian package makes.
+const DefaultDeployGroup = "keter"
+
 // DefaultPortRanges are the Haskell Keter's port pool ranges.
 var DefaultPortRanges = []PortRange{
 	{43124, 44320}, {28120, 29166}, {45967, 46997}, {28241, 29117}, {40001, 40840},
@@ -156,8 +162,19 @@ func Parse(data []byte, dir string) (*Config, []Warning, error) {
 		return nil, nil, fmt.Errorf("parsing keter config: %w", err)
 	}
 	warns := unknownKeys(raw)
+	var legacy legacyListen
+	if err := yaml.Unmarshal(data, &legacy); err != nil {
+		return nil, warns, fmt.Errorf("parsing keter config's Keter 0.x keys (host, port, ssl): %w", err)
+	}
+	var legacyErr error
+	switch {
+	case legacy.given() && len(c.Listeners) > 0:
+		warns = append(warns, Warning("keys host, port and ssl (Keter 0.x) are ignored: listeners is given, and wins as in Keter"))
+	case legacy.given():
+		c.Listeners, legacyErr = legacy.listeners()
+	}
 	c.applyDefaults(dir)
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(legacyErr, c.Validate()); err != nil {
 		return nil, warns, err
 	}
 	return &c, warns, nil
@@ -169,8 +186,9 @@ func unknownKeys(raw map[string]yaml.Node) []Warning {
 	for _, k := range t {
 		known[k] = true
 	}
-	// Keter keys we accept and deliberately ignore.
-	for _, k := range []string{"rotate-logs", "cli-port", "app-crash-hook"} {
+	// Keter keys we accept and deliberately ignore, and Keter 0.x's
+	// listener keys.
+	for _, k := range append([]string{"rotate-logs", "cli-port", "app-crash-hook"}, legacyKeys...) {
 		known[k] = true
 	}
 	var ws []Warning
@@ -270,6 +288,9 @@ func (c *Config) applyDefaults(dir string) {
 	}
 	if c.KeepBundles == 0 {
 		c.KeepBundles = 3
+	}
+	if c.DeployGroup == "" {
+		c.DeployGroup = DefaultDeployGroup
 	}
 	if c.MaxUnpackedBytes == 0 {
 		c.MaxUnpackedBytes = 2 << 30

@@ -323,6 +323,23 @@ func (c *Client) ActiveState(ctx context.Context, name string) (string, error) {
 	return state, nil
 }
 
+// MainPID is the unit's main process; 0 when it has none or is not loaded.
+func (c *Client) MainPID(ctx context.Context, name string) (uint32, error) {
+	var pid uint32
+	err := c.do(ctx, func(conn *sddbus.Conn) error {
+		p, err := conn.GetServicePropertyContext(ctx, name, "MainPID")
+		if err != nil {
+			return err
+		}
+		pid, _ = p.Value.Value().(uint32)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading the main process of unit %s: %w", name, err)
+	}
+	return pid, nil
+}
+
 // List returns every loaded unit whose name starts with prefix, failed ones
 // included, with the metadata keter gave it.
 func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, error) {
@@ -355,6 +372,9 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 			s.MainPID, _ = props["MainPID"].(uint32)
 			s.NRestarts, _ = props["NRestarts"].(uint32)
 			s.Result, _ = props["Result"].(string)
+			s.ExecMainCode, _ = props["ExecMainCode"].(int32)
+			s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
+			s.Usage = usageOf(props)
 		}
 		out = append(out, s)
 	}

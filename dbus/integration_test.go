@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,15 +27,27 @@ import (
 )
 
 // app is one deployed test version: a bundle folder under the test root
-// holding the demo app, and the env folder keter would own.
+// holding the demo app, and the env folder keter would own, laid out as
+// keter lays out its root.
 type app struct {
-	name, dir, envDir string
+	name, root, dir, envDir string
 }
 
 func newApp(t *testing.T) app {
 	t.Helper()
-	root := testkit.Root(t)
-	a := app{name: "t" + testkit.Token(), dir: filepath.Join(root, "bundle"), envDir: filepath.Join(root, "env")}
+	return newAppIn(t, testkit.Root(t))
+}
+
+// newAppIn makes another app under the same keter root.
+func newAppIn(t *testing.T, root string) app {
+	t.Helper()
+	name := "t" + testkit.Token()
+	a := app{name: name, root: root, dir: filepath.Join(root, "temp", name+"-1"), envDir: filepath.Join(root, "etc", "env")}
+	for _, d := range []string{filepath.Join(root, "temp"), filepath.Join(root, "etc")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	bin, err := os.ReadFile(testkit.DemoApp(t))
 	if err != nil {
 		t.Fatal(err)
@@ -90,12 +103,12 @@ func webInput(a app, port int, mut func(*bundle.WebApp), args ...string) unitgen
 		mut(w)
 	}
 	return unitgen.Input{App: a.name, Version: "1", Index: 0, Stanza: bundle.Stanza{Type: bundle.TypeWebApp, WebApp: w},
-		Dir: a.dir, Port: port, Global: &config.Config{ExternalHTTPPort: 80, ExternalHTTPSPort: 443},
+		Dir: a.dir, Port: port, Global: &config.Config{Root: a.root, ExternalHTTPPort: 80, ExternalHTTPSPort: 443},
 		LookupEnv: os.LookupEnv, EnvDir: a.envDir}
 }
 
 func bgInput(a app, index, count int, args ...string) unitgen.Input {
-	return unitgen.Input{App: a.name, Version: "1", Index: index, Dir: a.dir, EnvDir: a.envDir,
+	return unitgen.Input{App: a.name, Version: "1", Index: index, Dir: a.dir, EnvDir: a.envDir, Global: &config.Config{Root: a.root},
 		Stanza: bundle.Stanza{Type: bundle.TypeBackground, Background: &bundle.Background{
 			Exec: bundle.Exec{Path: "bin/demoapp", Args: args}, RestartCount: count, RestartDelaySeconds: 0}}}
 }
@@ -192,8 +205,15 @@ func TestWebAppHardenedServesAndKeepsSecrets(t *testing.T) {
 	if got := waitHTTP(t, port, "/env/APPROOT"); got != "http://"+a.name+".example" {
 		t.Errorf("APPROOT = %q", got)
 	}
-	if _, err := get(port, "/write?path="+filepath.Join(a.dir, "x")); err == nil {
-		t.Errorf("the app could write into its bundle folder")
+	// Its own version folder is writable (as under the Haskell Keter), the
+	// system is not.
+	if _, err := get(port, "/write?path="+filepath.Join(a.dir, "x")); err != nil {
+		t.Errorf("the app cannot write into its own version folder: %v", err)
+	}
+	for _, p := range []string{"/usr/local/x", "/etc/x", filepath.Join(a.root, "x")} {
+		if _, err := get(port, "/write?path="+p); err == nil {
+			t.Errorf("the app could write %s", p)
+		}
 	}
 	if _, err := get(port, "/write?path=/var/lib/keter-app-"+a.name+"/x"); err != nil {
 		t.Errorf("the app cannot write its StateDirectory: %v", err)
@@ -523,5 +543,39 @@ func TestReconnectsAfterDrop(t *testing.T) {
 	}
 	if err := c.Stop(t.Context(), name); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExitStatusOfLastRun: List reports how the main process ended, an
+// exit status or a signal, which is what keter's deploy error goes by.
+func TestExitStatusOfLastRun(t *testing.T) {
+	c := newClient(t)
+	for _, tt := range []struct {
+		name       string
+		script     string
+		codes      []int32 // acceptable ExecMainCode values
+		wantStatus int32
+	}{
+		{"exit status", "exit 3", []int32{unitgen.CodeExited}, 3},
+		// SIGTRAP dumps core where core dumps are allowed; systemd
+		// expands "$$" in ExecStart to "$".
+		{"signal", "kill -s TRAP $$$$", []int32{unitgen.CodeKilled, unitgen.CodeDumped}, 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			name := "keter-test-exit-" + testkit.Token() + ".service"
+			// Restart=no and the default CollectMode keep the failed unit loaded.
+			if err := c.StartTransient(t.Context(), name, []sddbus.Property{sddbus.PropExecStart([]string{"/bin/sh", "-c", tt.script}, false)}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.ResetFailed(context.Background(), name) })
+			var s unitgen.Status
+			eventually(t, name+" failed", func() (bool, string) {
+				s = status(t, c, name)
+				return s.ActiveState == "failed", fmt.Sprintf("%+v", s)
+			})
+			if !slices.Contains(tt.codes, s.ExecMainCode) || s.ExecMainStatus != tt.wantStatus {
+				t.Errorf("ExecMainCode/Status = %d/%d, want one of %v with %d", s.ExecMainCode, s.ExecMainStatus, tt.codes, tt.wantStatus)
+			}
+		})
 	}
 }

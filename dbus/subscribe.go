@@ -26,7 +26,8 @@ const (
 
 // Subscribe follows the units whose name starts with prefix: it sends a
 // Status each time one's ActiveState, SubState, Result, MainPID or
-// NRestarts changes, beginning with the current state of every such unit.
+// NRestarts changes, beginning with the current state of every such unit,
+// and a last one with ActiveState "gone" when systemd unloads it.
 // After a dropped connection it redials and sends every unit's state again.
 // The channel closes when ctx ends or systemd cannot be reached again.
 // Read it promptly: systemd's signals are dropped while its buffer is full.
@@ -145,8 +146,13 @@ func (w *watcher) follow(ctx context.Context, sigs <-chan *godbus.Signal) {
 		switch {
 		case sig.Name == unitRemoved && len(sig.Body) > 0:
 			if id, _ := sig.Body[0].(string); id != "" {
+				last, seen := w.known[id]
 				delete(w.known, id)
 				delete(w.sent, id)
+				if seen && strings.HasPrefix(id, w.prefix) {
+					last.ActiveState, last.SubState = "gone", ""
+					w.send(ctx, last)
+				}
 			}
 		case sig.Name == propsChanged && isUnit && strings.HasPrefix(name, w.prefix) && len(sig.Body) >= 2:
 			iface, _ := sig.Body[0].(string)

@@ -56,6 +56,10 @@ type keter struct {
 	Unit  string
 	Nginx string
 	Table string // the port map's nftables table
+	// Config is the config file's path when not ROOT/keter-config.yaml.
+	Config string
+	// client sends Get's requests; nil means the shared client.
+	client *http.Client
 }
 
 // startKeter writes a config with extra YAML appended and starts keter as
@@ -92,7 +96,7 @@ func (k *keter) start(env ...string) {
 	for _, e := range env {
 		args = append(args, "--setenv="+e)
 	}
-	args = append(args, keterBinary(k.t), "run", filepath.Join(k.Root, "keter-config.yaml"))
+	args = append(args, keterBinary(k.t), "run", k.config())
 	run(k.t, "systemd-run", args...)
 }
 
@@ -170,7 +174,11 @@ func (k *keter) Get(host, path string) (int, string, error) {
 		return 0, "", err
 	}
 	req.Host = host
-	resp, err := client.Do(req)
+	c := k.client
+	if c == nil {
+		c = client
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, "", err
 	}

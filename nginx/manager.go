@@ -33,6 +33,8 @@ type Units interface {
 	Reload(ctx context.Context, name string) error
 	Signal(ctx context.Context, name string, sig syscall.Signal) error
 	ActiveState(ctx context.Context, name string) (string, error)
+	// MainPID is the unit's main process, 0 when it has none.
+	MainPID(ctx context.Context, name string) (uint32, error)
 	Stop(ctx context.Context, name string) error
 }
 
@@ -58,6 +60,15 @@ type PortMap interface {
 	Setup(ctx context.Context) error
 	Apply(ctx context.Context, want map[int]int) error
 	Current(ctx context.Context) (map[int]int, error)
+	// BindProcess makes the map redirect only connections of pid's
+	// cgroup: nginx's master, whose workers share it.
+	BindProcess(ctx context.Context, pid int) error
+	// StartHook is what nginx's unit runs before each start to bind the
+	// map to the cgroup of that start.
+	StartHook() []string
+	// CloseIdle closes nginx's idle connections to front that went to
+	// port; it returns how many.
+	CloseIdle(front, port int) (int, error)
 }
 
 // WithPortMap switches versions by pm: nginx proxies to each webapp's
@@ -89,8 +100,12 @@ type Manager struct {
 
 	mu       sync.Mutex
 	mapped   map[int]int // what pm holds; nil until read
+	missing  map[int]int // elements of mapped the kernel lacked at the last check
+	gen      string      // the generation of the config nginx was last seen serving
+	pid      uint32      // nginx's main process when last looked at
 	reloads  atomic.Uint64
 	switches atomic.Uint64
+	restarts atomic.Uint64
 }
 
 // New makes a Manager for g's nginx mode. It touches nothing until Start.
@@ -172,6 +187,9 @@ func (m *Manager) Start(ctx context.Context) error {
 		return fmt.Errorf("creating nginx folder: %w", err)
 	}
 	if !m.managed() {
+		if err := m.bind(ctx); err != nil {
+			return err
+		}
 		if _, err := os.Stat(m.conf); err == nil {
 			m.log.Info("keeping the existing nginx include until the first apply", "file", m.conf, "unit", m.unit)
 			return nil
@@ -184,7 +202,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	if state == "active" || state == "reloading" || state == "activating" {
 		m.log.Info("adopting the running nginx", "unit", m.unit)
-		return nil
+		return m.bind(ctx)
 	}
 	out, _, err := m.render(ctx, nil)
 	if err != nil {
@@ -201,7 +219,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		return err
 	}
 	m.log.Info("nginx started", "unit", m.unit, "config", m.conf)
-	return nil
+	return m.bind(ctx)
 }
 
 func (m *Manager) unitProperties() []sddbus.Property {
@@ -216,7 +234,15 @@ func (m *Manager) unitProperties() []sddbus.Property {
 	// success, so Restart=on-failure never restarted nginx.
 	reload := sddbus.PropExecStart([]string{"/bin/kill", "-HUP", "$MAINPID"}, false)
 	reload.Name = "ExecReload"
-	return []sddbus.Property{
+	var pre []sddbus.Property
+	if m.pm != nil {
+		// The map's rule matches this start's cgroup before nginx takes
+		// a connection, whether keter runs or not.
+		hook := m.pm.StartHook()
+		pre = append(pre, sddbus.Property{Name: "ExecStartPreEx", Value: godbus.MakeVariant([]execEx{{
+			hook[0], hook, []string{"privileged", "ignore-failure", "no-env-expand"}}})})
+	}
+	return append(pre, []sddbus.Property{
 		sddbus.PropDescription("keter front door (nginx)"),
 		sddbus.PropType("exec"),
 		sddbus.PropExecStart(base, false),
@@ -232,7 +258,14 @@ func (m *Manager) unitProperties() []sddbus.Property {
 		{Name: "TimeoutStopUSec", Value: godbus.MakeVariant(uint64(10 * time.Second / time.Microsecond))},
 		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},
 		{Name: "SyslogIdentifier", Value: godbus.MakeVariant("keter-nginx")},
-	}
+	}...)
+}
+
+// execEx is the D-Bus shape (sasas) of ExecStartPreEx.
+type execEx struct {
+	Path  string
+	Args  []string
+	Flags []string
 }
 
 // waitListening waits until nginx wrote its pid file, which it does after
@@ -311,7 +344,7 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 	front := make([]App, len(apps))
 	for i, a := range apps {
 		for idx, f := range a.Fronts {
-			if to, ok := a.Ports[idx]; ok {
+			if to, ok := a.Ports[idx]; ok && !a.Down[idx] {
 				want[f] = to
 			}
 		}
@@ -332,12 +365,12 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 	// A front port nginx still proxies to keeps its target until the
 	// new config is loaded.
 	first := maps.Clone(want)
-	moved := false
+	moved := map[int]int{} // front → the port it no longer goes to
 	for f, to := range m.mapped {
 		if _, ok := first[f]; !ok {
 			first[f] = to
 		} else if first[f] != to {
-			moved = true
+			moved[f] = to
 		}
 	}
 	if !maps.Equal(first, m.mapped) {
@@ -358,63 +391,39 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 		}
 		m.mapped = want
 	}
-	if moved {
-		// Kept upstream connections may still reach the old version
-		// until nginx retires them; Render keeps that short.
-		select {
-		case <-time.After(UpstreamKeepaliveTime + UpstreamKeepaliveTimeout + mapSettleSlack):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	m.closeIdle(ctx, moved)
 	return nil
 }
 
-// GuardMap puts the port map back when something else changed it, checking
-// every interval until ctx ends. `nft flush ruleset` (which a start or
-// restart of Debian's nftables.service runs) deletes keter's table with
-// the rest, and every mapped app would refuse connections until then.
-func (m *Manager) GuardMap(ctx context.Context, every time.Duration) {
-	if m.pm == nil {
+// closeIdle closes nginx's idle kept connections to the versions the map
+// no longer sends fronts to, so the next request on them goes to the new
+// version. A few passes catch connections that were busy a moment ago;
+// busy ones left are bounded by UpstreamKeepaliveTime.
+func (m *Manager) closeIdle(ctx context.Context, moved map[int]int) {
+	if len(moved) == 0 {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	closed := 0
+	for _, pause := range closePasses {
 		select {
+		case <-time.After(pause):
 		case <-ctx.Done():
 			return
-		case <-t.C:
 		}
-		m.checkMap(ctx)
+		for f, old := range moved {
+			n, err := m.pm.CloseIdle(f, old)
+			if err != nil {
+				m.log.Warn("closing nginx's idle connections to an old version; they end within keepalive_time", "port", old, "err", err)
+				return
+			}
+			closed += n
+		}
 	}
+	m.log.Debug("closed idle connections to old versions", "connections", closed)
 }
 
-func (m *Manager) checkMap(ctx context.Context) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.mapped == nil {
-		return // not applied yet
-	}
-	cur, err := m.pm.Current(ctx)
-	if err == nil && maps.Equal(cur, m.mapped) {
-		return
-	}
-	m.log.Warn("the nftables port map was changed outside keter (nft flush ruleset? nftables.service restarted?); restoring it",
-		"read", cur, "err", err)
-	if err := m.pm.Setup(ctx); err != nil {
-		m.log.Error("restoring the nftables port map", "err", err)
-		return
-	}
-	if err := m.pm.Apply(ctx, m.mapped); err != nil {
-		m.log.Error("restoring the nftables port map", "err", err)
-		return
-	}
-	m.switches.Add(1)
-}
-
-// mapSettleSlack covers nginx's clock, which moves once per event loop.
-const mapSettleSlack = 20 * time.Millisecond
+// closePasses are the pauses before each pass of closeIdle.
+var closePasses = []time.Duration{0, 5 * time.Millisecond, 15 * time.Millisecond}
 
 // prepared is a rendered config installed (tested) but not yet loaded.
 type prepared struct {
@@ -472,6 +481,7 @@ func (m *Manager) load(ctx context.Context, napps int, p *prepared) error {
 		// nginx kept its old config; make the file say so again.
 		return errors.Join(err, m.undo(p))
 	}
+	m.gen = p.out.Generation
 	m.reloads.Add(1)
 	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
 	m.log.Info("nginx reloaded", "unit", m.unit, "apps", napps, "test", ms(p.tested.Sub(p.start)),

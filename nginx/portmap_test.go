@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,18 @@ func TestMappedSwitchWithoutReload(t *testing.T) {
 		t.Fatalf("first version: %+v %v", got, err)
 	}
 	reloads := f.m.Reloads()
+
+	// Only nginx's connections are redirected: not this test's (root,
+	// outside nginx's cgroup), not those of nginx's own user outside it.
+	direct := client(fmt.Sprintf("127.0.0.1:%d", front))
+	if got, err := get(direct, fmt.Sprintf("http://x:%d/", front), host); err == nil {
+		t.Fatalf("a process outside nginx reached the front port: %+v", got)
+	}
+	out, err := exec.Command("setpriv", "--reuid="+workerUser(), "--regid="+workerUser(), "--clear-groups", "bash", "-c",
+		fmt.Sprintf(`if { exec 3<>/dev/tcp/127.0.0.1/%d; } 2>/dev/null; then echo connected; else echo refused; fi`, front)).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "refused" {
+		t.Fatalf("nginx's user outside nginx's cgroup: %q %v, want refused", out, err)
+	}
 
 	// A keep-alive client, as browsers and load balancers are.
 	kept := client(fmt.Sprintf("127.0.0.1:%d", f.port))
@@ -101,6 +114,10 @@ func TestMappedSwitchWithoutReload(t *testing.T) {
 
 	// Someone flushes the ruleset: the guard puts keter's map back.
 	if err := pm.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Connections nginx keeps were made through the map and outlive it.
+	if _, err := pm.CloseIdle(front, portOf(t, b)); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := get(fresh, base, host); err != nil || got.status != 502 {

@@ -37,13 +37,14 @@ type Paths struct {
 	ACME *ACME
 }
 
-// Kept upstream connections of a mapped upstream: one made before a map
-// switch takes no request after UpstreamKeepaliveTime +
-// UpstreamKeepaliveTimeout (nginx closes it when it is older than the
-// first once a request ends, or when idle longer than the second).
+// Kept upstream connections of a mapped upstream. At a switch keter
+// closes the idle ones to the old version; one busy then takes no new
+// request once it is older than UpstreamKeepaliveTime (nginx closes it
+// when a request ends), so an old version must run that long after the
+// switch. A short time costs throughput: nginx reconnects that often.
 const (
-	UpstreamKeepaliveTime    = 50 * time.Millisecond
-	UpstreamKeepaliveTimeout = 50 * time.Millisecond
+	UpstreamKeepaliveTime    = 1 * time.Second
+	UpstreamKeepaliveTimeout = 60 * time.Second
 )
 
 // ControlHost is the reserved server name of the control server; .invalid

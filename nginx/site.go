@@ -29,6 +29,9 @@ type App struct {
 	// Fronts are the app's stable front ports (stanza index → port), which
 	// a PortMap points at Ports; nginx proxies to them when it has a map.
 	Fronts map[int]int
+	// Down are stanzas whose unit stopped for good: a PortMap sends their
+	// front nowhere.
+	Down map[int]bool
 }
 
 // cert is what a TLS server block serves.

@@ -72,6 +72,10 @@ func (u *sdUnits) Stop(ctx context.Context, name string) error {
 	return wait(ctx, "stopping "+name, ch)
 }
 
+func (u *sdUnits) MainPID(ctx context.Context, name string) (uint32, error) {
+	return u.mainPID(ctx, name), nil
+}
+
 func (u *sdUnits) mainPID(ctx context.Context, name string) uint32 {
 	p, err := u.conn.GetServicePropertyContext(ctx, name, "MainPID")
 	if err != nil {

@@ -6,7 +6,11 @@
 // finishes what it was sent.
 //
 // The map lives in the kernel, not in keter: it outlives a keter restart,
-// as the apps do.
+// as the apps do. Only connections made by keter's nginx are redirected:
+// the rule matches the cgroup nginx runs in, which is resolved when the
+// rule is loaded, so the rule is made again at every start of nginx (Bind,
+// and StartHook, which nginx's unit runs itself). Each app unit's
+// StopHook takes its element out once the unit is stopped for good.
 package portmap
 
 import (
@@ -15,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -48,23 +53,65 @@ func New(table string) *Map {
 // Table is the nftables table's name.
 func (m *Map) Table() string { return m.table }
 
-// Setup creates the table, its map and its one rule, keeping the map's
-// elements when the table exists already (keter restarted while its apps
-// kept serving). It fails when nftables can't be used here.
+// Setup creates the table, its map and its chain, keeping the map's
+// elements and the chain's rule when they exist already (keter restarted
+// while its apps kept serving). It fails when nftables can't be used here.
+// Nothing is redirected until Bind names nginx's cgroup.
 func (m *Map) Setup(ctx context.Context) error {
-	t := "ip " + m.table
-	script := strings.Join([]string{
-		"add table " + t,
-		"add map " + t + " fronts { type inet_service : inet_service; }",
-		"add chain " + t + " output { type nat hook output priority -100; policy accept; }",
-		// One transaction: the chain is never without its rule.
-		"flush chain " + t + " output",
-		"add rule " + t + " output ip daddr 127.0.0.1 tcp dport @fronts dnat ip to 127.0.0.1 : tcp dport map @fronts",
-	}, "\n")
-	if err := m.run(ctx, script); err != nil {
+	if err := m.run(ctx, strings.Join(skeleton(m.table), "\n")); err != nil {
 		return fmt.Errorf("setting up nftables table %s: %w", m.table, err)
 	}
 	return nil
+}
+
+// Bind makes the map redirect only connections from sockets of cgroup
+// (a cgroup v2 path such as /system.slice/nginx.service) and its
+// children, replacing the rule in one transaction.
+func (m *Map) Bind(ctx context.Context, cgroup string) error {
+	path, level, err := cgroupMatch(cgroup)
+	if err != nil {
+		return fmt.Errorf("binding nftables table %s to nginx: %w", m.table, err)
+	}
+	script := append(skeleton(m.table), ruleLines(m.table, strconv.Quote(path), strconv.Itoa(level))...)
+	if err := m.run(ctx, strings.Join(script, "\n")); err != nil {
+		return fmt.Errorf("binding nftables table %s to cgroup %s: %w", m.table, cgroup, err)
+	}
+	return nil
+}
+
+// BindProcess is Bind to the cgroup process pid runs in.
+func (m *Map) BindProcess(ctx context.Context, pid int) error {
+	cg, err := CgroupOf(pid)
+	if err != nil {
+		return fmt.Errorf("binding nftables table %s to process %d: %w", m.table, pid, err)
+	}
+	return m.Bind(ctx, cg)
+}
+
+// StartHook is the start hook (see the function of that name) for this
+// map's table.
+func (m *Map) StartHook() []string { return StartHook(m.table) }
+
+// skeleton creates what is missing and leaves what exists.
+func skeleton(table string) []string {
+	t := "ip " + table
+	return []string{
+		"add table " + t,
+		"add map " + t + " fronts { type inet_service : inet_service; }",
+		"add chain " + t + " output { type nat hook output priority -100; policy accept; }",
+	}
+}
+
+// ruleLines replaces the chain's rule; path and level are nft tokens
+// (quoted literals, or shell variables in StartHook). One transaction:
+// the chain is never without its rule.
+func ruleLines(table, path, level string) []string {
+	t := "ip " + table
+	return []string{
+		"flush chain " + t + " output",
+		"add rule " + t + " output socket cgroupv2 level " + level + " " + path +
+			" ip daddr 127.0.0.1 tcp dport @fronts dnat ip to 127.0.0.1 : tcp dport map @fronts",
+	}
 }
 
 // Apply makes the map exactly want (front port → version port), in one

@@ -15,6 +15,11 @@ import (
 // nameServer answers each line it reads with its name, on a fresh port.
 func nameServer(t *testing.T, name string) int {
 	t.Helper()
+	return server(t, name, 0)
+}
+
+func server(t *testing.T, name string, delay time.Duration) int {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -33,6 +38,7 @@ func nameServer(t *testing.T, name string) int {
 					if _, err := r.ReadString('\n'); err != nil {
 						return
 					}
+					time.Sleep(delay)
 					if _, err := c.Write([]byte(name + "\n")); err != nil {
 						return
 					}
@@ -80,7 +86,18 @@ func whoAt(t *testing.T, port int) string {
 	return c.ask(t)
 }
 
+// needNft sets a map up and binds it to this test process's own cgroup,
+// as keter binds it to nginx's.
 func needNft(t *testing.T) *Map {
+	t.Helper()
+	m := needTable(t)
+	if err := m.Bind(context.Background(), testkit.OwnCgroup(t)); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func needTable(t *testing.T) *Map {
 	t.Helper()
 	testkit.NeedBinary(t, "nft", "apt-get install nftables; scripts/deps.sh does")
 	if os.Geteuid() != 0 {
@@ -145,7 +162,8 @@ func TestSetupKeepsElementsAndApplyRemoves(t *testing.T) {
 	if err := m.Apply(ctx, map[int]int{front: a, other: a}); err != nil {
 		t.Fatal(err)
 	}
-	// keter restarting: Setup again must not drop what serves.
+	// keter restarting: Setup again must not drop what serves, nor the
+	// binding to nginx.
 	if err := m.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}

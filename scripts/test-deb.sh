@@ -66,7 +66,8 @@ cleanup() {
 	if [ $installed = 1 ] && dpkg-query -W -f='${Status}' keter 2>/dev/null | grep -qv 'not-installed'; then
 		DEBIAN_FRONTEND=noninteractive dpkg --purge keter >/dev/null
 	fi
-	rm -rf /opt/keter /etc/keter /etc/nginx/conf.d/keter.conf "$work"
+	rm -rf /opt/keter /etc/keter /etc/nginx/conf.d/keter.conf /etc/systemd/system/nginx.service.d/keter.conf "$work"
+	[ -z "${reserved_orig+x}" ] || printf '%s\n' "$reserved_orig" >/proc/sys/net/ipv4/ip_local_reserved_ports
 	exit $rc
 }
 trap cleanup EXIT
@@ -99,6 +100,15 @@ dpkg-deb -f "$deb" Recommends | grep -q postgresql || fail "Recommends lacks pos
 dpkg-deb -I "$deb" conffiles | grep -qx /etc/keter/keter-config.yaml || fail "keter-config.yaml is not a conffile"
 
 say "install on this machine"
+# Someone else's reservation, which purge must leave; and the list before
+# keter, which purge must restore.
+reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
+reserved_before=$(cat "$reserved")
+reserved_orig=$reserved_before
+if [ -w "$reserved" ]; then
+	printf '%s\n' "${reserved_before:+$reserved_before,}8089" >"$reserved"
+	reserved_before=$(cat "$reserved")
+fi
 installed=1
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb"
 dpkg-query -W -f='${Status}\n' keter | grep -q 'install ok installed' || fail "keter is not installed"
@@ -118,6 +128,12 @@ systemd-analyze verify "$unit" 2>&1 | grep -v -e 'network-online.target' -e 'ngi
 [ -f /usr/share/man/man1/keter.1.gz ] || fail "man page missing"
 man -l /usr/share/man/man1/keter.1.gz 2>/dev/null | grep -q 'keter-config.yaml' || fail "man page does not render"
 [ -d /opt/keter/incoming ] || fail "postinst did not create /opt/keter/incoming"
+getent group keter >/dev/null || fail "postinst did not make the keter group"
+[ "$(stat -c %a:%U:%G /opt/keter/incoming)" = 2770:root:keter ] ||
+	fail "/opt/keter/incoming is $(stat -c %a:%U:%G /opt/keter/incoming), want 2770:root:keter"
+dropin=/etc/systemd/system/nginx.service.d/keter.conf
+grep -qx 'Restart=on-failure' "$dropin" || fail "postinst did not make nginx.service restart on failure ($dropin)"
+[ -x /etc/keter/nginx-start-hook ] || fail "the nginx start hook is missing"
 nginx_unit=/lib/systemd/system/nginx.service
 [ -f "$nginx_unit" ] || nginx_unit=/usr/lib/systemd/system/nginx.service
 [ -f "$nginx_unit" ] || fail "nginx.service is not installed"
@@ -134,6 +150,9 @@ chmod 755 "$work/policy-rc.d"
 if [ -e /usr/sbin/policy-rc.d ]; then
 	inside mount --bind "$work/policy-rc.d" /usr/sbin/policy-rc.d
 fi
+# The sandbox reads units from its own folder only: give it the drop-in.
+mkdir -p "$sandbox/units/nginx.service.d"
+cp "$dropin" "$sandbox/units/nginx.service.d/"
 inside systemctl start nginx.service
 inside systemctl start keter.service || fail "keter.service did not start"
 [ "$(inside systemctl is-active keter.service)" = active ] || fail "keter.service is not active"
@@ -221,6 +240,13 @@ case $cgroup in */keter.service/*) fail "$app_unit runs inside keter.service's c
 app_invocation=$(inside systemctl show -P InvocationID "$app_unit")
 keter_pid=$(inside systemctl show -P MainPID keter.service)
 
+say "nginx SIGKILLed comes back (the package's drop-in) and serves the app again"
+nginx_pid=$(inside systemctl show -P MainPID nginx.service)
+[ "$nginx_pid" != 0 ] || fail "nginx.service has no main process"
+inside kill -9 "$nginx_pid"
+nginx_back() { p=$(inside systemctl show -P MainPID nginx.service); [ "$p" != 0 ] && [ "$p" != "$nginx_pid" ] && served; }
+until_ok 30 nginx_back || fail "nginx.service did not come back serving after SIGKILL"
+
 say "systemctl reload keter (ExecReload: SIGHUP)"
 inside systemctl reload keter.service || fail "systemctl reload keter.service failed"
 [ "$(inside systemctl is-active keter.service)" = active ] || fail "keter.service is not active after reload"
@@ -258,6 +284,9 @@ dpkg-query -W -f='${Status}' keter 2>/dev/null | grep -q 'install ok installed' 
 [ ! -e /opt/keter/temp ] || fail "/opt/keter/temp is still there after purge"
 [ ! -e /etc/nginx/conf.d/keter.conf ] || fail "/etc/nginx/conf.d/keter.conf is still there after purge"
 [ -f /opt/keter/incoming/debtest.keter ] || fail "purge deleted the operator's bundle"
+[ ! -e "$dropin" ] || fail "$dropin is still there after purge"
+[ "$(cat "$reserved")" = "$reserved_before" ] ||
+	fail "purge left ip_local_reserved_ports at '$(cat "$reserved")', want '$reserved_before' (as before install)"
 if command -v nft >/dev/null && nft list table ip keter >/dev/null 2>&1; then
 	fail "the nftables table ip keter is still there after purge"
 fi

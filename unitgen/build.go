@@ -16,9 +16,14 @@ import (
 
 // Defaults for what bundles may override.
 const (
-	DefaultStopTimeout     = 10 * time.Second
-	DefaultWebRestartDelay = 1 * time.Second
-	WebStartLimitBurst     = 5
+	DefaultStopTimeout = 10 * time.Second
+	// DefaultWebRestartDelay is short: a crashed app serves nothing until
+	// it is back.
+	DefaultWebRestartDelay = 100 * time.Millisecond
+	// WebStartLimitBurst starts within the window end a crash loop even
+	// while keter is not running. At the default delay a 5 s outage of
+	// something the app needs costs at most about 50 starts.
+	WebStartLimitBurst     = 100
 	minWebStartLimitWindow = 60 * time.Second
 	minRestartDelay        = 100 * time.Millisecond // systemd's default RestartSec
 	infinity               = ^uint64(0)
@@ -57,6 +62,9 @@ type Input struct {
 	LookupEnv func(string) (string, bool)
 	// EnvDir is the root-only folder where env files go.
 	EnvDir string
+	// StopHook, when set, runs with full privileges after each stop of
+	// the unit (the port map's clean-up of the app's front port).
+	StopHook []string
 }
 
 // StanzaName is the STANZA part of unit names: kind plus index.
@@ -157,10 +165,18 @@ func Build(in Input) (Unit, error) {
 		prop("StateDirectory", []string{Prefix + in.App}),
 	}
 	props = append(props, restart...)
+	// The state directory's path as a privileged command sees it.
+	stateDir := "/var/lib/private/" + Prefix + in.App
 	if in.Global != nil && in.Global.Setuid != "" {
 		props = append(props, prop("User", in.Global.Setuid))
+		stateDir = "/var/lib/" + Prefix + in.App
 	} else {
 		props = append(props, prop("DynamicUser", true), prop("User", userName(in.App)))
+	}
+	props = append(props, ownFolder(in.Dir, stateDir))
+	props = append(props, isolation(in)...)
+	if len(in.StopHook) > 0 {
+		props = append(props, stopHook(in.StopHook))
 	}
 	if len(public) > 0 {
 		props = append(props, prop("Environment", public))
@@ -168,8 +184,9 @@ func Build(in Input) (Unit, error) {
 	if envFile != "" {
 		props = append(props, prop("EnvironmentFiles", []envFileRef{{envFile, false}}))
 	}
-	props = append(props, hardening(sd.AllowJIT)...)
+	props = append(props, hardening(MemoryDenyWriteExecute(sd))...)
 	props = append(props, limits(sd)...)
+	props = append(props, accounting()...)
 
 	u := Unit{Name: name, Meta: meta, Properties: props, EnvFile: envFile}
 	if envFile != "" {
@@ -184,18 +201,11 @@ type envFileRef struct {
 	Optional bool
 }
 
-// execStartEx is the D-Bus shape (sasas) of ExecStartEx.
-type execStartEx struct {
-	Path  string
-	Args  []string
-	Flags []string
-}
-
 // execStart runs bin with args as Keter does: no shell, and with
 // "no-env-expand" so systemd leaves "$FOO" in arguments alone.
 func execStart(bin string, args []string) sddbus.Property {
 	argv := append([]string{bin}, args...)
-	return prop("ExecStartEx", []execStartEx{{bin, argv, []string{"no-env-expand"}}})
+	return prop("ExecStartEx", []execEx{{bin, argv, []string{"no-env-expand"}}})
 }
 
 func webRestart(sd bundle.Systemd) []sddbus.Property {
@@ -229,6 +239,20 @@ func backgroundRestart(count, delaySec int) []sddbus.Property {
 		prop("StartLimitBurst", uint32(min(count, 1<<31-2)+1)),
 		prop("StartLimitIntervalUSec", infinity),
 	}
+}
+
+// DefaultMemoryDenyWriteExecute is W^X for stanzas that do not choose
+// (systemd: memory-deny-write-execute, or allow-jit): off, because JIT
+// runtimes (Node.js, the JVM, PHP's PCRE JIT) crash or stop under it.
+const DefaultMemoryDenyWriteExecute = false
+
+// MemoryDenyWriteExecute reports whether a stanza's units run with W^X:
+// its own choice, else the default.
+func MemoryDenyWriteExecute(sd bundle.Systemd) bool {
+	if sd.MemoryDenyWriteExecute != nil {
+		return *sd.MemoryDenyWriteExecute
+	}
+	return DefaultMemoryDenyWriteExecute
 }
 
 func limits(sd bundle.Systemd) []sddbus.Property {

@@ -55,7 +55,7 @@ func TestBuildGolden(t *testing.T) {
 				w.Env = map[string]string{"API_KEY": `s3cr"et $x \y` + "`z`\nline2", "HTTP_PORT": "9999"}
 				w.ForwardEnv = []string{"AWS_REGION", "NOT_SET"}
 				w.Systemd = bundle.Systemd{MemoryMax: 512 << 20, CPUQuotaPercent: 150, TasksMax: 64,
-					AllowJIT: true, StopTimeoutSec: 3, RestartDelaySec: 10}
+					MemoryDenyWriteExecute: ptr(false), StopTimeoutSec: 3, RestartDelaySec: 10}
 			}),
 			Dir: "/opt/keter/temp/shop-7", Port: 28120, Global: sslGlobal, EnvDir: "/opt/keter/etc/env",
 			PluginEnv: map[string]string{"PGHOST": "localhost", "PGPASS": "pw"},
@@ -271,9 +271,9 @@ func TestBuildRestartPolicy(t *testing.T) {
 		restart                    string
 		burst, interval, restartUS any
 	}{
-		{"webapp", webStanza(nil), "always", uint32(5), uint64(60_000_000), uint64(1_000_000)},
+		{"webapp", webStanza(nil), "always", uint32(100), uint64(60_000_000), uint64(100_000)},
 		{"webapp slow restart", webStanza(func(w *bundle.WebApp) { w.Systemd.RestartDelaySec = 30 }),
-			"always", uint32(5), uint64(300_000_000), uint64(30_000_000)},
+			"always", uint32(100), uint64(300_000_000), uint64(30_000_000)},
 		{"unlimited", bgStanza(-1, 5), "always", nil, uint64(0), uint64(5_000_000)},
 		{"count 2", bgStanza(2, 1), "always", uint32(3), ^uint64(0), uint64(1_000_000)},
 		{"count 0", bgStanza(0, 1), "no", nil, nil, nil},
@@ -297,6 +297,46 @@ func TestBuildRestartPolicy(t *testing.T) {
 	}
 }
 
+// TestMemoryDenyWriteExecute: W^X is off unless the stanza opts in, for
+// webapps and background stanzas alike.
+func TestMemoryDenyWriteExecute(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		choice *bool
+		want   bool
+	}{
+		{"unset is off", nil, false},
+		{"opt in", ptr(true), true},
+		{"opt out", ptr(false), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			web := webStanza(func(w *bundle.WebApp) { w.Systemd.MemoryDenyWriteExecute = tt.choice })
+			bg := bgStanza(-1, 1)
+			bg.Background.Systemd.MemoryDenyWriteExecute = tt.choice
+			for _, s := range []bundle.Stanza{web, bg} {
+				u, err := Build(Input{App: "a", Version: "1", Stanza: s, Dir: "/srv/a", Port: 4000, EnvDir: "/e"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := propValue(u, "MemoryDenyWriteExecute"); got != tt.want {
+					t.Errorf("%s: MemoryDenyWriteExecute = %v, want %v", s.Type, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func propValue(u Unit, name string) any {
+	for _, p := range u.Properties {
+		if p.Name == name {
+			return p.Value.Value()
+		}
+	}
+	return nil
+}
+
 // TestPropertySignatures pins the D-Bus types systemd 252 accepts; a wrong
 // Go type is refused with "Invalid argument" only at start time.
 func TestPropertySignatures(t *testing.T) {
@@ -313,9 +353,15 @@ func TestPropertySignatures(t *testing.T) {
 		"RestrictRealtime": "b", "RestrictSUIDSGID": "b", "LockPersonality": "b", "MemoryDenyWriteExecute": "b",
 		"RemoveIPC": "b", "SystemCallArchitectures": "as", "SystemCallFilter": "(bas)",
 		"SystemCallErrorNumber": "i", "UMask": "u", "MemoryMax": "t", "CPUQuotaPerSecUSec": "t", "TasksMax": "t",
+		"ExecStartPreEx": "a(sasas)", "TemporaryFileSystem": "a(ss)", "BindPaths": "a(ssbt)",
+		"InaccessiblePaths": "as", "ExecStopPostEx": "a(sasas)",
+		"MemoryAccounting": "b", "CPUAccounting": "b", "TasksAccounting": "b", "IOAccounting": "b", "IPAccounting": "b",
 	}
-	in := Input{App: "demo", Version: "1", Dir: "/srv/demo", Port: 4000, Global: global(), EnvDir: "/e",
-		Stanza: webStanza(func(w *bundle.WebApp) { w.Systemd = bundle.Systemd{MemoryMax: 1, CPUQuotaPercent: 1, TasksMax: 1} })}
+	g := global()
+	g.Status.Socket = "/run/keter/keter.sock"
+	in := Input{App: "demo", Version: "1", Dir: "/opt/keter/temp/demo-1", Port: 4000, Global: g, EnvDir: "/e",
+		StopHook: []string{"/bin/true"},
+		Stanza:   webStanza(func(w *bundle.WebApp) { w.Systemd = bundle.Systemd{MemoryMax: 1, CPUQuotaPercent: 1, TasksMax: 1} })}
 	u, err := Build(in)
 	if err != nil {
 		t.Fatal(err)

@@ -8,19 +8,19 @@ func (r *results) acmeRows() []row {
 		return nil
 	}
 	if o.Err != "" {
-		return []row{{"7. automatic HTTPS", "did not finish: " + o.Err, "", "FAILED"}}
+		return []row{{"8. automatic HTTPS", "did not finish: " + o.Err, "", "FAILED"}}
 	}
 	a := o.V
 	dyn, st := cpuPer(a.Dynamic), cpuPer(a.Static)
 	return []row{
-		{"7. ACME: new host → first HTTPS 200 with a verifying chain (Pebble, validation sleep off)",
+		{"8. ACME: new host → first HTTPS 200 with a verifying chain (Pebble, validation sleep off)",
 			fmt.Sprintf("median %s, p90 %s over %d new hosts (their first plain HTTP 200: median %s)",
 				secs(median(a.HTTPS)), secs(percentile(a.HTTPS, 90)), len(a.HTTPS), secs(median(a.HTTP))),
 			"(none stated)", "—"},
-		{"7. ACME: nginx reloads while the certificates arrived",
+		{"8. ACME: nginx reloads while the certificates arrived",
 			fmt.Sprintf("%d reloads for %d new hosts: their deploys' own; a certificate in place needs none", a.Reloads, a.Hosts),
 			"no reload per certificate", verdict(a.Reloads <= a.Hosts)},
-		{"7. ACME: cost of reading the certificate at each handshake",
+		{"8. ACME: cost of reading the certificate at each handshake",
 			fmt.Sprintf("nginx CPU per full TLS handshake %.0f µs vs %.0f µs with a static ssl_certificate (%+.0f%%); %.0f vs %.0f handshakes/s seen by the client; resumed from a session ticket (listener session: true): %.0f µs vs %.0f µs",
 				dyn, st, 100*(dyn/st-1), sumRate(a.Dynamic), sumRate(a.Static), cpuPer(a.DynamicResumed), cpuPer(a.StaticResumed)),
 			"(none stated)", "—"},
@@ -44,7 +44,7 @@ func (r *results) acmeDetails(p func(string, ...any)) {
 	}
 	a := o.V
 	p("")
-	p("### 7. Automatic HTTPS (ACME)")
+	p("### 8. Automatic HTTPS (ACME)")
 	p("")
 	p("keter with a plain listener and an `acme: true` TLS listener on loopback; Pebble %s (built with", "v2.10.3")
 	p("`go install`) as the CA with `PEBBLE_VA_NOSLEEP=1` (its random 0-15 s validation delay off; validation")

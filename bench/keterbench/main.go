@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "acme"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
@@ -84,7 +84,8 @@ func main() {
 	run("scale", "4. scale", func() string { r.Scale = ptr(benchScale(ctx, e)); return r.Scale.Err })
 	run("restart", "5. keter restart", func() string { r.Restart = ptr(benchRestart(ctx, e)); return r.Restart.Err })
 	run("unpack", "6. unpack", func() string { r.Unpack = ptr(benchUnpack(ctx, e, *unpackRuns)); return r.Unpack.Err })
-	run("acme", "7. automatic HTTPS", func() string { r.ACME = ptr(benchACME(ctx, e)); return r.ACME.Err })
+	run("status", "7. status and metrics", func() string { r.Status = ptr(benchStatus(ctx, e)); return r.Status.Err })
+	run("acme", "8. automatic HTTPS", func() string { r.ACME = ptr(benchACME(ctx, e)); return r.ACME.Err })
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()
 	if *state != "" {

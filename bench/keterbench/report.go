@@ -21,6 +21,7 @@ type results struct {
 	Scale      *outcome[scaleResult]      `json:",omitempty"`
 	Restart    *outcome[restartResult]    `json:",omitempty"`
 	Unpack     *outcome[unpackResult]     `json:",omitempty"`
+	Status     *outcome[statusResult]     `json:",omitempty"`
 	ACME       *outcome[acmeResult]       `json:",omitempty"`
 }
 
@@ -142,6 +143,13 @@ func (r *results) rows() []row {
 				fmt.Sprintf("%.2f× the speed of tar xzf (%.0f MB/s vs %.0f MB/s, medians of %d runs)",
 					u.mbps(u.Keter)/u.mbps(u.Tar), u.mbps(u.Keter), u.mbps(u.Tar), len(u.Keter)),
 				"(none stated)", "—"})
+		}
+	}
+	if o := r.Status; o != nil {
+		if o.Err != "" {
+			failed("7. status and metrics", o.Err)
+		} else {
+			rows = append(rows, o.V.rows()...)
 		}
 	}
 	rows = append(rows, r.acmeRows()...)
@@ -401,6 +409,9 @@ func (r *results) details(p func(string, ...any)) {
 		p("- bundle.Unpack: %s (median %.0f MB/s).", joinDur(u.Keter), u.mbps(u.Keter))
 		p("- tar xzf: %s (median %.0f MB/s).", joinDur(u.Tar), u.mbps(u.Tar))
 	}
+	if o := r.Status; o != nil && o.Err == "" {
+		o.V.details(p)
+	}
 	r.acmeDetails(p)
 	if errs := r.errs(); len(errs) > 0 {
 		p("")
@@ -445,6 +456,9 @@ func (r *results) errs() []string {
 	}
 	if r.Unpack != nil {
 		add("unpack", r.Unpack.Err)
+	}
+	if r.Status != nil {
+		add("status", r.Status.Err)
 	}
 	if r.ACME != nil {
 		add("acme", r.ACME.Err)

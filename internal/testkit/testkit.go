@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -249,4 +250,75 @@ func DemoBundle(t testing.TB, path, host string, args ...string) {
 
 func quoteYAML(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// OwnCgroup moves this test process into a fresh cgroup v2 of its own
+// (back where it was at cleanup) and returns its path, e.g. to bind the
+// port map to the test's own connections.
+func OwnCgroup(t testing.TB) string {
+	t.Helper()
+	mount, err := cgroup2Mount()
+	if err != nil {
+		Missing(t, "no cgroup2: %v", err)
+	}
+	old, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var was string
+	for _, l := range strings.Split(string(old), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			was = p
+		}
+	}
+	cg := "/keter-test-" + Token()
+	dir := filepath.Join(mount, cg)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		Missing(t, "cannot make a cgroup (root needed): %v", err)
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0o644); err != nil {
+		os.Remove(dir)
+		t.Fatalf("moving the test into %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(filepath.Join(mount, was, "cgroup.procs"), pid, 0o644); err != nil {
+			t.Errorf("moving the test back to %s: %v", was, err)
+		}
+		os.Remove(dir)
+	})
+	return cg
+}
+
+// InCgroup runs bash -c script in a new cgroup v2 of its own (not this
+// process's) and returns its output and that cgroup's path through cg, which
+// is called once the cgroup exists and before the script runs.
+func InCgroup(t testing.TB, script string, cg func(path string)) (string, error) {
+	t.Helper()
+	mount, err := cgroup2Mount()
+	if err != nil {
+		Missing(t, "no cgroup2: %v", err)
+	}
+	path := "/keter-test-" + Token()
+	dir := filepath.Join(mount, path)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		Missing(t, "cannot make a cgroup (root needed): %v", err)
+	}
+	defer os.Remove(dir)
+	cg(path)
+	out, err := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && exec bash -c "$2"`, "in-cgroup", dir, script).CombinedOutput()
+	return string(out), err
+}
+
+func cgroup2Mount() (string, error) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[2] == "cgroup2" {
+			return f[1], nil
+		}
+	}
+	return "", os.ErrNotExist
 }

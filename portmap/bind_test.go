@@ -1,0 +1,142 @@
+package portmap
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keter-systemd/keter/internal/testkit"
+)
+
+// ask connects to port from bash and returns the first line answered, or
+// "refused".
+const askScript = `if ! { exec 3<>/dev/tcp/127.0.0.1/%d; } 2>/dev/null; then echo refused; exit 0; fi; echo who >&3; head -n1 <&3`
+
+// TestBindRedirectsOnlyThatCgroup: the map redirects a process of the bound
+// cgroup, and no other one: not this test, whatever its user.
+func TestBindRedirectsOnlyThatCgroup(t *testing.T) {
+	m := needTable(t)
+	ctx := context.Background()
+	a := nameServer(t, "A")
+	front := testkit.FreePort(t)
+	if err := m.Apply(ctx, map[int]int{front: a}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := testkit.InCgroup(t, fmt.Sprintf(askScript, front), func(cg string) {
+		if err := m.Bind(ctx, cg); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil || strings.TrimSpace(out) != "A" {
+		t.Fatalf("a process of the bound cgroup got %q %v, want A", out, err)
+	}
+	if c, err := dial(t, front); err == nil {
+		t.Fatalf("this test, outside the bound cgroup, was redirected to %s", c.RemoteAddr())
+	}
+	other, err := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", "-c", fmt.Sprintf(askScript, front)).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(other)) != "refused" {
+		t.Fatalf("another user outside the bound cgroup got %q %v, want refused", other, err)
+	}
+}
+
+// TestStartHookBindsItsOwnCgroup: the hook nginx's unit runs before each
+// start binds the rule to the cgroup it runs in.
+func TestStartHookBindsItsOwnCgroup(t *testing.T) {
+	m := needTable(t)
+	ctx := context.Background()
+	a := nameServer(t, "A")
+	front := testkit.FreePort(t)
+	if err := m.Apply(ctx, map[int]int{front: a}); err != nil {
+		t.Fatal(err)
+	}
+	hook := StartHook(m.Table())
+	file := filepath.Join(t.TempDir(), "hook.sh")
+	if err := os.WriteFile(file, []byte(hook[2]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// As systemd runs it: hook[0] -c SCRIPT hook[3] hook[4].
+	script := fmt.Sprintf("%s %s %s || exit 1\n", hook[0], file, hook[4]) + fmt.Sprintf(askScript, front)
+	out, err := testkit.InCgroup(t, script, func(string) {})
+	if err != nil || strings.TrimSpace(out) != "A" {
+		t.Fatalf("after the start hook, a process of its cgroup got %q %v, want A", out, err)
+	}
+	cur, err := m.Current(ctx)
+	if err != nil || cur[front] != a {
+		t.Fatalf("the hook changed the map: %v %v", cur, err)
+	}
+	if c, err := dial(t, front); err == nil {
+		t.Fatalf("this test, outside the hook's cgroup, was redirected to %s", c.RemoteAddr())
+	}
+}
+
+// TestCloseIdleClosesOnlyIdle: after a switch, the kept idle connection to
+// the old port is closed and a busy one (its answer not yet sent) is not.
+func TestCloseIdleClosesOnlyIdle(t *testing.T) {
+	m := needNft(t)
+	ctx := context.Background()
+	a := nameServer(t, "A")
+	slow := slowServer(t, "A")
+	b := nameServer(t, "B")
+	front, front2 := testkit.FreePort(t), testkit.FreePort(t)
+	if err := m.Apply(ctx, map[int]int{front: a, front2: slow}); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := dial(t, front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := idle.ask(t); got != "A" {
+		t.Fatalf("got %q", got)
+	}
+	busy, err := dial(t, front2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := busy.Write([]byte("who\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := m.Apply(ctx, map[int]int{front: b, front2: b}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := m.CloseIdle(front, a)
+	if err != nil || n != 1 {
+		t.Fatalf("CloseIdle(%d, %d) = %d, %v; want 1", front, a, n, err)
+	}
+	if n, err := m.CloseIdle(front2, slow); err != nil || n != 0 {
+		t.Fatalf("CloseIdle of the busy connection = %d, %v; want 0", n, err)
+	}
+	idle.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := idle.Write([]byte("who\n")); err == nil {
+		if _, err := idle.r.ReadString('\n'); err == nil {
+			t.Fatal("the idle connection to the old port still works")
+		}
+	}
+	busy.SetDeadline(time.Now().Add(5 * time.Second))
+	if s, err := busy.r.ReadString('\n'); err != nil || s != "A\n" {
+		t.Fatalf("the busy connection: %q %v, want its answer from the old port", s, err)
+	}
+	if got := whoAt(t, front); got != "B" {
+		t.Fatalf("a new connection reached %q, want B", got)
+	}
+}
+
+// slowServer answers each line after 300 ms.
+func slowServer(t *testing.T, name string) int {
+	t.Helper()
+	return server(t, name, 300*time.Millisecond)
+}
+
+// TestStartHookMatchesBind: the script the package ships writes the rule
+// Bind writes.
+func TestStartHookMatchesBind(t *testing.T) {
+	want := strings.Join(append(skeleton("$1"), ruleLines("$1", `"${m:+$m/}$p"`, "$l")...), "\n")
+	if !strings.Contains(startHook, want) {
+		t.Fatalf("start-hook.sh does not hold the rule Bind makes:\n%s", want)
+	}
+}

@@ -1,0 +1,91 @@
+package unitgen
+
+import (
+	"path/filepath"
+	"strings"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/keter-systemd/keter/config"
+)
+
+// msRec is MS_REC: BindPaths mounts the folder with what is below it.
+const msRec = 16384
+
+// tmpfsMount is the D-Bus shape (ss) of one TemporaryFileSystem entry.
+type tmpfsMount struct {
+	Path, Options string
+}
+
+// bindMount is the D-Bus shape (ssbt) of one BindPaths entry.
+type bindMount struct {
+	Source, Destination string
+	IgnoreMissing       bool
+	Flags               uint64
+}
+
+// execEx is the D-Bus shape (sasas) of ExecStartEx, ExecStartPreEx and
+// ExecStopPostEx.
+type execEx struct {
+	Path  string
+	Args  []string
+	Flags []string
+}
+
+// isolation keeps an app out of every other app's files and keter's: the
+// keter root is replaced by an empty read-only tmpfs in the unit's mount
+// namespace, and only the version's own folder is bound back, writable
+// (as under the Haskell Keter, where apps write e.g. static/tmp). Mounts,
+// not file modes, so it holds when `setuid` runs every app as one user.
+// Keter's files outside the root (a moved CLI socket, system mode's
+// nginx include) are made inaccessible too.
+func isolation(in Input) []sddbus.Property {
+	var ps []sddbus.Property
+	root := ""
+	if in.Global != nil && in.Global.Root != "" {
+		root = filepath.Clean(in.Global.Root)
+	}
+	if root != "" && root != "/" && within(in.Dir, root) {
+		ps = append(ps, prop("TemporaryFileSystem", []tmpfsMount{{root, "ro"}}))
+	}
+	ps = append(ps, prop("BindPaths", []bindMount{{in.Dir, in.Dir, false, msRec}}))
+	var hide []string
+	if g := in.Global; g != nil {
+		if g.Status.Socket != "" && !within(g.Status.Socket, root) {
+			hide = append(hide, "-"+filepath.Dir(g.Status.Socket))
+		}
+		if g.Nginx.Mode == config.ModeSystem && g.Nginx.IncludeFile != "" && !within(g.Nginx.IncludeFile, root) {
+			hide = append(hide, "-"+g.Nginx.IncludeFile)
+		}
+	}
+	if len(hide) > 0 {
+		ps = append(ps, prop("InaccessiblePaths", hide))
+	}
+	return ps
+}
+
+// ownFolder gives the version folder to the app's user before each start:
+// keter unpacked it as root, and a dynamic user's UID is only known once
+// systemd has allocated it. The state directory, which systemd has already
+// handed to that user, serves as the reference. It runs with full
+// privileges ("+") and does nothing when the owner is already right, so an
+// automatic restart costs one stat. -h: never follow a link.
+func ownFolder(dir, stateDir string) sddbus.Property {
+	const script = `[ "$(stat -c %u:%g "$1")" = "$(stat -c %u:%g "$2")" ] || exec chown -R -h --reference="$2" "$1"`
+	return prop("ExecStartPreEx", []execEx{{"/bin/sh", []string{"/bin/sh", "-c", script, "keter-own", dir, stateDir}, []string{"privileged", "no-env-expand"}}})
+}
+
+// stopHook runs argv with full privileges after every stop of the unit
+// (automatic restarts too); a failure of it is only logged by systemd.
+func stopHook(argv []string) sddbus.Property {
+	return prop("ExecStopPostEx", []execEx{{argv[0], argv, []string{"privileged", "ignore-failure", "no-env-expand"}}})
+}
+
+// within reports whether path is root or below it.
+func within(path, root string) bool {
+	if root == "" {
+		return false
+	}
+	rel, err := filepath.Rel(root, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
