@@ -92,6 +92,8 @@ type Manager struct {
 
 	pm PortMap // nil: a new version's port is reloaded into nginx
 
+	maintenance int // the maintenance responder's port; 0: none
+
 	certs     Certs // nil: no ACME
 	acme      *ACME
 	last      []App           // what Apply was last given, for Refresh
@@ -123,6 +125,9 @@ func New(g *config.Config, units Units, log *slog.Logger, opts ...Option) *Manag
 	prefix := filepath.Join(g.Etc(), "nginx")
 	m.paths = Paths{Prefix: prefix, PidFile: filepath.Join(prefix, "nginx.pid"), User: workerUser(), IPv6: ipv6(), MaxFiles: maxFiles(), Control: true, Mapped: m.pm != nil}
 	m.paths.ACME = m.acme
+	if m.maintenance != 0 {
+		m.paths.Maintenance, m.paths.MaintenanceDir = m.maintenance, filepath.Join(g.Etc(), "maintenance")
+	}
 	m.conf = filepath.Join(prefix, "nginx.conf")
 	if g.Nginx.Mode == config.ModeSystem {
 		m.conf = g.Nginx.IncludeFile
@@ -332,7 +337,16 @@ func (m *Manager) render(ctx context.Context, apps []App) (*Output, bool, error)
 	return out, changed, nil
 }
 
-func (m *Manager) apply(ctx context.Context, apps []App) error {
+func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
+	// Pages first: a host is sent to the responder only once its page is there.
+	if err := m.writePages(apps); err != nil {
+		return err
+	}
+	defer func() {
+		if err == nil {
+			m.cleanPages(apps)
+		}
+	}()
 	if m.pm == nil {
 		p, err := m.prepare(ctx, apps)
 		if err != nil || p == nil {
@@ -351,6 +365,7 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 		a.Ports = a.Fronts
 		front[i] = a
 	}
+	mapMaintenance(want, apps, m.paths.Maintenance)
 	// The config is tested before the map changes, so a refused config
 	// switches nothing.
 	p, err := m.prepare(ctx, front)

@@ -157,7 +157,7 @@ var allowed = map[string]map[string]bool{
 		"real_ip_recursive", "location", "error_page", "http2"),
 	"location": set("internal", "types", "default_type", "alias", "return", "proxy_pass", "proxy_http_version",
 		"proxy_set_header", "proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name",
-		"proxy_hide_header", "add_header", "root", "autoindex"),
+		"proxy_hide_header", "add_header", "root", "autoindex", "try_files"),
 	"types": set(),
 }
 

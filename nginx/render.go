@@ -35,6 +35,10 @@ type Paths struct {
 	HTTP2On bool
 	// ACME serves certificates from an ACME CA (nil: keter has none).
 	ACME *ACME
+	// Maintenance is the loopback port of the maintenance responder (0:
+	// none); MaintenanceDir holds the pages it serves.
+	Maintenance    int
+	MaintenanceDir string
 }
 
 // Kept upstream connections of a mapped upstream. At a switch keter
@@ -271,6 +275,7 @@ func (r *renderer) include() []byte {
 	for _, s := range r.sites {
 		r.siteServers(w, s)
 	}
+	r.maintenanceServer(w)
 	return w.b.Bytes()
 }
 
@@ -415,6 +420,10 @@ func (r *renderer) siteServers(w *writer, s *site) {
 			w.open("location", "/")
 			w.line("return", "301", q(target+"$request_uri"))
 			w.close()
+			return
+		}
+		if s.maint {
+			r.maintenanceLocation(w)
 			return
 		}
 		switch {

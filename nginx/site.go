@@ -32,6 +32,9 @@ type App struct {
 	// Down are stanzas whose unit stopped for good: a PortMap sends their
 	// front nowhere.
 	Down map[int]bool
+	// Maintenance, when set, sends every host of the app to the
+	// maintenance responder (see maintenance.go).
+	Maintenance *Maintenance
 }
 
 // cert is what a TLS server block serves.
@@ -55,6 +58,7 @@ type site struct {
 	secure  bool  // requires-secure
 	sni     *cert // per-stanza certificate
 	stanza  bundle.Stanza
+	maint   bool   // proxied to the maintenance responder
 	port    int    // webapp
 	root    string // static-files, absolute
 	timeout string // proxy read/send timeout
@@ -84,7 +88,7 @@ func buildModel(g *config.Config, apps []App, p Paths) (*model, error) {
 	if r.p.MimeTypes == "" {
 		r.p.MimeTypes = "/etc/nginx/mime.types"
 	}
-	if err := errors.Join(r.global(), r.checkACME()); err != nil {
+	if err := errors.Join(r.global(), r.checkACME(), r.checkMaintenance()); err != nil {
 		return nil, err
 	}
 	sorted := slices.Clone(apps)
@@ -240,6 +244,7 @@ func (r *model) app(a App) error {
 			errs = append(errs, fmt.Errorf("stanza %d (%s): %w", i, st.Type, err))
 			continue
 		}
+		s.maint = r.maintained(a, st)
 		r.sites = append(r.sites, s)
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,278 @@
+package nginx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/internal/atomicfile"
+)
+
+// Maintenance mode. nginx always carries one loopback server keter owns,
+// the responder, on a fixed port from the port-manager ranges: it answers
+// every request with 503, Retry-After and a page chosen by the request's
+// host from files under Paths.MaintenanceDir. An app goes into
+// maintenance by writing its page and pointing its webapps' front ports at
+// the responder in the port map, the same atomic switch a deploy makes:
+// no reload, and no connection a client made is touched. Its other
+// stanzas (static files, redirects, reverse proxies), and every stanza
+// without a port map, are rendered to proxy to the responder: one reload.
+// The pages and the map live outside keter, so all of it keeps working
+// while keter is stopped.
+
+// Maintenance is an app in maintenance as the front door sees it.
+type Maintenance struct {
+	// Message is shown on keter's page ("" for a default text); a
+	// bundle's own page shows it where it says MessageMark.
+	Message string
+}
+
+// RetryAfter is the Retry-After of a maintenance answer, in seconds.
+const RetryAfter = 120
+
+// MessageMark in a bundle's own maintenance page is replaced by the
+// operator's message, HTML-escaped.
+const MessageMark = "<!--keter:message-->"
+
+// MaintenanceHost names the responder's server block; .invalid can never
+// be a real site.
+const MaintenanceHost = "keter-maintenance.invalid"
+
+// defaultPage is what the responder serves for a host of no app in
+// maintenance (a request that was on its way at a switch).
+const defaultPage = "default.html"
+
+// locMaintenance is the responder's internal location for its page.
+const locMaintenance = "/.keter-internal/maintenance"
+
+// maintenanceVar holds, per request, the page of the request's host.
+const maintenanceVar = "$keter_maintenance_page"
+
+// WithMaintenance runs the responder on loopback port (0: none). Its
+// pages go to ROOT/etc/maintenance.
+func WithMaintenance(port int) Option { return func(m *Manager) { m.maintenance = port } }
+
+// pageName is the responder's file for app's hosts. App names are
+// letters, digits, '.', '_' and '-', so they are file names as they are;
+// the prefix keeps them apart from defaultPage.
+func pageName(app string) string { return "app-" + app + ".html" }
+
+// maintained reports whether a site of a is rendered to proxy to the
+// responder: a webapp behind a port map is sent there by the map instead.
+func (r *model) maintained(a App, st bundle.Stanza) bool {
+	return a.Maintenance != nil && r.p.Maintenance != 0 && (st.WebApp == nil || !r.p.Mapped)
+}
+
+// checkMaintenance validates what the responder's server is made of.
+func (r *model) checkMaintenance() error {
+	if r.p.Maintenance == 0 {
+		return nil
+	}
+	if r.p.Maintenance < 1 || r.p.Maintenance > 65535 {
+		return fmt.Errorf("maintenance responder port %d: %w", r.p.Maintenance, ErrInvalid)
+	}
+	return checkPath("maintenance page folder", r.p.MaintenanceDir)
+}
+
+// maintenanceServer renders the responder and the map from every site's
+// hosts to its app's page, so that turning maintenance on for any app
+// later changes no config.
+func (r *renderer) maintenanceServer(w *writer) {
+	if r.p.Maintenance == 0 {
+		return
+	}
+	w.open("map", "$host", maintenanceVar)
+	w.line("default", q(strings.TrimSuffix(defaultPage, ".html")))
+	for _, s := range r.sites {
+		for _, h := range s.hosts {
+			w.line(serverName(h), q(strings.TrimSuffix(pageName(s.app), ".html")))
+		}
+	}
+	w.close()
+	w.open("server")
+	w.line("listen", hostPort("127.0.0.1", r.p.Maintenance))
+	w.line("server_name", q(MaintenanceHost))
+	// The body of a request is read and dropped, whatever its size: the
+	// site that proxied it here already applied its own limit.
+	w.line("client_max_body_size", "0")
+	w.line("error_page", "503", locMaintenance)
+	w.open("location", "/")
+	w.line("return", "503")
+	w.close()
+	w.open("location", "=", locMaintenance)
+	w.line("internal")
+	w.line("root", q(r.p.MaintenanceDir))
+	w.open("types")
+	w.close()
+	w.line("default_type", q("text/html; charset=utf-8"))
+	w.line("add_header", "Retry-After", strconv.Itoa(RetryAfter), "always")
+	w.line("add_header", "Cache-Control", q("no-store"), "always")
+	w.line("try_files", "/"+maintenanceVar+".html", "/"+defaultPage, "=503")
+	w.close()
+	w.close()
+}
+
+// maintenanceLocation sends a site in maintenance to the responder.
+func (r *renderer) maintenanceLocation(w *writer) {
+	w.open("location", "/")
+	w.line("proxy_pass", "http://"+hostPort("127.0.0.1", r.p.Maintenance))
+	w.line("proxy_set_header", "Host", "$host")
+	w.close()
+}
+
+// mapMaintenance points the front ports of apps in maintenance at the
+// responder in want, the port map Apply makes.
+func mapMaintenance(want map[int]int, apps []App, responder int) {
+	if responder == 0 {
+		return
+	}
+	for _, a := range apps {
+		if a.Maintenance == nil {
+			continue
+		}
+		for _, f := range a.Fronts {
+			want[f] = responder
+		}
+	}
+}
+
+// Page is what the responder serves for a's hosts: the bundle's own
+// bundle.MaintenancePage when it ships one (own is true), else keter's
+// page with the message.
+func Page(a App) (page []byte, own bool, err error) {
+	msg := ""
+	if a.Maintenance != nil {
+		msg = a.Maintenance.Message
+	}
+	if a.Dir != "" {
+		data, err := readOwnPage(filepath.Join(a.Dir, bundle.MaintenancePage))
+		switch {
+		case err == nil:
+			return bytes.ReplaceAll(data, []byte(MessageMark), []byte(escapeMessage(msg))), true, nil
+		case !errors.Is(err, os.ErrNotExist):
+			return keterPage(msg), false, err
+		}
+	}
+	return keterPage(msg), false, nil
+}
+
+// readOwnPage reads a bundle's page: a regular file of at most
+// bundle.MaxMaintenancePage bytes.
+func readOwnPage(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading %s: not a regular file", bundle.MaintenancePage)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, bundle.MaxMaintenancePage+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", bundle.MaintenancePage, err)
+	}
+	if len(data) > bundle.MaxMaintenancePage {
+		return nil, fmt.Errorf("reading %s: larger than %d bytes", bundle.MaintenancePage, bundle.MaxMaintenancePage)
+	}
+	return data, nil
+}
+
+// escapeMessage makes an operator's text HTML, keeping its line breaks.
+func escapeMessage(msg string) string {
+	return strings.ReplaceAll(html.EscapeString(msg), "\n", "<br>\n")
+}
+
+// keterPage is keter's own maintenance page.
+func keterPage(msg string) []byte {
+	text := escapeMessage(msg)
+	if strings.TrimSpace(msg) == "" {
+		text = "This site is being worked on and will be back soon."
+	}
+	return []byte(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Down for maintenance</title>
+<style>body { font: 17px/1.5 system-ui, sans-serif; max-width: 36em; margin: 15vh auto; padding: 0 1em; color: #222; } h1 { font-size: 1.5em; }</style>
+</head>
+<body>
+<h1>Down for maintenance</h1>
+<p>` + text + `</p>
+</body>
+</html>
+`)
+}
+
+// writePages writes the page of every app in apps that is in
+// maintenance, and the default page, before any host is sent to the
+// responder. A bundle page keter cannot use is logged and replaced by
+// keter's own: it must not fail a deploy.
+func (m *Manager) writePages(apps []App) error {
+	if m.paths.Maintenance == 0 {
+		return nil
+	}
+	dir := m.paths.MaintenanceDir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating the maintenance page folder: %w", err)
+	}
+	pages := map[string][]byte{defaultPage: keterPage("")}
+	for _, a := range apps {
+		if a.Maintenance == nil {
+			continue
+		}
+		page, _, err := Page(a)
+		if err != nil {
+			m.log.Warn("serving keter's maintenance page instead of the bundle's", "app", a.Name, "err", err)
+		}
+		pages[pageName(a.Name)] = page
+	}
+	for name, page := range pages {
+		path := filepath.Join(dir, name)
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, page) {
+			continue
+		}
+		// nginx's workers read it: world-readable, as static files are.
+		if err := atomicfile.Write(path, page, 0o644); err != nil {
+			return fmt.Errorf("writing the maintenance page of %s: %w", strings.TrimSuffix(name, ".html"), err)
+		}
+	}
+	return nil
+}
+
+// cleanPages removes the pages of apps not in maintenance in apps, once
+// no host is sent to the responder for them.
+func (m *Manager) cleanPages(apps []App) {
+	if m.paths.Maintenance == 0 {
+		return
+	}
+	keep := map[string]bool{defaultPage: true}
+	for _, a := range apps {
+		if a.Maintenance != nil {
+			keep[pageName(a.Name)] = true
+		}
+	}
+	entries, err := os.ReadDir(m.paths.MaintenanceDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if keep[e.Name()] || !strings.HasPrefix(e.Name(), "app-") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(m.paths.MaintenanceDir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			m.log.Warn("removing a maintenance page", "file", e.Name(), "err", err)
+		}
+	}
+}
