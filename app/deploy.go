@@ -485,6 +485,7 @@ func (m *Manager) releaseFronts(v *version) {
 func (m *Manager) remove(ctx context.Context, name string) error {
 	old := m.swapLive(name, nil)
 	m.forget(name)
+	m.dropMaintenance(name)
 	if old == nil {
 		return nil
 	}

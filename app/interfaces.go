@@ -45,4 +45,7 @@ type Live struct {
 	// Down are webapp stanzas whose unit stopped for good: their front
 	// must send nothing anywhere.
 	Down map[int]bool
+	// Maintenance, when set, sends every host of the app to the proxy's
+	// maintenance page instead.
+	Maintenance *Maintenance
 }

@@ -47,6 +47,9 @@ type Options struct {
 	// Retired, when set, is told the ports of a version that served and
 	// is now stopped (the port map forgets their connections).
 	Retired func(ports []int)
+	// MaintenancePort is the proxy's maintenance responder's (from
+	// MaintenancePort); 0 leaves maintenance mode unavailable.
+	MaintenancePort int
 }
 
 // Manager owns every app's lifecycle.
@@ -82,6 +85,7 @@ type Manager struct {
 	wg      sync.WaitGroup
 
 	metrics metrics // deploy counters for /metrics
+	maint   maintenance
 }
 
 // New checks the options and makes a Manager; Run starts it.
@@ -111,6 +115,10 @@ func New(o Options) (*Manager, error) {
 		status:    map[string]*AppStatus{},
 	}
 	m.sync = newSyncer(o.Proxy, m.snapshot)
+	m.maint = maintenance{port: o.MaintenancePort, wait: o.MinDrain, apps: map[string]Maintenance{}}
+	if o.MaintenancePort != 0 {
+		m.ports.Hold(o.MaintenancePort)
+	}
 	return m, nil
 }
 
@@ -128,6 +136,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer m.wg.Wait()
 	if err := m.layout(); err != nil {
 		return fmt.Errorf("creating root layout: %w", err)
+	}
+	if err := m.loadMaintenanceState(); err != nil {
+		return err
 	}
 	if m.cfg.PortManager.Reserving() {
 		if list, err := reservePorts(reservedPortsFile, filepath.Join(m.cfg.Etc(), "reserved-ports"), m.cfg.PortManager.Ranges); err != nil {
@@ -258,7 +269,9 @@ func (m *Manager) snapshot() []Live {
 	defer m.mu.Unlock()
 	out := make([]Live, 0, len(m.live))
 	for _, v := range m.live {
-		out = append(out, v.asLive())
+		l := v.asLive()
+		l.Maintenance = m.maintenanceOf(v.app)
+		out = append(out, l)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -26,6 +26,8 @@ type harness struct {
 	proxy *fakeProxy
 	m     *Manager
 	stop  func()
+	// maintPort is the maintenance responder's port start gives New.
+	maintPort int
 }
 
 func newHarness(t *testing.T, units *fakeUnits) *harness {
@@ -48,7 +50,7 @@ func newHarness(t *testing.T, units *fakeUnits) *harness {
 
 func (h *harness) start() {
 	ready := make(chan struct{})
-	m, err := New(Options{Config: h.cfg, Units: h.units, Proxy: h.proxy, OnReady: func() { close(ready) }, StableWait: time.Millisecond,
+	m, err := New(Options{Config: h.cfg, Units: h.units, Proxy: h.proxy, OnReady: func() { close(ready) }, StableWait: time.Millisecond, MaintenancePort: h.maintPort,
 		StopHook: func(front, port int, unit string) []string {
 			return []string{"/hook", strconv.Itoa(front), strconv.Itoa(port), unit}
 		}})

@@ -19,6 +19,8 @@ type AppStatus struct {
 	LastAt     time.Time      `json:"last_at,omitzero"`
 	LastDigest string         `json:"last_digest,omitempty"`
 	Duration   time.Duration  `json:"last_duration_ns,omitempty"`
+	// Maintenance is set while the app is in maintenance.
+	Maintenance *MaintenanceStatus `json:"maintenance,omitempty"`
 }
 
 // VersionStatus describes a live version.
@@ -46,6 +48,7 @@ func (m *Manager) Status() []AppStatus {
 				Ports: v.ports, Fronts: v.fronts, Units: v.units, DeployedAt: v.deployedAt,
 			}
 		}
+		c.Maintenance = m.maintenanceStatus(name)
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
