@@ -50,6 +50,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	for _, st := range sortedKeys(states) {
 		fmt.Fprintf(b, "keter_apps{state=%q} %d\n", st, states[st])
 	}
+	writeMaintenance(b, apps, header)
 	writeUsage(b, apps, header)
 	header("keter_nginx_reloads_total", "counter", "nginx reloads keter asked for since it started.")
 	fmt.Fprintf(b, "keter_nginx_reloads_total %d\n", reloads)

@@ -25,6 +25,7 @@ type Core interface {
 	Metrics() app.Metrics
 	WaitDeploy(ctx context.Context, name, digest string, since time.Time) (app.AppStatus, error)
 	Rollback(ctx context.Context, name string) (string, error)
+	SetMaintenance(ctx context.Context, name string, on bool, message string) error
 }
 
 // Units is what the server reads from systemd and journald.
@@ -189,6 +190,7 @@ func (s *Server) socketHandler() http.Handler {
 	mux.Handle("/", s.pageHandler())
 	mux.HandleFunc("GET /api/apps/{name}/wait", s.wait)
 	mux.HandleFunc("POST /api/apps/{name}/rollback", s.rollback)
+	mux.HandleFunc("POST /api/apps/{name}/maintenance", s.maintenance)
 	mux.HandleFunc("POST /api/apps/{name}/postgres/drop", rootOnly(s.dropDatabase))
 	return mux
 }

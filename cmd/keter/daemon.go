@@ -103,6 +103,13 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		}
 		minDrain = nginx.UpstreamKeepaliveTime + 100*time.Millisecond
 	}
+	maintPort, err := app.MaintenancePort(cfg)
+	if err != nil {
+		log.Error("maintenance mode is unavailable", "err", err)
+	} else {
+		log.Info("maintenance responder", "port", maintPort)
+		nopts = append(nopts, nginx.WithMaintenance(maintPort))
+	}
 	certs, err := newACME(cfg, log.With("part", "acme"))
 	if err != nil {
 		return fmt.Errorf("starting ACME: %w", err)
@@ -127,6 +134,8 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		MinDrain:  minDrain,
 		DeployGID: gid,
 		Retired:   retired,
+		// The port nginx listens on for maintenance is never an app's.
+		MaintenancePort: maintPort,
 		OnReady: func() {
 			st.SetReady()
 			daemon.SdNotify(false, daemon.SdNotifyReady)
@@ -249,6 +258,9 @@ func (p proxy) Apply(ctx context.Context, live []app.Live) error {
 	apps := make([]nginx.App, len(live))
 	for i, l := range live {
 		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts, Down: l.Down}
+		if l.Maintenance != nil {
+			apps[i].Maintenance = &nginx.Maintenance{Message: l.Maintenance.Message}
+		}
 	}
 	return p.m.Apply(ctx, apps)
 }

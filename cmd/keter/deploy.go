@@ -71,6 +71,7 @@ func await(ctx context.Context, c *status.Client, name, digest string, since tim
 	case r.Result == app.ResultLive && r.App != nil && r.App.Live != nil:
 		v := r.App.Live
 		fmt.Printf("%s: version %s is live (bundle %s) on %s\n", name, v.Version, digest[:12], strings.Join(v.Hosts, ", "))
+		maintenanceNote(name, r.App)
 		return exitOK
 	case r.Result == app.ResultLive:
 		fmt.Printf("%s: bundle %s is live\n", name, digest[:12])

@@ -77,7 +77,11 @@ func cmdStatus(ctx context.Context, args []string) int {
 			}
 		}
 		mem, cpu, tasks := appColumns(a)
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d active\t%s\t%s\t%s\t%s\n", a.Name, a.State, version, hosts, active, len(a.Units), mem, cpu, tasks, lastDeploy(a))
+		state := a.State
+		if a.Maintenance != nil {
+			state += " (maintenance)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d active\t%s\t%s\t%s\t%s\n", a.Name, state, version, hosts, active, len(a.Units), mem, cpu, tasks, lastDeploy(a))
 	}
 	w.Flush()
 	if len(apps) > 0 {
@@ -121,6 +125,7 @@ func portList(ports, fronts map[int]int) string {
 
 func printApp(w io.Writer, a status.App) {
 	fmt.Fprintf(w, "app:          %s\nstate:        %s\n", a.Name, a.State)
+	printMaintenance(w, a.Maintenance)
 	if v := a.Live; v != nil {
 		fmt.Fprintf(w, "version:      %s (since %s)\ndigest:       %s\nhosts:        %s\nports:        %s\nfolder:       %s\n",
 			v.Version, v.DeployedAt.Local().Format(time.DateTime), v.Digest, strings.Join(v.Hosts, ", "), portList(v.Ports, v.Fronts), v.Dir)
