@@ -52,9 +52,8 @@ type maintenanceFile struct {
 
 // maintenance is the Manager's part for maintenance mode.
 type maintenance struct {
-	port int           // the responder's; 0: maintenance is unavailable
-	wait time.Duration // how long nginx may still send a request to an app after its switch
-	op   sync.Mutex    // one switch at a time
+	port int        // the responder's; 0: maintenance is unavailable
+	op   sync.Mutex // one switch at a time
 	apps map[string]Maintenance
 }
 
@@ -187,8 +186,8 @@ func (m *Manager) maintenanceStatus(name string) *MaintenanceStatus {
 }
 
 // SetMaintenance turns app name's maintenance on (with message, which
-// replaces a previous one) or off, and returns once the proxy serves it:
-// with on, once no new request reaches the app. The state is saved
+// replaces a previous one) or off, and returns once the proxy serves it
+// to every new request: with on, no new request reaches the app. The state is saved
 // before the proxy is switched, as a deploy's is; if the switch fails the
 // previous state is put back.
 func (m *Manager) SetMaintenance(ctx context.Context, name string, on bool, message string) error {
@@ -238,15 +237,6 @@ func (m *Manager) SetMaintenance(ctx context.Context, name string, on bool, mess
 			}
 		}
 		return fmt.Errorf("switching maintenance of %q %s: %w", name, onOff(on), err)
-	}
-	if on && !was && m.maint.wait > 0 {
-		// nginx may send a request on a connection that was busy at the
-		// switch for this long: the app is quiet only then.
-		select {
-		case <-time.After(m.maint.wait):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
 	}
 	if on {
 		m.log.Info("maintenance on: the app's hosts answer 503", "app", name, "message", message)

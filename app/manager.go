@@ -115,7 +115,7 @@ func New(o Options) (*Manager, error) {
 		status:    map[string]*AppStatus{},
 	}
 	m.sync = newSyncer(o.Proxy, m.snapshot)
-	m.maint = maintenance{port: o.MaintenancePort, wait: o.MinDrain, apps: map[string]Maintenance{}}
+	m.maint = maintenance{port: o.MaintenancePort, apps: map[string]Maintenance{}}
 	if o.MaintenancePort != 0 {
 		m.ports.Hold(o.MaintenancePort)
 	}

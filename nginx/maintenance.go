@@ -2,6 +2,7 @@ package nginx
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"html"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/internal/atomicfile"
@@ -99,6 +101,9 @@ func (r *renderer) maintenanceServer(w *writer) {
 	w.open("server")
 	w.line("listen", hostPort("127.0.0.1", r.p.Maintenance))
 	w.line("server_name", q(MaintenanceHost))
+	// No kept connections: nginx would send a request on one after the
+	// app's switch back, as long as it kept it.
+	w.line("keepalive_timeout", "0")
 	// The body of a request is read and dropped, whatever its size: the
 	// site that proxied it here already applied its own limit.
 	w.line("client_max_body_size", "0")
@@ -141,6 +146,45 @@ func mapMaintenance(want map[int]int, apps []App, responder int) {
 			want[f] = responder
 		}
 	}
+}
+
+// quietPass is how often quietApps looks for idle connections.
+const quietPass = 50 * time.Millisecond
+
+// quietApps keeps closing nginx's idle kept connections to the apps whose
+// fronts moved to the responder until none can carry a request any more:
+// a connection busy at the switch goes back to nginx's cache after it,
+// where it could wait and carry one request to the app at any time later;
+// after UpstreamKeepaliveTime each is too old to be kept once its
+// request ends. So when Apply returns no new request reaches an app it
+// put in maintenance.
+func (m *Manager) quietApps(ctx context.Context, want, moved map[int]int) {
+	toResponder := map[int]int{}
+	for f, old := range moved {
+		if want[f] == m.paths.Maintenance && m.paths.Maintenance != 0 {
+			toResponder[f] = old
+		}
+	}
+	if len(toResponder) == 0 {
+		return
+	}
+	closed := 0
+	for end := time.Now().Add(UpstreamKeepaliveTime + 100*time.Millisecond); time.Now().Before(end); {
+		select {
+		case <-time.After(quietPass):
+		case <-ctx.Done():
+			return
+		}
+		for f, old := range toResponder {
+			n, err := m.pm.CloseIdle(f, old)
+			if err != nil {
+				m.log.Warn("closing nginx's idle connections to an app in maintenance; a request may still reach it within keepalive_time", "port", old, "err", err)
+				return
+			}
+			closed += n
+		}
+	}
+	m.log.Debug("closed idle connections to apps put in maintenance", "connections", closed)
 }
 
 // Page is what the responder serves for a's hosts: the bundle's own
@@ -217,7 +261,7 @@ func keterPage(msg string) []byte {
 
 // writePages writes the page of every app in apps that is in
 // maintenance, and the default page, before any host is sent to the
-// responder. A bundle page keter cannot use is logged and replaced by
+// responder: a page is always there before its host is. A bundle page keter cannot use is logged and replaced by
 // keter's own: it must not fail a deploy.
 func (m *Manager) writePages(apps []App) error {
 	if m.paths.Maintenance == 0 {
@@ -251,17 +295,17 @@ func (m *Manager) writePages(apps []App) error {
 	return nil
 }
 
-// cleanPages removes the pages of apps not in maintenance in apps, once
-// no host is sent to the responder for them.
+// cleanPages removes the pages of apps no longer deployed. An app out of
+// maintenance keeps its page: nginx may send a request on a connection
+// to the responder that was busy at the switch for keepalive_time more,
+// and that request gets the app's page; the next switch on writes it anew.
 func (m *Manager) cleanPages(apps []App) {
 	if m.paths.Maintenance == 0 {
 		return
 	}
 	keep := map[string]bool{defaultPage: true}
 	for _, a := range apps {
-		if a.Maintenance != nil {
-			keep[pageName(a.Name)] = true
-		}
+		keep[pageName(a.Name)] = true
 	}
 	entries, err := os.ReadDir(m.paths.MaintenanceDir)
 	if err != nil {

@@ -232,9 +232,15 @@ func TestPagesFiles(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "app-shop.html")); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Fatalf("shop's page must be readable by nginx's workers: %v %v", fi.Mode(), err)
 	}
+	// Out of maintenance the page stays (for requests on their way);
+	// removed, it goes.
 	apps[0].Maintenance = nil
 	m.cleanPages(apps)
-	if got := strings.Join(names(), " "); got != "app-docs.html default.html" {
+	if got := strings.Join(names(), " "); got != "app-docs.html app-shop.html default.html" {
 		t.Fatalf("pages after shop's maintenance ended: %q", got)
+	}
+	m.cleanPages(apps[1:])
+	if got := strings.Join(names(), " "); got != "app-docs.html default.html" {
+		t.Fatalf("pages after shop was removed: %q", got)
 	}
 }

@@ -407,6 +407,7 @@ func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 		m.mapped = want
 	}
 	m.closeIdle(ctx, moved)
+	m.quietApps(ctx, want, moved)
 	return nil
 }
 
