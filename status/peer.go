@@ -34,7 +34,7 @@ func withPeer(ctx context.Context, c net.Conn) context.Context {
 
 // errRootOnly is what a member of the operators' group gets for what only
 // root may do.
-var errRootOnly = errors.New("only root may do this (members of keter's group may deploy, roll back and read the status)")
+var errRootOnly = errors.New("only root may do this (members of keter's group may deploy, roll back, switch maintenance and read the status)")
 
 // rootOnly lets only root's processes through.
 func rootOnly(h http.HandlerFunc) http.HandlerFunc {

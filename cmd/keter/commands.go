@@ -30,7 +30,7 @@ func init() {
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "keter %s: deploy web apps as systemd units behind nginx\n\nUsage:\n  keter CONFIG\n", version)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  keter %-8s %-14s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(w, "  keter %-11s %-14s %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'keter COMMAND --help' for a command's options.")
 }
