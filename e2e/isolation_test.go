@@ -102,8 +102,8 @@ func TestAppsCannotReachEachOther(t *testing.T) {
 
 // TestDeployAsGroupMember: a non-root operator in keter's deploy-group
 // copies a bundle in as scp would (written in place, umask 077) and
-// deploys one with keter deploy; keter status works for them, dropping a
-// database does not; a user outside the group gets neither incoming/ nor
+// deploys one with keter deploy; keter status and maintenance work for
+// them, dropping a database does not; a user outside the group gets neither incoming/ nor
 // the socket.
 func TestDeployAsGroupMember(t *testing.T) {
 	tok := testkit.Token()
@@ -156,6 +156,17 @@ func TestDeployAsGroupMember(t *testing.T) {
 	if out, err := as(member, fmt.Sprintf("%s status -c %s", bin, k.config())); err != nil || !strings.Contains(out, "scp") {
 		t.Fatalf("keter status as the operator: %v %s", err, out)
 	}
+	// Maintenance is an operator's switch too.
+	if out, err := as(member, fmt.Sprintf("%s maintenance on -c %s cli", bin, k.config())); err != nil || !strings.Contains(out, "maintenance on") {
+		t.Fatalf("keter maintenance on as the operator: %v %s", err, out)
+	}
+	if code, _, _ := k.Get(host2, "/"); code != 503 {
+		t.Fatalf("the operator's maintenance: %d, want 503", code)
+	}
+	if out, err := as(member, fmt.Sprintf("%s maintenance off -c %s cli", bin, k.config())); err != nil {
+		t.Fatalf("keter maintenance off as the operator: %v %s", err, out)
+	}
+	k.WaitBody(host2, "deployed", 10*time.Second)
 	if out, err := as(member, fmt.Sprintf("%s postgres drop --yes -c %s nosuchapp", bin, k.config())); err == nil || !strings.Contains(out, "only root") {
 		t.Fatalf("keter postgres drop as the operator: %v %s, want refused", err, out)
 	}
