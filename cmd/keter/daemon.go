@@ -103,9 +103,14 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		}
 		minDrain = nginx.UpstreamKeepaliveTime + 100*time.Millisecond
 	}
+	// An unreadable maintenance state stops keter: running without it
+	// would serve apps an operator put in maintenance. nginx and the port
+	// map keep serving as they are meanwhile.
 	maintPort, err := app.MaintenancePort(cfg)
-	if err != nil {
+	if errors.Is(err, app.ErrNoPorts) {
 		log.Error("maintenance mode is unavailable", "err", err)
+	} else if err != nil {
+		return err
 	} else {
 		log.Info("maintenance responder", "port", maintPort)
 		nopts = append(nopts, nginx.WithMaintenance(maintPort))
