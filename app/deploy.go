@@ -291,7 +291,7 @@ func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port in
 		if time.Since(lastCheck) > 200*time.Millisecond || attempt == 3 {
 			lastCheck = time.Now()
 			if err := m.unitHealthy(ctx, unit); err != nil {
-				return m.withLog(ctx, unit, err)
+				return m.withLog(ctx, unit, s.Systemd, err)
 			}
 		}
 		if w != nil && w.superseded() {
@@ -300,7 +300,7 @@ func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port in
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return m.withLog(context.WithoutCancel(ctx), unit,
+				return m.withLog(context.WithoutCancel(ctx), unit, s.Systemd,
 					fmt.Errorf("%w within ensure-alive-time-bound %s on port %d: %v", ErrNotReady, bound, port, lastErr))
 			}
 			return ctx.Err()
@@ -355,23 +355,39 @@ func (m *Manager) unitRunning(ctx context.Context, unit string) error {
 	return nil
 }
 
-// withLog adds the app's last journal lines to a readiness error.
-func (m *Manager) withLog(ctx context.Context, unit string, err error) error {
-	lines, jerr := m.units.Journal(ctx, unit, 15)
-	if jerr != nil || len(lines) == 0 {
+// withLog adds the app's last journal lines to a readiness error, and
+// what they say about the sandbox (sd is the stanza's systemd: settings).
+func (m *Manager) withLog(ctx context.Context, unit string, sd bundle.Systemd, err error) error {
+	lines, jerr := m.units.Journal(ctx, unit, diagnoseLines)
+	if jerr != nil {
+		lines = nil
+	}
+	st, found, serr := m.unitStatus(ctx, unit)
+	hint := sandboxHint(appOfUnit(unit), st, found && serr == nil, lines, unitgen.MemoryDenyWriteExecute(sd))
+	lines = lines[max(0, len(lines)-15):]
+	if len(lines) == 0 && hint == "" {
 		return err
 	}
-	return &AppError{Err: err, Log: lines}
+	return &AppError{Err: err, Log: lines, Hint: hint}
 }
 
-// AppError is a deploy error with the last lines the app printed.
+// AppError is a deploy error with the last lines the app printed and,
+// when they point at the sandbox, the setting to look at.
 type AppError struct {
-	Err error
-	Log []string
+	Err  error
+	Log  []string
+	Hint string
 }
 
 func (e *AppError) Error() string {
-	return e.Err.Error() + "; last log lines:\n  " + strings.Join(e.Log, "\n  ")
+	s := e.Err.Error()
+	if e.Hint != "" {
+		s += "; " + e.Hint
+	}
+	if len(e.Log) > 0 {
+		s += "; last log lines:\n  " + strings.Join(e.Log, "\n  ")
+	}
+	return s
 }
 func (e *AppError) Unwrap() error { return e.Err }
 

@@ -21,7 +21,8 @@ type fakeUnits struct {
 	running map[string]*fakeUnit
 	started []string
 	stopped []string
-	failing map[string]string // app → "start" | "never-ready" | "stranger"
+	failing map[string]string   // app → "start" | "never-ready" | "stranger" | "trap"
+	journal map[string][]string // app → its last lines, when set
 	subs    []chan unitgen.Status
 }
 
@@ -32,7 +33,7 @@ type fakeUnit struct {
 }
 
 func newFakeUnits() *fakeUnits {
-	return &fakeUnits{running: map[string]*fakeUnit{}, failing: map[string]string{}}
+	return &fakeUnits{running: map[string]*fakeUnit{}, failing: map[string]string{}, journal: map[string][]string{}}
 }
 
 func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
@@ -54,7 +55,12 @@ func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
 		// The app exits at once while something else answers on its port.
 		fu.st.ActiveState, fu.st.SubState = "activating", "auto-restart"
 	}
-	if port := envOf(u, "PORT"); port != "" && mode != "never-ready" {
+	if mode == "trap" {
+		// The app keeps dying of SIGTRAP at start, as V8 does under W^X.
+		fu.st.ActiveState, fu.st.SubState, fu.st.NRestarts = "activating", "auto-restart", 2
+		fu.st.ExecMainCode, fu.st.ExecMainStatus = unitgen.CodeKilled, 5
+	}
+	if port := envOf(u, "PORT"); port != "" && mode != "never-ready" && mode != "trap" {
 		l, err := net.Listen("tcp", "127.0.0.1:"+port)
 		if err != nil {
 			return err
@@ -126,6 +132,12 @@ func (f *fakeUnits) List(ctx context.Context, prefix string) ([]unitgen.Status, 
 }
 
 func (f *fakeUnits) Journal(ctx context.Context, unit string, n int) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m, ok := unitgen.ParseUnitName(unit); ok && f.journal[m.App] != nil {
+		lines := f.journal[m.App]
+		return lines[max(0, len(lines)-n):], nil
+	}
 	return []string{"fake log line of " + unit}, nil
 }
 

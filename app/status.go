@@ -15,6 +15,7 @@ type AppStatus struct {
 	LastResult string         `json:"last_result,omitempty"` // live | failed | superseded
 	LastError  string         `json:"last_error,omitempty"`
 	LastLog    []string       `json:"last_log,omitempty"`
+	LastHint   string         `json:"last_hint,omitempty"` // the sandbox setting that likely stopped the app
 	LastAt     time.Time      `json:"last_at,omitzero"`
 	LastDigest string         `json:"last_digest,omitempty"`
 	Duration   time.Duration  `json:"last_duration_ns,omitempty"`
@@ -76,14 +77,14 @@ func (m *Manager) noteResult(name string, v *version, err error, started time.Ti
 	s.Deploying = false
 	switch {
 	case v != nil:
-		s.LastResult, s.LastError, s.LastLog, s.LastDigest = "live", "", nil, v.digest
+		s.LastResult, s.LastError, s.LastLog, s.LastHint, s.LastDigest = "live", "", nil, "", v.digest
 	case errors.Is(err, errSuperseded):
-		s.LastResult, s.LastError, s.LastLog = "superseded", err.Error(), nil
+		s.LastResult, s.LastError, s.LastLog, s.LastHint = "superseded", err.Error(), nil, ""
 	case err != nil:
-		s.LastResult, s.LastError, s.LastLog = "failed", err.Error(), nil
+		s.LastResult, s.LastError, s.LastLog, s.LastHint = "failed", err.Error(), nil, ""
 		var ae *AppError
 		if errors.As(err, &ae) {
-			s.LastError, s.LastLog = ae.Err.Error(), ae.Log
+			s.LastError, s.LastLog, s.LastHint = ae.Err.Error(), ae.Log, ae.Hint
 		}
 	default:
 		return // unchanged bundle: keep the previous record

@@ -32,11 +32,13 @@ type Stanza struct {
 	Background     *Background   `json:"background,omitempty"`
 }
 
-// SSL is Keter's `ssl` key: false, true (use the listener's certificate)
-// or an object naming a per-stanza certificate served by SNI.
+// SSL is Keter's `ssl` key: false, true (use the listener's certificate),
+// an object naming a per-stanza certificate served by SNI, or acme (a
+// certificate per host from keter's ACME CA, also served by SNI).
 // Certificate paths may be absolute (e.g. /etc/letsencrypt/...).
 type SSL struct {
 	Enabled           bool     `json:"enabled"`
+	ACME              bool     `json:"acme,omitempty"`
 	Certificate       string   `json:"certificate,omitempty"`
 	Key               string   `json:"key,omitempty"`
 	ChainCertificates []string `json:"chain-certificates,omitempty"`
@@ -57,9 +59,12 @@ type Systemd struct {
 	MemoryMax       uint64 `json:"memory-max,omitempty"`        // bytes; YAML accepts 512M, 2G
 	CPUQuotaPercent uint32 `json:"cpu-quota,omitempty"`         // YAML "50%"; 200 = two cores
 	TasksMax        uint64 `json:"tasks-max,omitempty"`         //
-	AllowJIT        bool   `json:"allow-jit,omitempty"`         // turns MemoryDenyWriteExecute off
 	StopTimeoutSec  uint32 `json:"stop-timeout-sec,omitempty"`  // SIGTERM → SIGKILL; default in unitgen
 	RestartDelaySec uint32 `json:"restart-delay-sec,omitempty"` // webapps only; background has restart-delay-seconds
+	// MemoryDenyWriteExecute is the stanza's choice of systemd's W^X
+	// setting, nil when it makes none (unitgen's default applies). Set by
+	// memory-deny-write-execute, or by allow-jit meaning its opposite.
+	MemoryDenyWriteExecute *bool `json:"memory-deny-write-execute,omitempty"`
 }
 
 // WebApp is a `webapp` stanza.

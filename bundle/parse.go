@@ -171,8 +171,9 @@ func (o *obj) hosts() []string {
 	return out
 }
 
-// ssl reads Keter's `ssl`: false, true, or {certificate, key,
-// chain-certificates}.
+// ssl reads Keter's `ssl`: false, true, {certificate, key,
+// chain-certificates}, or acme (Keter #174's spelling: a certificate from
+// keter's ACME CA).
 func (o *obj) ssl() SSL {
 	n := o.get("ssl")
 	if n == nil {
@@ -180,9 +181,12 @@ func (o *obj) ssl() SSL {
 	}
 	p := join(o.path, "ssl")
 	if n.Kind == yaml.ScalarNode {
+		if n.Tag == "!!str" && n.Value == "acme" {
+			return SSL{Enabled: true, ACME: true}
+		}
 		var b bool
 		if n.Decode(&b) != nil {
-			o.w.failf(p, "must be true, false or a mapping with certificate and key, found %s", kind(n))
+			o.w.failf(p, "must be true, false, acme or a mapping with certificate and key, found %s", kind(n))
 		}
 		return SSL{Enabled: b}
 	}
@@ -723,7 +727,7 @@ func (o *obj) systemd(webapp bool) Systemd {
 	if v, ok := s.intRange("tasks-max", 1, 1<<62); ok {
 		out.TasksMax = uint64(v)
 	}
-	out.AllowJIT = s.boolean("allow-jit", false)
+	out.MemoryDenyWriteExecute = s.denyWriteExecute()
 	if v, ok := s.intRange("stop-timeout-sec", 1, 86400); ok {
 		out.StopTimeoutSec = uint32(v)
 	}
@@ -735,6 +739,26 @@ func (o *obj) systemd(webapp bool) Systemd {
 		o.w.failf(join(p, "restart-delay-sec"), "not for background stanzas: use restart-delay-seconds")
 	}
 	return out
+}
+
+// denyWriteExecute reads memory-deny-write-execute and the older
+// allow-jit, its opposite; nil when neither is given. Both may be given
+// only when they agree.
+func (o *obj) denyWriteExecute() *bool {
+	wx, wxSet := o.optBool("memory-deny-write-execute")
+	jit, jitSet := o.optBool("allow-jit")
+	switch {
+	case wxSet && jitSet && wx == jit:
+		o.w.failf(join(o.path, "memory-deny-write-execute"),
+			"%t contradicts allow-jit: %t (allow-jit: true means memory-deny-write-execute: false); keep one of the two", wx, jit)
+		return nil
+	case wxSet:
+		return &wx
+	case jitSet:
+		v := !jit
+		return &v
+	}
+	return nil
 }
 
 // parseBytes reads a size like systemd: a number with an optional K, M,

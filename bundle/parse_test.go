@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,13 +88,16 @@ func TestParseSemantics(t *testing.T) {
 	if a.SSL.Certificate != "certs/site.pem" || a.SSL.Key != "/etc/ssl/private/site.key" || a.SSL.ChainCertificates[0] != "certs/chain.pem" {
 		t.Errorf("ssl paths: %+v", a.SSL)
 	}
+	if r := st.Stanzas[4].Redirect; r == nil || !r.SSL.Enabled || !r.SSL.ACME || st.Stanzas[3].Redirect.SSL.ACME {
+		t.Errorf("ssl: acme (Keter #174's spelling): %+v", st.Stanzas[4])
+	}
 	if a.Env["WORKERS"] != "4" || a.ForwardEnv[1] != "ANOTHER_ENV_VAR" || a.PortEnvVars[0] != "YESOD_PORT" {
 		t.Errorf("env: %+v %v %v", a.Env, a.ForwardEnv, a.PortEnvVars)
 	}
 	if a.Hosts[1] != "pong1_0.example.com" {
 		t.Errorf("hosts not lower-cased: %v", a.Hosts)
 	}
-	if a.Systemd.MemoryMax != 512<<20 || a.Systemd.CPUQuotaPercent != 50 || !a.Systemd.AllowJIT || a.Systemd.RestartDelaySec != 2 {
+	if wx := a.Systemd.MemoryDenyWriteExecute; a.Systemd.MemoryMax != 512<<20 || a.Systemd.CPUQuotaPercent != 50 || wx == nil || *wx || a.Systemd.RestartDelaySec != 2 {
 		t.Errorf("systemd: %+v", a.Systemd)
 	}
 	if len(a.Middleware) != 5 || a.Middleware[2].Name != "basic-auth" {
@@ -246,7 +250,7 @@ plugins:
 		"stanzas[5].restart-delay-seconds: invalid value: must be a whole number",
 		`stanzas[5].forward-env[0]: invalid value: environment variable name "BAD-NAME"`,
 		`stanzas[6].type: invalid value: unknown stanza type "cron"`,
-		"stanzas[7].ssl: invalid value: must be true, false or a mapping",
+		"stanzas[7].ssl: invalid value: must be true, false, acme or a mapping",
 		"stanzas[7].ensure-alive-time-bound: invalid value: must be between 1 and",
 		`stanzas[7].port-env-vars[0]: invalid value: environment variable name "1X"`,
 		`stanzas[7].health-check-path: invalid value: path "/h ealth" contains " "`,
@@ -266,6 +270,53 @@ plugins:
 	{"background systemd restart-delay-sec", "stanzas:\n- type: background\n  exec: ../w\n  systemd:\n    restart-delay-sec: 3\n", []string{"stanzas[0].systemd.restart-delay-sec: invalid value: not for background"}},
 	{"host in two stanzas", "exec: ../a\nhost: a.com\nstatic-hosts:\n- host: A.com\n  root: ..\n", []string{"stanzas[1]: invalid value: host a.com is already served by stanzas[0]"}},
 	{"two documents", "exec: ../a\nhost: a.com\n---\nexec: ../b\n", []string{"more than one YAML document"}},
+	{"W^X on and allow-jit", "stanzas:\n- type: webapp\n  exec: ../a\n  host: a.com\n  systemd:\n    allow-jit: true\n    memory-deny-write-execute: true\n",
+		[]string{"stanzas[0].systemd.memory-deny-write-execute: invalid value: true contradicts allow-jit: true (allow-jit: true means memory-deny-write-execute: false); keep one of the two"}},
+	{"W^X off and no JIT", "stanzas:\n- type: background\n  exec: ../a\n  systemd:\n    allow-jit: false\n    memory-deny-write-execute: false\n",
+		[]string{"stanzas[0].systemd.memory-deny-write-execute: invalid value: false contradicts allow-jit: false"}},
+	{"W^X not a bool", "stanzas:\n- type: webapp\n  exec: ../a\n  host: a.com\n  systemd:\n    memory-deny-write-execute: sometimes\n",
+		[]string{"stanzas[0].systemd.memory-deny-write-execute: invalid value: must be true or false"}},
+}
+
+// TestDenyWriteExecute: the W^X key and allow-jit, its opposite, are one
+// tri-state choice; unset stays unset so unitgen's default applies.
+func TestDenyWriteExecute(t *testing.T) {
+	on, off := true, false
+	for _, tt := range []struct {
+		name, systemd string
+		want          *bool
+	}{
+		{"unset", "", nil},
+		{"other keys only", "    tasks-max: 8\n", nil},
+		{"opt in", "    memory-deny-write-execute: true\n", &on},
+		{"opt out", "    memory-deny-write-execute: false\n", &off},
+		{"allow-jit true", "    allow-jit: true\n", &off},
+		{"allow-jit false", "    allow-jit: false\n", &on},
+		{"both agree on", "    allow-jit: false\n    memory-deny-write-execute: true\n", &on},
+		{"both agree off", "    allow-jit: true\n    memory-deny-write-execute: false\n", &off},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			y := "stanzas:\n- type: webapp\n  exec: ../a\n  host: a.com\n"
+			if tt.systemd != "" {
+				y += "  systemd:\n" + tt.systemd
+			}
+			c, err := Parse([]byte(y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Stanzas[0].WebApp.Systemd.MemoryDenyWriteExecute
+			if (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
+				t.Errorf("memory-deny-write-execute = %s, want %s", fmtBoolPtr(got), fmtBoolPtr(tt.want))
+			}
+		})
+	}
+}
+
+func fmtBoolPtr(b *bool) string {
+	if b == nil {
+		return "unset"
+	}
+	return strconv.FormatBool(*b)
 }
 
 // TestParseErrors checks that every problem is reported at once, each

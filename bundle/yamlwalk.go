@@ -163,16 +163,24 @@ func (o *obj) requiredStr(key string) (string, bool) {
 }
 
 func (o *obj) boolean(key string, def bool) bool {
+	if b, ok := o.optBool(key); ok {
+		return b
+	}
+	return def
+}
+
+// optBool reads an optional true or false; ok is false when key is
+// absent, null or not a bool (which is reported).
+func (o *obj) optBool(key string) (b, ok bool) {
 	n := o.get(key)
 	if n == nil {
-		return def
+		return false, false
 	}
-	var b bool
 	if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
 		o.w.failf(join(o.path, key), "must be true or false, found %s", kind(n))
-		return def
+		return false, false
 	}
-	return b
+	return b, true
 }
 
 func (o *obj) integer(key string) (int64, bool) {

@@ -43,6 +43,7 @@ type Config struct {
 	DeployGroup string `yaml:"deploy-group"`
 	// MaxUnpackedBytes bounds one bundle's unpacked size.
 	MaxUnpackedBytes int64 `yaml:"max-unpacked-bytes"`
+	ACME             ACME  `yaml:"acme"`
 }
 
 // Listener is one address nginx listens on; Certificate and Key together
@@ -54,10 +55,12 @@ type Listener struct {
 	Key               string   `yaml:"key"`
 	ChainCertificates []string `yaml:"chain-certificates"`
 	Session           bool     `yaml:"session"`
+	// ACME makes it HTTPS with a certificate from the acme CA per host.
+	ACME bool `yaml:"acme"`
 }
 
 // Secure reports whether the listener serves TLS.
-func (l Listener) Secure() bool { return l.Certificate != "" }
+func (l Listener) Secure() bool { return l.Certificate != "" || l.ACME }
 
 // PortManager is Keter's key; Keter ignores its contents, we honour
 // `ranges` and `reserve`.
@@ -159,8 +162,19 @@ func Parse(data []byte, dir string) (*Config, []Warning, error) {
 		return nil, nil, fmt.Errorf("parsing keter config: %w", err)
 	}
 	warns := unknownKeys(raw)
+	var legacy legacyListen
+	if err := yaml.Unmarshal(data, &legacy); err != nil {
+		return nil, warns, fmt.Errorf("parsing keter config's Keter 0.x keys (host, port, ssl): %w", err)
+	}
+	var legacyErr error
+	switch {
+	case legacy.given() && len(c.Listeners) > 0:
+		warns = append(warns, Warning("keys host, port and ssl (Keter 0.x) are ignored: listeners is given, and wins as in Keter"))
+	case legacy.given():
+		c.Listeners, legacyErr = legacy.listeners()
+	}
 	c.applyDefaults(dir)
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(legacyErr, c.Validate()); err != nil {
 		return nil, warns, err
 	}
 	return &c, warns, nil
@@ -172,8 +186,9 @@ func unknownKeys(raw map[string]yaml.Node) []Warning {
 	for _, k := range t {
 		known[k] = true
 	}
-	// Keter keys we accept and deliberately ignore.
-	for _, k := range []string{"rotate-logs", "cli-port", "app-crash-hook"} {
+	// Keter keys we accept and deliberately ignore, and Keter 0.x's
+	// listener keys.
+	for _, k := range append([]string{"rotate-logs", "cli-port", "app-crash-hook"}, legacyKeys...) {
 		known[k] = true
 	}
 	var ws []Warning
@@ -280,6 +295,10 @@ func (c *Config) applyDefaults(dir string) {
 	if c.MaxUnpackedBytes == 0 {
 		c.MaxUnpackedBytes = 2 << 30
 	}
+	if c.ACME.Directory == "" {
+		c.ACME.Directory = LetsEncrypt
+	}
+	c.ACME.TrustedRoots = resolve(dir, c.ACME.TrustedRoots)
 }
 
 func resolve(dir, p string) string {
@@ -325,6 +344,7 @@ func (c *Config) Validate() error {
 	if c.KeepBundles < 0 {
 		errs = append(errs, errors.New("keep-bundles: must not be negative"))
 	}
+	errs = append(errs, c.validateACME()...)
 	return errors.Join(errs...)
 }
 

@@ -88,3 +88,73 @@ func TestBadYAML(t *testing.T) {
 }
 
 func sprint(v any) string { return fmt.Sprintf("%+v", v) }
+
+// TestKeter0xListeners: top-level host, port and ssl (Keter 0.x, as the
+// seed README's config has them) become listeners the way the Haskell
+// Keter converts them, only when listeners is absent.
+func TestKeter0xListeners(t *testing.T) {
+	const seed = `root: ..
+host: 127.0.0.1
+port: 8080
+ssl:
+  host: 127.0.0.1
+  port: 8443
+  key: ssl/site.key
+  certificate: ssl/site.pem
+`
+	tests := []struct {
+		name     string
+		yaml     string
+		want     []Listener
+		wantWarn string
+		wantErr  []string
+	}{
+		{"the seed README's config, filled in", seed, []Listener{
+			{Host: "127.0.0.1", Port: 8080},
+			{Host: "127.0.0.1", Port: 8443, Key: "/opt/keter/etc/ssl/site.key", Certificate: "/opt/keter/etc/ssl/site.pem"},
+		}, "", nil},
+		{"port only", "root: /r\nport: 8080\n", []Listener{{Host: "*", Port: 8080}}, "", nil},
+		{"host only", "root: /r\nhost: 10.0.0.1\n", []Listener{{Host: "10.0.0.1", Port: 80}}, "", nil},
+		{"ssl only keeps plain HTTP on 80", "root: /r\nssl:\n  key: /k\n  certificate: /c\n  session: true\n", []Listener{
+			{Host: "*", Port: 80},
+			{Host: "*", Port: 443, Key: "/k", Certificate: "/c", Session: true},
+		}, "", nil},
+		{"null values are unset", "root: /r\nhost:\nport:\nssl:\n", []Listener{{Host: "*", Port: 80}}, "", nil},
+		{"listeners wins, with a warning", "root: /r\nport: 8080\nlisteners:\n  - port: 81\n", []Listener{{Host: "*", Port: 81}},
+			"keys host, port and ssl (Keter 0.x) are ignored: listeners is given", nil},
+		{"ssl needs key and certificate", "root: /r\nssl:\n  host:\n  port:\n  key:\n  certificate:\n", nil, "",
+			[]string{"ssl: certificate and key are both required"}},
+		{"ports are checked", "root: /r\nport: 70000\nssl: {port: 0, key: k, certificate: c}\n", nil, "",
+			[]string{"port: 70000 is not a TCP port", "ssl.port: 0 is not a TCP port"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, warns, err := Parse([]byte(tt.yaml), "/opt/keter/etc")
+			all := fmt.Sprint(warns)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("no error; listeners %+v", c.Listeners)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error lacks %q: %v", w, err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := sprint(c.Listeners), sprint(tt.want); got != want {
+				t.Errorf("listeners %s, want %s", got, want)
+			}
+			if tt.wantWarn == "" && len(warns) != 0 || !strings.Contains(all, tt.wantWarn) {
+				t.Errorf("warnings %s, want %q", all, tt.wantWarn)
+			}
+		})
+	}
+	c, _, err := Parse([]byte(seed), "/opt/keter/etc")
+	if err != nil || c.Root != "/opt/keter" {
+		t.Fatalf("root: .. in /opt/keter/etc is %q (%v), want /opt/keter", c.Root, err)
+	}
+}

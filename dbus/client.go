@@ -372,6 +372,8 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 			s.MainPID, _ = props["MainPID"].(uint32)
 			s.NRestarts, _ = props["NRestarts"].(uint32)
 			s.Result, _ = props["Result"].(string)
+			s.ExecMainCode, _ = props["ExecMainCode"].(int32)
+			s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
 			s.Usage = usageOf(props)
 		}
 		out = append(out, s)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -542,5 +543,39 @@ func TestReconnectsAfterDrop(t *testing.T) {
 	}
 	if err := c.Stop(t.Context(), name); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExitStatusOfLastRun: List reports how the main process ended, an
+// exit status or a signal, which is what keter's deploy error goes by.
+func TestExitStatusOfLastRun(t *testing.T) {
+	c := newClient(t)
+	for _, tt := range []struct {
+		name       string
+		script     string
+		codes      []int32 // acceptable ExecMainCode values
+		wantStatus int32
+	}{
+		{"exit status", "exit 3", []int32{unitgen.CodeExited}, 3},
+		// SIGTRAP dumps core where core dumps are allowed; systemd
+		// expands "$$" in ExecStart to "$".
+		{"signal", "kill -s TRAP $$$$", []int32{unitgen.CodeKilled, unitgen.CodeDumped}, 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			name := "keter-test-exit-" + testkit.Token() + ".service"
+			// Restart=no and the default CollectMode keep the failed unit loaded.
+			if err := c.StartTransient(t.Context(), name, []sddbus.Property{sddbus.PropExecStart([]string{"/bin/sh", "-c", tt.script}, false)}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.ResetFailed(context.Background(), name) })
+			var s unitgen.Status
+			eventually(t, name+" failed", func() (bool, string) {
+				s = status(t, c, name)
+				return s.ActiveState == "failed", fmt.Sprintf("%+v", s)
+			})
+			if !slices.Contains(tt.codes, s.ExecMainCode) || s.ExecMainStatus != tt.wantStatus {
+				t.Errorf("ExecMainCode/Status = %d/%d, want one of %v with %d", s.ExecMainCode, s.ExecMainStatus, tt.codes, tt.wantStatus)
+			}
+		})
 	}
 }

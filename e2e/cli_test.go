@@ -44,7 +44,12 @@ func mustCLI(t *testing.T, want int, args ...string) (string, string) {
 	return out, errOut
 }
 
-func (k *keter) config() string { return filepath.Join(k.Root, "keter-config.yaml") }
+func (k *keter) config() string {
+	if k.Config != "" {
+		return k.Config
+	}
+	return filepath.Join(k.Root, "keter-config.yaml")
+}
 
 // statusJSON is the part of `keter status --json` the tests read.
 type statusJSON struct {
@@ -59,6 +64,7 @@ type appJSON struct {
 	Name       string `json:"name"`
 	State      string `json:"state"`
 	LastResult string `json:"last_result"`
+	LastHint   string `json:"last_hint"`
 	Live       *struct {
 		Version string   `json:"version"`
 		Digest  string   `json:"digest"`

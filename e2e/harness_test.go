@@ -56,6 +56,8 @@ type keter struct {
 	Unit  string
 	Nginx string
 	Table string // the port map's nftables table
+	// Config is the config file's path when not ROOT/keter-config.yaml.
+	Config string
 	// client sends Get's requests; nil means the shared client.
 	client *http.Client
 }
@@ -94,7 +96,7 @@ func (k *keter) start(env ...string) {
 	for _, e := range env {
 		args = append(args, "--setenv="+e)
 	}
-	args = append(args, keterBinary(k.t), "run", filepath.Join(k.Root, "keter-config.yaml"))
+	args = append(args, keterBinary(k.t), "run", k.config())
 	run(k.t, "systemd-run", args...)
 }
 

@@ -13,6 +13,8 @@ PKGS=(
 	wrk                                               # load in tests and benchmarks
 	dpkg-dev debhelper lintian fakeroot               # make deb
 	chromium                                          # status page browser test
+	nodejs openjdk-17-jre-headless python3 php-cli    # real runtimes the e2e tests deploy
+	ghc libghc-warp-dev                               # builds the GHC Warp test app
 )
 missing=()
 for p in "${PKGS[@]}"; do

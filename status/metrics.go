@@ -55,6 +55,14 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(b, "keter_nginx_reloads_total %d\n", reloads)
 	header("keter_port_map_switches_total", "counter", "Changes keter made to its nftables port map since it started.")
 	fmt.Fprintf(b, "keter_port_map_switches_total %d\n", switches)
+	if certs := s.certs(); len(certs) > 0 {
+		header("keter_certificate_expiry_timestamp_seconds", "gauge", "When each host's certificate from the ACME CA expires (Unix time); hosts still waiting for one are absent.")
+		for _, c := range certs {
+			if !c.NotAfter.IsZero() {
+				fmt.Fprintf(b, "keter_certificate_expiry_timestamp_seconds{host=%q} %d\n", c.Host, c.NotAfter.Unix())
+			}
+		}
+	}
 	header("keter_ready", "gauge", "1 once keter finished its first reconcile.")
 	ready := 0
 	if s.ready.Load() {

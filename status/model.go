@@ -35,6 +35,8 @@ type App struct {
 	// Usage is per stanza: memory and tasks now, keter's totals since
 	// each stanza's since for the rest.
 	Usage []usage.Stanza `json:"usage,omitempty"`
+	// Certs are the live hosts' certificates from the ACME CA.
+	Certs []Cert `json:"certs,omitempty"`
 }
 
 // Unit is one systemd unit of an app, any version.
@@ -80,9 +82,16 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 	}
 	var out []App
 	known := map[string]bool{}
+	certs := map[string]Cert{}
+	for _, c := range s.certs() {
+		certs[c.Host] = c
+	}
 	for _, st := range s.o.Core.Status() {
 		known[st.Name] = true
 		a := App{AppStatus: st, Units: []Unit{}, Usage: stanzaUsage(totals, st.Name)}
+		if st.Live != nil {
+			a.Certs = certsOf(certs, st.Live.Hosts)
+		}
 		live := map[string]bool{}
 		if st.Live != nil {
 			for _, n := range st.Live.Units {

@@ -40,7 +40,8 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		Keter   Keter
 		Apps    []App
 		Reloads uint64
-	}{host, s.keter(), s.apps(r.Context(), 8), 0}
+		Certs   []Cert
+	}{host, s.keter(), s.apps(r.Context(), 8), 0, s.certs()}
 	if s.o.Reloads != nil {
 		data.Reloads = s.o.Reloads()
 	}

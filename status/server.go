@@ -58,6 +58,9 @@ type Options struct {
 	Incoming string
 	Version  string
 	Log      *slog.Logger
+
+	// Certs lists the hosts' ACME certificates; nil without ACME.
+	Certs func() []Cert
 }
 
 // Server serves the page on Listen and the CLI API on Socket.
@@ -176,6 +179,7 @@ func (s *Server) pageHandler() http.Handler {
 	mux.HandleFunc("GET /api/apps", s.listApps)
 	mux.HandleFunc("GET /api/apps/{name}", s.getApp)
 	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /api/certs", s.listCerts)
 	return mux
 }
 

@@ -93,7 +93,8 @@ func Build(in Input) (Unit, error) {
 		}
 		envIn = envInput{web: true, port: in.Port, portVars: w.PortEnvVars}
 		if len(w.Hosts) > 0 {
-			envIn.appRoot = AppRoot(w.Hosts[0], w.SSL.Enabled, in.Global)
+			// A host with an ACME certificate is served over https too.
+			envIn.appRoot = AppRoot(w.Hosts[0], w.SSL.Enabled || in.Global != nil && in.Global.ACMEServes(w.Hosts[0]), in.Global)
 		}
 		restart = webRestart(sd)
 	case in.Stanza.Type == bundle.TypeBackground && in.Stanza.Background != nil:
@@ -183,7 +184,7 @@ func Build(in Input) (Unit, error) {
 	if envFile != "" {
 		props = append(props, prop("EnvironmentFiles", []envFileRef{{envFile, false}}))
 	}
-	props = append(props, hardening(sd.AllowJIT)...)
+	props = append(props, hardening(MemoryDenyWriteExecute(sd))...)
 	props = append(props, limits(sd)...)
 	props = append(props, accounting()...)
 
@@ -238,6 +239,20 @@ func backgroundRestart(count, delaySec int) []sddbus.Property {
 		prop("StartLimitBurst", uint32(min(count, 1<<31-2)+1)),
 		prop("StartLimitIntervalUSec", infinity),
 	}
+}
+
+// DefaultMemoryDenyWriteExecute is W^X for stanzas that do not choose
+// (systemd: memory-deny-write-execute, or allow-jit): off, because JIT
+// runtimes (Node.js, the JVM, PHP's PCRE JIT) crash or stop under it.
+const DefaultMemoryDenyWriteExecute = false
+
+// MemoryDenyWriteExecute reports whether a stanza's units run with W^X:
+// its own choice, else the default.
+func MemoryDenyWriteExecute(sd bundle.Systemd) bool {
+	if sd.MemoryDenyWriteExecute != nil {
+		return *sd.MemoryDenyWriteExecute
+	}
+	return DefaultMemoryDenyWriteExecute
 }
 
 func limits(sd bundle.Systemd) []sddbus.Property {

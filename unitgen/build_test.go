@@ -55,7 +55,7 @@ func TestBuildGolden(t *testing.T) {
 				w.Env = map[string]string{"API_KEY": `s3cr"et $x \y` + "`z`\nline2", "HTTP_PORT": "9999"}
 				w.ForwardEnv = []string{"AWS_REGION", "NOT_SET"}
 				w.Systemd = bundle.Systemd{MemoryMax: 512 << 20, CPUQuotaPercent: 150, TasksMax: 64,
-					AllowJIT: true, StopTimeoutSec: 3, RestartDelaySec: 10}
+					MemoryDenyWriteExecute: ptr(false), StopTimeoutSec: 3, RestartDelaySec: 10}
 			}),
 			Dir: "/opt/keter/temp/shop-7", Port: 28120, Global: sslGlobal, EnvDir: "/opt/keter/etc/env",
 			PluginEnv: map[string]string{"PGHOST": "localhost", "PGPASS": "pw"},
@@ -295,6 +295,46 @@ func TestBuildRestartPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMemoryDenyWriteExecute: W^X is off unless the stanza opts in, for
+// webapps and background stanzas alike.
+func TestMemoryDenyWriteExecute(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		choice *bool
+		want   bool
+	}{
+		{"unset is off", nil, false},
+		{"opt in", ptr(true), true},
+		{"opt out", ptr(false), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			web := webStanza(func(w *bundle.WebApp) { w.Systemd.MemoryDenyWriteExecute = tt.choice })
+			bg := bgStanza(-1, 1)
+			bg.Background.Systemd.MemoryDenyWriteExecute = tt.choice
+			for _, s := range []bundle.Stanza{web, bg} {
+				u, err := Build(Input{App: "a", Version: "1", Stanza: s, Dir: "/srv/a", Port: 4000, EnvDir: "/e"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := propValue(u, "MemoryDenyWriteExecute"); got != tt.want {
+					t.Errorf("%s: MemoryDenyWriteExecute = %v, want %v", s.Type, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func propValue(u Unit, name string) any {
+	for _, p := range u.Properties {
+		if p.Name == name {
+			return p.Value.Value()
+		}
+	}
+	return nil
 }
 
 // TestPropertySignatures pins the D-Bus types systemd 252 accepts; a wrong

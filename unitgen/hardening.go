@@ -18,12 +18,13 @@ func prop(name string, v any) sddbus.Property {
 
 // hardening is the sandbox every app unit gets. What a web app needs stays
 // open: IPv4/IPv6/Unix sockets, outgoing connections, reading the system,
-// writing its StateDirectory. allowJIT is the per-stanza opt-out for
-// runtimes that write executable memory (JVM, V8, LuaJIT, ...).
+// writing its StateDirectory. denyWX turns on MemoryDenyWriteExecute, which
+// JIT runtimes (V8, the JVM, PCRE's JIT, LuaJIT, ...) cannot run under, so
+// it is a per-stanza opt-in.
 //
 // ProcSubset=pid is left out on purpose: runtimes read /proc/meminfo and
 // /proc/cpuinfo to size heaps and thread pools.
-func hardening(allowJIT bool) []sddbus.Property {
+func hardening(denyWX bool) []sddbus.Property {
 	return []sddbus.Property{
 		prop("NoNewPrivileges", true),
 		prop("CapabilityBoundingSet", uint64(0)),
@@ -45,7 +46,7 @@ func hardening(allowJIT bool) []sddbus.Property {
 		prop("RestrictRealtime", true),
 		prop("RestrictSUIDSGID", true),
 		prop("LockPersonality", true),
-		prop("MemoryDenyWriteExecute", !allowJIT),
+		prop("MemoryDenyWriteExecute", denyWX),
 		prop("RemoveIPC", true),
 		prop("SystemCallArchitectures", []string{"native"}),
 		prop("SystemCallFilter", filter{true, []string{"@system-service"}}),

@@ -18,8 +18,19 @@ type Status struct {
 	Result                string // the service's Result, e.g. "success", "exit-code", "start-limit-hit"
 	MainPID               uint32
 	NRestarts             uint32
-	Usage                 Usage // filled by the dbus package's List
+	// ExecMainCode and ExecMainStatus describe how the last main process
+	// ended, as in waitid(2): code 1 (CLD_EXITED) with its exit status,
+	// 2 (CLD_KILLED) or 3 (CLD_DUMPED) with the signal; 0 while one runs.
+	ExecMainCode, ExecMainStatus int32
+	Usage                        Usage // filled by the dbus package's List
 }
+
+// Exit codes of Status.ExecMainCode.
+const (
+	CodeExited = 1 // ExecMainStatus is the exit status
+	CodeKilled = 2 // ExecMainStatus is the signal
+	CodeDumped = 3 // killed by the signal in ExecMainStatus, core dumped
+)
 
 const descPrefix = "keter "
 

@@ -40,6 +40,16 @@ type keter struct {
 var keterEnv []string
 
 func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return startKeterWith(ctx, bin, base, name, port, "", "")
+}
+
+// startKeterWith starts keter with its plain listener on port, more
+// listener entries (YAML list items) and more top-level YAML.
+func startKeterWith(ctx context.Context, bin, base, name string, port int, listeners, extra string) (*keter, error) {
 	root := filepath.Join(base, name)
 	if err := os.RemoveAll(root); err != nil {
 		return nil, fmt.Errorf("clearing %s: %w", root, err)
@@ -53,10 +63,6 @@ func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
 			return nil, fmt.Errorf("opening %s to app users: %w", d, err)
 		}
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	statusPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -66,8 +72,8 @@ func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
 	// Keter's default ranges lie: there an outgoing connection can take an
 	// app's port between keter's probe and the app's bind (seen with 100
 	// apps: "bind: address already in use").
-	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  nft-table: "+benchTable+"\n"+
-		"port-manager:\n  ranges:\n    - {from: %d, to: %d}\nstatus:\n  listen: 127.0.0.1:%d\n", root, port, appPortsFrom, appPortsTo, statusPort)
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\n%sgraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  nft-table: "+benchTable+"\n"+
+		"port-manager:\n  ranges:\n    - {from: %d, to: %d}\nstatus:\n  listen: 127.0.0.1:%d\n%s", root, port, listeners, appPortsFrom, appPortsTo, statusPort, extra)
 	cfgPath := filepath.Join(root, "keter-config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("writing keter config: %w", err)

@@ -95,6 +95,13 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		stopHook = func(front, port int, unit string) []string { return portmap.StopHook(pm.Table(), front, port, unit) }
 		minDrain = nginx.UpstreamKeepaliveTime + 100*time.Millisecond
 	}
+	certs, err := newACME(cfg, log.With("part", "acme"))
+	if err != nil {
+		return fmt.Errorf("starting ACME: %w", err)
+	}
+	if certs != nil {
+		nopts = append(nopts, nginx.WithACME(acmeCerts{certs}))
+	}
 	ngx := nginx.New(cfg, bus, log.With("part", "nginx"), nopts...)
 	if err := ngx.Start(ctx); err != nil {
 		return fmt.Errorf("starting nginx: %w", err)
@@ -126,6 +133,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Core: mgr, Units: bus, Usage: use, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
 		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket, SocketGID: gid,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
+		Certs: statusCerts(certs),
 	})
 	if err := st.Listen(); err != nil {
 		return err
@@ -140,6 +148,11 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	go func() { defer served.Done(); use.Run(ctx) }()
 	go watchdog(ctx)
 	go ngx.Watch(ctx)
+	if certs != nil {
+		served.Add(2)
+		go func() { defer served.Done(); certs.Run(ctx) }()
+		go func() { defer served.Done(); refreshOnCertificates(ctx, certs, ngx, log.With("part", "acme")) }()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -78,6 +78,9 @@ func await(ctx context.Context, c *status.Client, name, digest string, since tim
 	}
 	fmt.Fprintf(os.Stderr, "keter: %s: %s\n", name, r.Error)
 	if r.App != nil {
+		if r.App.LastHint != "" {
+			fmt.Fprintf(os.Stderr, "keter: %s: %s\n", name, r.App.LastHint)
+		}
 		if len(r.App.LastLog) > 0 {
 			fmt.Fprintf(os.Stderr, "last log lines of %s:\n%s\n", name, indent(strings.Join(r.App.LastLog, "\n")))
 		}

@@ -54,11 +54,13 @@ func cmdStatus(ctx context.Context, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	certs, _ := c.Certs(ctx) // a keter without ACME lists none
 	if *asJSON {
 		return printJSON(struct {
-			Keter status.Keter `json:"keter"`
-			Apps  []status.App `json:"apps"`
-		}{k, apps})
+			Keter status.Keter  `json:"keter"`
+			Apps  []status.App  `json:"apps"`
+			Certs []status.Cert `json:"certs,omitempty"`
+		}{k, apps, certs})
 	}
 	fmt.Printf("keter %s: %s, %d apps, root %s\n\n", k.Version, k.State, len(apps), k.Root)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -81,6 +83,12 @@ func cmdStatus(ctx context.Context, args []string) int {
 	if len(apps) > 0 {
 		fmt.Println("\nMEMORY and TASKS: now; CPU: since keter started, across versions and restarts.")
 	}
+	for _, a := range apps {
+		if a.LastHint != "" {
+			fmt.Printf("\n%s: %s\n", a.Name, a.LastHint)
+		}
+	}
+	printCerts(os.Stdout, certs)
 	return exitOK
 }
 
@@ -125,7 +133,16 @@ func printApp(w io.Writer, a status.App) {
 	if a.LastError != "" {
 		fmt.Fprintf(w, "last error:   %s\n", a.LastError)
 	}
+	if a.LastHint != "" {
+		fmt.Fprintf(w, "likely cause: %s\n", a.LastHint)
+	}
 	printLines(w, "last deploy's log", a.LastLog)
+	if len(a.Certs) > 0 {
+		fmt.Fprintln(w, "certificates:")
+		for _, c := range a.Certs {
+			fmt.Fprintf(w, "  %s  %s\n", c.Host, certLine(c))
+		}
+	}
 	fmt.Fprintln(w, "units:")
 	for _, u := range a.Units {
 		live := ""
