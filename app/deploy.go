@@ -116,7 +116,7 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 			return v, errors.New("bundle asks for the postgres plugin, but keter has no postgres connection")
 		}
 		if pluginEnv, err = m.dbs.Ensure(ctx, name, pg); err != nil {
-			return v, fmt.Errorf("postgres plugin: %w", err)
+			return v, err // the plugin names itself
 		}
 	}
 

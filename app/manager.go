@@ -41,6 +41,9 @@ type Options struct {
 	// switch (the proxy's bound on connections that may still reach it),
 	// whatever graceful-drain-micros says.
 	MinDrain time.Duration
+	// DeployGID, when not 0, is the operators' group, which may enter
+	// incoming/; otherwise only root may.
+	DeployGID int
 }
 
 // Manager owns every app's lifecycle.
@@ -55,6 +58,7 @@ type Manager struct {
 	ready  func()
 	hook   func(front, port int, unit string) []string
 	drain  time.Duration
+	gid    int
 	ports  *ports
 	sync   *syncer
 	rescan chan struct{}
@@ -92,7 +96,7 @@ func New(o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
-		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook,
+		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook, gid: o.DeployGID,
 		drain:     max(o.MinDrain, time.Duration(o.Config.GracefulDrainMicros)*time.Microsecond),
 		ports:     newPorts(o.Config.PortManager.Ranges),
 		rescan:    make(chan struct{}, 1),
@@ -118,20 +122,11 @@ func (m *Manager) Rescan() {
 // incoming folder until ctx ends. It waits for every goroutine it started.
 func (m *Manager) Run(ctx context.Context) error {
 	defer m.wg.Wait()
-	for _, d := range []struct {
-		path string
-		mode os.FileMode
-	}{{m.cfg.Root, 0o755}, {m.cfg.Incoming(), 0o755}, {m.cfg.Temp(), 0o755}, {m.cfg.Etc(), 0o755}, {m.envDir(), 0o700}} {
-		if err := os.MkdirAll(d.path, d.mode); err != nil {
-			return fmt.Errorf("creating root layout: %w", err)
-		}
-		// Apps run as other users and must traverse to their folders.
-		if err := os.Chmod(d.path, d.mode); err != nil {
-			return fmt.Errorf("creating root layout: %w", err)
-		}
+	if err := m.layout(); err != nil {
+		return fmt.Errorf("creating root layout: %w", err)
 	}
 	if m.cfg.PortManager.Reserving() {
-		if list, err := reservePorts(reservedPortsFile, m.cfg.PortManager.Ranges); err != nil {
+		if list, err := reservePorts(reservedPortsFile, filepath.Join(m.cfg.Etc(), "reserved-ports"), m.cfg.PortManager.Ranges); err != nil {
 			m.log.Warn("could not reserve app ports from the kernel's ephemeral ports; an app may meet 'address already in use'", "err", err)
 		} else {
 			m.log.Info("app ports reserved from ephemeral use", "ip_local_reserved_ports", list)
@@ -178,6 +173,33 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// layout makes the root's folders with their modes. Bundles in incoming/
+// hold apps' secrets: only root (and the operators' group) may enter it,
+// whatever umask the one who copied a bundle had. nginx (static files)
+// must traverse temp/ and etc/, but no one else needs to list them.
+func (m *Manager) layout() error {
+	incoming := os.FileMode(0o700)
+	if m.gid != 0 {
+		incoming = 0o770 | os.ModeSetgid // new bundles get the group
+	}
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+		gid  int
+	}{{m.cfg.Root, 0o755, 0}, {m.cfg.Incoming(), incoming, m.gid}, {m.cfg.Temp(), 0o711, 0}, {m.cfg.Etc(), 0o711, 0}, {m.envDir(), 0o700, 0}} {
+		if err := os.MkdirAll(d.path, d.mode.Perm()); err != nil {
+			return err
+		}
+		if err := os.Chown(d.path, 0, d.gid); err != nil {
+			return err
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // look turns "something happened to NAME.keter" into a deploy or remove.

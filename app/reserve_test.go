@@ -3,6 +3,7 @@ package app
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/keter-systemd/keter/config"
@@ -34,14 +35,27 @@ func TestMergeRanges(t *testing.T) {
 }
 
 func TestReservePortsWritesUnion(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ip_local_reserved_ports")
-	os.WriteFile(path, []byte("8080\n"), 0o644)
-	if _, err := reservePorts(path, config.DefaultPortRanges); err != nil {
+	dir := t.TempDir()
+	path, record := filepath.Join(dir, "ip_local_reserved_ports"), filepath.Join(dir, "reserved-ports")
+	// Someone reserved 8080 and part of keter's first range before keter.
+	os.WriteFile(path, []byte("8080,43124-43200\n"), 0o644)
+	if _, err := reservePorts(path, record, config.DefaultPortRanges); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(path)
 	want, _ := mergeRanges("8080", config.DefaultPortRanges)
 	if string(got) != want+"\n" || want == "8080" {
 		t.Fatalf("file holds %q, want %q", got, want)
+	}
+	rec, _ := os.ReadFile(record)
+	if !strings.HasPrefix(string(rec), "28120-29166,29170-29998,") || strings.Contains(string(rec), "8080") || strings.Contains(string(rec), "43124") || !strings.Contains(string(rec), ",43201-44320,") {
+		t.Fatalf("record %q: want keter's ranges less what was reserved before", rec)
+	}
+	// A second start adds nothing and keeps the record.
+	if _, err := reservePorts(path, record, config.DefaultPortRanges); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(record); string(again) != string(rec) {
+		t.Fatalf("record changed on a second start: %q", again)
 	}
 }

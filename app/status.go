@@ -28,6 +28,7 @@ type VersionStatus struct {
 	Dir        string      `json:"dir"`
 	Hosts      []string    `json:"hosts"`
 	Ports      map[int]int `json:"ports"`
+	Fronts     map[int]int `json:"fronts,omitempty"` // stanza index → the app's stable front port
 	Units      []string    `json:"units"`
 	DeployedAt time.Time   `json:"deployed_at"`
 }
@@ -42,7 +43,7 @@ func (m *Manager) Status() []AppStatus {
 		if v := m.live[name]; v != nil {
 			c.Live = &VersionStatus{
 				Version: v.id, Digest: v.digest, Dir: v.dir, Hosts: v.cfg.Hosts(),
-				Ports: v.ports, Units: v.units, DeployedAt: v.deployedAt,
+				Ports: v.ports, Fronts: v.fronts, Units: v.units, DeployedAt: v.deployedAt,
 			}
 		}
 		out = append(out, c)

@@ -32,11 +32,13 @@ type Stanza struct {
 	Background     *Background   `json:"background,omitempty"`
 }
 
-// SSL is Keter's `ssl` key: false, true (use the listener's certificate)
-// or an object naming a per-stanza certificate served by SNI.
+// SSL is Keter's `ssl` key: false, true (use the listener's certificate),
+// an object naming a per-stanza certificate served by SNI, or acme (a
+// certificate per host from keter's ACME CA, also served by SNI).
 // Certificate paths may be absolute (e.g. /etc/letsencrypt/...).
 type SSL struct {
 	Enabled           bool     `json:"enabled"`
+	ACME              bool     `json:"acme,omitempty"`
 	Certificate       string   `json:"certificate,omitempty"`
 	Key               string   `json:"key,omitempty"`
 	ChainCertificates []string `json:"chain-certificates,omitempty"`

@@ -171,8 +171,9 @@ func (o *obj) hosts() []string {
 	return out
 }
 
-// ssl reads Keter's `ssl`: false, true, or {certificate, key,
-// chain-certificates}.
+// ssl reads Keter's `ssl`: false, true, {certificate, key,
+// chain-certificates}, or acme (Keter #174's spelling: a certificate from
+// keter's ACME CA).
 func (o *obj) ssl() SSL {
 	n := o.get("ssl")
 	if n == nil {
@@ -180,9 +181,12 @@ func (o *obj) ssl() SSL {
 	}
 	p := join(o.path, "ssl")
 	if n.Kind == yaml.ScalarNode {
+		if n.Tag == "!!str" && n.Value == "acme" {
+			return SSL{Enabled: true, ACME: true}
+		}
 		var b bool
 		if n.Decode(&b) != nil {
-			o.w.failf(p, "must be true, false or a mapping with certificate and key, found %s", kind(n))
+			o.w.failf(p, "must be true, false, acme or a mapping with certificate and key, found %s", kind(n))
 		}
 		return SSL{Enabled: b}
 	}

@@ -88,6 +88,9 @@ func TestParseSemantics(t *testing.T) {
 	if a.SSL.Certificate != "certs/site.pem" || a.SSL.Key != "/etc/ssl/private/site.key" || a.SSL.ChainCertificates[0] != "certs/chain.pem" {
 		t.Errorf("ssl paths: %+v", a.SSL)
 	}
+	if r := st.Stanzas[4].Redirect; r == nil || !r.SSL.Enabled || !r.SSL.ACME || st.Stanzas[3].Redirect.SSL.ACME {
+		t.Errorf("ssl: acme (Keter #174's spelling): %+v", st.Stanzas[4])
+	}
 	if a.Env["WORKERS"] != "4" || a.ForwardEnv[1] != "ANOTHER_ENV_VAR" || a.PortEnvVars[0] != "YESOD_PORT" {
 		t.Errorf("env: %+v %v %v", a.Env, a.ForwardEnv, a.PortEnvVars)
 	}
@@ -247,7 +250,7 @@ plugins:
 		"stanzas[5].restart-delay-seconds: invalid value: must be a whole number",
 		`stanzas[5].forward-env[0]: invalid value: environment variable name "BAD-NAME"`,
 		`stanzas[6].type: invalid value: unknown stanza type "cron"`,
-		"stanzas[7].ssl: invalid value: must be true, false or a mapping",
+		"stanzas[7].ssl: invalid value: must be true, false, acme or a mapping",
 		"stanzas[7].ensure-alive-time-bound: invalid value: must be between 1 and",
 		`stanzas[7].port-env-vars[0]: invalid value: environment variable name "1X"`,
 		`stanzas[7].health-check-path: invalid value: path "/h ealth" contains " "`,

@@ -38,8 +38,12 @@ type Config struct {
 	Postgres    Postgres `yaml:"postgres"`
 	Status      Status   `yaml:"status"`
 	KeepBundles int      `yaml:"keep-bundles"`
+	// DeployGroup is the operators' group: its members may drop bundles
+	// into incoming/ and use the CLI's deploy, status and rollback.
+	DeployGroup string `yaml:"deploy-group"`
 	// MaxUnpackedBytes bounds one bundle's unpacked size.
 	MaxUnpackedBytes int64 `yaml:"max-unpacked-bytes"`
+	ACME             ACME  `yaml:"acme"`
 }
 
 // Listener is one address nginx listens on; Certificate and Key together
@@ -51,10 +55,12 @@ type Listener struct {
 	Key               string   `yaml:"key"`
 	ChainCertificates []string `yaml:"chain-certificates"`
 	Session           bool     `yaml:"session"`
+	// ACME makes it HTTPS with a certificate from the acme CA per host.
+	ACME bool `yaml:"acme"`
 }
 
 // Secure reports whether the listener serves TLS.
-func (l Listener) Secure() bool { return l.Certificate != "" }
+func (l Listener) Secure() bool { return l.Certificate != "" || l.ACME }
 
 // PortManager is Keter's key; Keter ignores its contents, we honour
 // `ranges` and `reserve`.
@@ -114,6 +120,9 @@ const (
 	SwitchMap    = "map"
 	SwitchReload = "reload"
 )
+
+// DefaultDeployGroup is the operators' group the Debian package makes.
+const DefaultDeployGroup = "keter"
 
 // DefaultPortRanges are the Haskell Keter's port pool ranges.
 var DefaultPortRanges = []PortRange{
@@ -280,9 +289,16 @@ func (c *Config) applyDefaults(dir string) {
 	if c.KeepBundles == 0 {
 		c.KeepBundles = 3
 	}
+	if c.DeployGroup == "" {
+		c.DeployGroup = DefaultDeployGroup
+	}
 	if c.MaxUnpackedBytes == 0 {
 		c.MaxUnpackedBytes = 2 << 30
 	}
+	if c.ACME.Directory == "" {
+		c.ACME.Directory = LetsEncrypt
+	}
+	c.ACME.TrustedRoots = resolve(dir, c.ACME.TrustedRoots)
 }
 
 func resolve(dir, p string) string {
@@ -328,6 +344,7 @@ func (c *Config) Validate() error {
 	if c.KeepBundles < 0 {
 		errs = append(errs, errors.New("keep-bundles: must not be negative"))
 	}
+	errs = append(errs, c.validateACME()...)
 	return errors.Join(errs...)
 }
 

@@ -374,6 +374,7 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 			s.Result, _ = props["Result"].(string)
 			s.ExecMainCode, _ = props["ExecMainCode"].(int32)
 			s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
+			s.Usage = usageOf(props)
 		}
 		out = append(out, s)
 	}

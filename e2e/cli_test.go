@@ -155,7 +155,7 @@ func TestCLIOperations(t *testing.T) {
 		}
 	}
 	one, _ := mustCLI(t, 0, "status", name, "-c", k.config())
-	for _, want := range []string{"version:      " + a.Live.Version, a.Units[0].Name, "demoapp listening on port"} {
+	for _, want := range []string{"version:      " + a.Live.Version, a.Units[0].Name, "demoapp listening on port", "ports:        web0 "} {
 		if !strings.Contains(one, want) {
 			t.Errorf("status %s lacks %q:\n%s", name, want, one)
 		}
@@ -181,7 +181,7 @@ func TestCLIOperations(t *testing.T) {
 		t.Fatalf("status after the refused deploy: %+v", a)
 	}
 
-	logs, _ := mustCLI(t, 0, "logs", name, "-o", "cat")
+	logs, _ := mustCLI(t, 0, "logs", "-c", k.config(), name, "-o", "cat")
 	for _, want := range []string{`message="v1"`, `message="v2"`, "demoapp exiting with 3 as asked"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("keter logs lacks %q (every version's lines):\n%s", want, logs)

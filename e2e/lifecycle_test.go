@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -96,6 +97,10 @@ func TestFailingNewVersionKeepsOld(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	if l.failed.Load() > 0 {
+		out, _ := exec.Command("sh", "-c", "systemctl list-units --all --no-pager 'keter-*'; nft list ruleset; ss -ltnp | grep -E ':4[0-9]{4}'; conntrack -L -p tcp 2>/dev/null | grep 4312 | head -30").CombinedOutput()
+		t.Logf("DEBUG:\n%s", out)
 	}
 	l.mustAllSucceed(t, "while bad versions were refused")
 	k.waitSettled(1, 30*time.Second)

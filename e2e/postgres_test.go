@@ -122,6 +122,9 @@ func TestPostgresDownKeepsOldVersion(t *testing.T) {
 	eventually(t, 60*time.Second, func() error {
 		for _, line := range strings.Split(k.Log(), "\n") {
 			if strings.Contains(line, "deploy failed") && strings.Contains(line, want) && strings.Contains(line, "postgres") {
+				if strings.Count(line, "postgres plugin") != 1 {
+					return fmt.Errorf("the error names the plugin more than once: %s", line)
+				}
 				return nil
 			}
 		}

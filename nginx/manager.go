@@ -92,6 +92,12 @@ type Manager struct {
 
 	pm PortMap // nil: a new version's port is reloaded into nginx
 
+	certs     Certs // nil: no ACME
+	acme      *ACME
+	last      []App           // what Apply was last given, for Refresh
+	acmeHosts []string        // the last rendered config's ACME hosts
+	waiting   map[string]bool // requires-secure hosts logged as waiting
+
 	mu       sync.Mutex
 	mapped   map[int]int // what pm holds; nil until read
 	missing  map[int]int // elements of mapped the kernel lacked at the last check
@@ -116,6 +122,7 @@ func New(g *config.Config, units Units, log *slog.Logger, opts ...Option) *Manag
 	}
 	prefix := filepath.Join(g.Etc(), "nginx")
 	m.paths = Paths{Prefix: prefix, PidFile: filepath.Join(prefix, "nginx.pid"), User: workerUser(), IPv6: ipv6(), MaxFiles: maxFiles(), Control: true, Mapped: m.pm != nil}
+	m.paths.ACME = m.acme
 	m.conf = filepath.Join(prefix, "nginx.conf")
 	if g.Nginx.Mode == config.ModeSystem {
 		m.conf = g.Nginx.IncludeFile
@@ -172,6 +179,7 @@ func ipv6() bool {
 func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.paths.HTTP2On = http2On(ctx, m.g.Nginx.Binary)
 	if err := os.MkdirAll(filepath.Join(m.paths.Prefix, "tls"), 0o700); err != nil {
 		return fmt.Errorf("creating nginx folder: %w", err)
 	}
@@ -196,7 +204,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.log.Info("adopting the running nginx", "unit", m.unit)
 		return m.bind(ctx)
 	}
-	out, _, err := m.render(nil)
+	out, _, err := m.render(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -304,14 +312,18 @@ func (m *Manager) Stop(ctx context.Context) error {
 func (m *Manager) Apply(ctx context.Context, apps []App) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.apply(ctx, apps)
+	m.last = apps
+	return m.served(m.apply(ctx, apps))
 }
 
-// render renders and writes the certificate chains the config needs.
-func (m *Manager) render(apps []App) (*Output, bool, error) {
+// render renders and writes the certificate files the config needs.
+func (m *Manager) render(ctx context.Context, apps []App) (*Output, bool, error) {
 	out, err := Render(m.g, apps, m.paths)
 	if err != nil {
 		return nil, false, fmt.Errorf("rendering nginx config: %w", err)
+	}
+	if err := m.ensureCerts(ctx, out); err != nil {
+		return nil, false, err
 	}
 	changed, err := buildConcat(out.Concat)
 	if err != nil {
@@ -425,7 +437,7 @@ type prepared struct {
 // prepare renders apps and, when the result differs from what is
 // installed, tests and installs it for load; nil means nothing changed.
 func (m *Manager) prepare(ctx context.Context, apps []App) (*prepared, error) {
-	out, certsChanged, err := m.render(apps)
+	out, certsChanged, err := m.render(ctx, apps)
 	if err != nil {
 		return nil, err
 	}

@@ -154,7 +154,7 @@ var allowed = map[string]map[string]bool{
 	"server": set("listen", "server_name", "ssl_certificate", "ssl_certificate_key", "ssl_protocols",
 		"ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache", "ssl_session_timeout",
 		"ssl_session_tickets", "client_max_body_size", "set_real_ip_from", "real_ip_header",
-		"real_ip_recursive", "location", "error_page"),
+		"real_ip_recursive", "location", "error_page", "http2"),
 	"location": set("internal", "types", "default_type", "alias", "return", "proxy_pass", "proxy_http_version",
 		"proxy_set_header", "proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name",
 		"proxy_hide_header", "add_header", "root", "autoindex"),

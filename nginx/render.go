@@ -4,12 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net"
-	"path/filepath"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,19 +13,7 @@ import (
 	"github.com/keter-systemd/keter/config"
 )
 
-// App is one deployed app as the front door sees it.
-type App struct {
-	Name   string
-	Dir    string // absolute unpacked bundle root
-	Config *bundle.AppConfig
-	Ports  map[int]int // stanza index → local port of that webapp stanza
-	// Fronts are the app's stable front ports (stanza index → port), which
-	// a PortMap points at Ports; nginx proxies to them when it has a map.
-	Fronts map[int]int
-	// Down are stanzas whose unit stopped for good: a PortMap sends their
-	// front nowhere.
-	Down map[int]bool
-}
+// This file writes the model (site.go) in nginx's syntax.
 
 // Paths says where the rendered config points at things keter owns.
 type Paths struct {
@@ -46,6 +29,12 @@ type Paths struct {
 	// Mapped upstreams sit behind a PortMap: their kept connections are
 	// short-lived, so a switched map reaches every request soon.
 	Mapped bool
+	// HTTP2On spells HTTP/2 as nginx 1.25.1 and newer want it (`http2
+	// on`, where the listen parameter is deprecated); older nginx (Debian
+	// 12's 1.22) only knows `listen ... http2`.
+	HTTP2On bool
+	// ACME serves certificates from an ACME CA (nil: keter has none).
+	ACME *ACME
 }
 
 // Kept upstream connections of a mapped upstream. At a switch keter
@@ -73,6 +62,12 @@ type Output struct {
 	Include []byte
 	// Generation identifies this config when Paths.Control is set.
 	Generation string
+	// ACMEHosts are the names whose certificate files (Paths.ACME.Dir)
+	// the config reads: they must exist before nginx loads it.
+	ACMEHosts []string
+	// SecureWaiting are requires-secure hosts served over plain HTTP
+	// until their first certificate arrives.
+	SecureWaiting []string
 	// Concat lists files nginx needs that keter must build before testing:
 	// path → source files to concatenate (a certificate, then its chain).
 	Concat map[string][]string
@@ -94,80 +89,20 @@ const tlsCiphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" 
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" +
 	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
 
-// noBound stands for "no time bound": nginx has no infinite timeout.
-const noBound = "86400s"
-
-// cert is what a TLS server block serves.
-type cert struct {
-	file, key string // file may be a chain bundle from Output.Concat
-	session   bool
-}
-
-// listener is one global listener, validated and ready to print.
-type listener struct {
-	listens []string // listen arguments without default_server
-	tls     *cert
-}
-
-// site is one stanza that answers for hosts.
-type site struct {
-	app     string
-	index   int
-	hosts   []string
-	secure  bool  // requires-secure
-	sni     *cert // per-stanza certificate
-	stanza  bundle.Stanza
-	port    int    // webapp
-	root    string // static-files, absolute
-	timeout string // proxy read/send timeout
-	rpHost  string // reverse-proxy Host header value
-	headers [][2]string
-	rwReq   []rewrite
-	rwResp  []rewrite
-}
-
-type rewrite struct {
-	header, variable, from, to string
-}
-
+// renderer writes a model.
 type renderer struct {
-	g         *config.Config
-	p         Paths
-	concat    map[string][]string
-	listeners []listener
-	sites     []*site
-	proxyErr  bool
+	*model
 }
 
 // Render turns the desired state into nginx configuration. It is pure: it
 // reads no files. It refuses any value that fails validation and any host
 // claimed twice, naming the apps.
 func Render(g *config.Config, apps []App, p Paths) (*Output, error) {
-	r := &renderer{g: g, p: p, concat: map[string][]string{}}
-	if r.p.MimeTypes == "" {
-		r.p.MimeTypes = "/etc/nginx/mime.types"
-	}
-	if err := r.global(); err != nil {
+	m, err := buildModel(g, apps, p)
+	if err != nil {
 		return nil, err
 	}
-	sorted := slices.Clone(apps)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	var errs []error
-	for i, a := range sorted {
-		if i > 0 && sorted[i-1].Name == a.Name {
-			errs = append(errs, fmt.Errorf("app %q: listed twice: %w", a.Name, ErrInvalid))
-			continue
-		}
-		if err := r.app(a); err != nil {
-			errs = append(errs, fmt.Errorf("app %q: %w", a.Name, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	if err := r.duplicates(); err != nil {
-		return nil, err
-	}
+	r := &renderer{m}
 	inc := r.include()
 	var gen string
 	if r.p.Control {
@@ -176,10 +111,12 @@ func Render(g *config.Config, apps []App, p Paths) (*Output, error) {
 		inc = append(inc, r.control(gen)...)
 	}
 	return &Output{
-		Main:       r.main(inc),
-		Include:    append([]byte(header), inc...),
-		Concat:     r.concat,
-		Generation: gen,
+		Main:          r.main(inc),
+		Include:       append([]byte(header), inc...),
+		Concat:        r.concat,
+		Generation:    gen,
+		ACMEHosts:     r.acmeHosts(),
+		SecureWaiting: r.secureWaiting(),
 	}, nil
 }
 
@@ -199,366 +136,6 @@ func (r *renderer) control(gen string) []byte {
 		w.close()
 	})
 	return w.b.Bytes()
-}
-
-func (r *renderer) global() error {
-	g := r.g
-	var errs []error
-	if g.Nginx.ClientMaxBodySize != "" && !sizeRE.MatchString(g.Nginx.ClientMaxBodySize) {
-		errs = append(errs, fmt.Errorf("nginx.client-max-body-size %q: must be a number with an optional k, m or g: %w", g.Nginx.ClientMaxBodySize, ErrInvalid))
-	}
-	for what, f := range map[string]string{
-		"unknown-host-response-file":    g.UnknownHostResponseFile,
-		"missing-host-response-file":    g.MissingHostResponseFile,
-		"proxy-exception-response-file": g.ProxyExceptionResponseFile,
-	} {
-		if f != "" {
-			if err := checkPath(what, f); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	if g.HealthcheckPath != "" {
-		if err := checkURLPath("healthcheck-path", g.HealthcheckPath); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(g.Listeners) == 0 {
-		errs = append(errs, fmt.Errorf("listeners: none: %w", ErrInvalid))
-	}
-	seen := map[string]bool{}
-	for i, l := range g.Listeners {
-		ls, err := r.listener(l)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listeners[%d]: %w", i, err))
-			continue
-		}
-		for _, a := range ls.listens {
-			if seen[a] {
-				errs = append(errs, fmt.Errorf("listeners[%d]: address %s is listed twice: %w", i, a, ErrInvalid))
-			}
-			seen[a] = true
-		}
-		r.listeners = append(r.listeners, ls)
-	}
-	return errors.Join(errs...)
-}
-
-func (r *renderer) listener(l config.Listener) (listener, error) {
-	if l.Port < 1 || l.Port > 65535 {
-		return listener{}, fmt.Errorf("port %d: %w", l.Port, ErrInvalid)
-	}
-	port := strconv.Itoa(l.Port)
-	var ls listener
-	switch h := l.Host; {
-	case h == "*" || h == "":
-		ls.listens = []string{port}
-		if r.p.IPv6 {
-			ls.listens = append(ls.listens, "[::]:"+port)
-		}
-	case h == "*4":
-		ls.listens = []string{port}
-	case h == "*6":
-		ls.listens = []string{"[::]:" + port}
-	case net.ParseIP(h) != nil:
-		ls.listens = []string{hostPort(h, l.Port)}
-	default:
-		if err := validHost(h); err != nil || strings.HasPrefix(h, "*") {
-			return listener{}, fmt.Errorf("host %q: must be *, an IP address or a host name: %w", h, ErrInvalid)
-		}
-		ls.listens = []string{hostPort(h, l.Port)}
-	}
-	if l.Certificate != "" || l.Key != "" {
-		c, err := r.cert("", l.Certificate, l.Key, l.ChainCertificates)
-		if err != nil {
-			return listener{}, err
-		}
-		c.session = l.Session
-		ls.tls = c
-	}
-	return ls, nil
-}
-
-// cert validates certificate paths (relative ones resolve against dir)
-// and plans a chain bundle when there is a chain.
-func (r *renderer) cert(dir, certFile, key string, chain []string) (*cert, error) {
-	abs := func(p string) string {
-		if p != "" && !filepath.IsAbs(p) && dir != "" {
-			return filepath.Join(dir, p)
-		}
-		return p
-	}
-	c := &cert{file: abs(certFile), key: abs(key)}
-	errs := []error{checkPath("certificate", c.file), checkPath("key", c.key)}
-	srcs := []string{c.file}
-	for _, ch := range chain {
-		ch = abs(ch)
-		errs = append(errs, checkPath("chain-certificates", ch))
-		srcs = append(srcs, ch)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	if len(chain) > 0 {
-		sum := sha256.Sum256([]byte(strings.Join(srcs, "\x00")))
-		c.file = filepath.Join(r.p.Prefix, "tls", "chain-"+hex.EncodeToString(sum[:8])+".pem")
-		if err := checkPath("chain bundle", c.file); err != nil {
-			return nil, err
-		}
-		r.concat[c.file] = srcs
-	}
-	return c, nil
-}
-
-func (r *renderer) app(a App) error {
-	if a.Config == nil {
-		return fmt.Errorf("no config: %w", ErrInvalid)
-	}
-	if err := checkPath("bundle folder", a.Dir); err != nil {
-		return err
-	}
-	var errs []error
-	for i, st := range a.Config.Stanzas {
-		if st.Type == bundle.TypeBackground || st.Background != nil {
-			continue
-		}
-		s, err := r.stanza(a, i, st)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("stanza %d (%s): %w", i, st.Type, err))
-			continue
-		}
-		r.sites = append(r.sites, s)
-	}
-	return errors.Join(errs...)
-}
-
-func (r *renderer) stanza(a App, i int, st bundle.Stanza) (*site, error) {
-	s := &site{app: a.Name, index: i, secure: st.RequiresSecure, stanza: st}
-	var errs []error
-	seen := map[string]bool{}
-	for _, h := range st.Hosts() {
-		h = strings.ToLower(h)
-		if err := validHost(h); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if !seen[h] {
-			seen[h] = true
-			s.hosts = append(s.hosts, h)
-		}
-	}
-	if len(s.hosts) == 0 && len(errs) == 0 {
-		errs = append(errs, fmt.Errorf("no hosts: %w", ErrInvalid))
-	}
-	var ssl bundle.SSL
-	var mw []bundle.Middleware
-	switch {
-	case st.WebApp != nil:
-		ssl, mw = st.WebApp.SSL, st.WebApp.Middleware
-		port, ok := a.Ports[i]
-		if !ok || port < 1 || port > 65535 {
-			errs = append(errs, fmt.Errorf("no local port for the webapp: %w", ErrInvalid))
-		}
-		s.port = port
-		s.timeout = r.timeout(st.WebApp.ConnectionTimeBound, nil)
-	case st.StaticFiles != nil:
-		ssl, mw = st.StaticFiles.SSL, st.StaticFiles.Middleware
-		root := filepath.Join(a.Dir, st.StaticFiles.Root)
-		if rel, err := filepath.Rel(a.Dir, root); err != nil || rel == ".." || strings.HasPrefix(rel, "../") || filepath.IsAbs(st.StaticFiles.Root) {
-			errs = append(errs, fmt.Errorf("root %q: must stay inside the bundle: %w", st.StaticFiles.Root, ErrInvalid))
-		} else if err := checkPath("root", root); err != nil {
-			errs = append(errs, err)
-		}
-		s.root = root
-	case st.Redirect != nil:
-		ssl = st.Redirect.SSL
-		errs = append(errs, r.checkRedirect(st.Redirect))
-	case st.ReverseProxy != nil:
-		ssl, mw = st.ReverseProxy.SSL, st.ReverseProxy.Middleware
-		errs = append(errs, r.checkReverseProxy(s, st.ReverseProxy))
-	default:
-		errs = append(errs, fmt.Errorf("type %q: %w", st.Type, ErrUnsupported))
-	}
-	for _, m := range mw {
-		errs = append(errs, r.middleware(s, m))
-	}
-	if ssl.Certificate != "" || ssl.Key != "" {
-		c, err := r.cert(a.Dir, ssl.Certificate, ssl.Key, ssl.ChainCertificates)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("ssl: %w", err))
-		}
-		s.sni = c
-	}
-	return s, errors.Join(errs...)
-}
-
-// timeout picks the proxy timeout: per-stanza µs, else the global ms.
-func (r *renderer) timeout(stanzaMicros, override *int64) string {
-	ms := r.g.ConnectionTimeBound
-	if stanzaMicros != nil {
-		ms = (*stanzaMicros + 999) / 1000
-	}
-	if override != nil {
-		ms = (*override + 999) / 1000
-	}
-	if ms <= 0 {
-		return noBound
-	}
-	return strconv.FormatInt(ms, 10) + "ms"
-}
-
-func (r *renderer) checkRedirect(rd *bundle.Redirect) error {
-	var errs []error
-	switch rd.Status {
-	case 0, 301, 302, 303, 307, 308:
-	default:
-		errs = append(errs, fmt.Errorf("status %d: nginx redirects with 301, 302, 303, 307 or 308: %w", rd.Status, ErrUnsupported))
-	}
-	if len(rd.Actions) == 0 {
-		errs = append(errs, fmt.Errorf("no actions: %w", ErrInvalid))
-	}
-	for j, act := range rd.Actions {
-		if act.Path != "" {
-			if err := checkURLPath(fmt.Sprintf("actions[%d].path", j), act.Path); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		switch {
-		case act.URL != "" && act.Host != "":
-			errs = append(errs, fmt.Errorf("actions[%d]: url and host are exclusive: %w", j, ErrInvalid))
-		case act.URL != "":
-			errs = append(errs, checkURL(fmt.Sprintf("actions[%d].url", j), act.URL))
-		case act.Host != "":
-			if err := validHost(strings.ToLower(act.Host)); err != nil || strings.HasPrefix(act.Host, "*") {
-				errs = append(errs, fmt.Errorf("actions[%d].host %q: must be a host name: %w", j, act.Host, ErrInvalid))
-			}
-			if act.Port < 0 || act.Port > 65535 {
-				errs = append(errs, fmt.Errorf("actions[%d].port %d: %w", j, act.Port, ErrInvalid))
-			}
-		default:
-			errs = append(errs, fmt.Errorf("actions[%d]: needs url or host: %w", j, ErrInvalid))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// headers keter sets itself or that nginx must own.
-var reservedHeaders = map[string]bool{
-	"host": true, "content-length": true, "transfer-encoding": true, "connection": true,
-	"upgrade": true, "x-forwarded-for": true, "x-forwarded-proto": true, "x-real-ip": true,
-}
-
-func (r *renderer) checkReverseProxy(s *site, rp *bundle.ReverseProxy) error {
-	var errs []error
-	if err := checkUpstreamHost(rp.ReversedHost); err != nil {
-		errs = append(errs, err)
-	}
-	if rp.ReversedPort < 1 || rp.ReversedPort > 65535 {
-		errs = append(errs, fmt.Errorf("reversed-port %d: %w", rp.ReversedPort, ErrInvalid))
-	}
-	s.rpHost = rp.ReversedHost
-	if def := map[bool]int{false: 80, true: 443}[rp.ReversedSSL]; rp.ReversedPort != def {
-		s.rpHost = hostPort(rp.ReversedHost, rp.ReversedPort)
-	}
-	s.timeout = r.timeout(rp.ConnectionTimeBound, rp.Timeout)
-	for _, kr := range []struct {
-		kind  string
-		rules []bundle.Rewrite
-	}{{"rewrite-request", rp.RewriteRequest}, {"rewrite-response", rp.RewriteResponse}} {
-		kind, rules := kr.kind, kr.rules
-		seen := map[string]bool{}
-		for j, rw := range rules {
-			what := fmt.Sprintf("%s[%d]", kind, j)
-			if err := checkHeaderName(what+".header", rw.Header); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			lh := strings.ToLower(rw.Header)
-			if reservedHeaders[lh] {
-				errs = append(errs, fmt.Errorf("%s.header %q: keter or nginx owns this header: %w", what, rw.Header, ErrUnsupported))
-				continue
-			}
-			if seen[lh] {
-				// Keter keeps one rule per header (a map); so do we.
-				errs = append(errs, fmt.Errorf("%s.header %q: one rule per header: %w", what, rw.Header, ErrInvalid))
-				continue
-			}
-			seen[lh] = true
-			groups, err := checkRegex(what+".from", rw.From)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			to, err := rewriteTo(what+".to", rw.To, groups)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			rule := rewrite{header: rw.Header, from: rw.From, to: "$1" + to + "$" + strconv.Itoa(groups+3)}
-			if kind == "rewrite-request" {
-				s.rwReq = append(s.rwReq, rule)
-			} else {
-				s.rwResp = append(s.rwResp, rule)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (r *renderer) middleware(s *site, m bundle.Middleware) error {
-	switch m.Name {
-	case "autohead":
-		return nil // nginx answers HEAD itself
-	case "headers":
-		keys := make([]string, 0, len(m.Config))
-		for k := range m.Config {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var errs []error
-		for _, k := range keys {
-			v, ok := m.Config[k].(string)
-			if !ok {
-				errs = append(errs, fmt.Errorf("middleware headers %q: value must be a string: %w", k, ErrInvalid))
-				continue
-			}
-			if err := errors.Join(checkHeaderName("middleware headers", k), checkHeaderValue("middleware headers "+k, v)); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			s.headers = append(s.headers, [2]string{k, v})
-		}
-		return errors.Join(errs...)
-	}
-	return fmt.Errorf("middleware %q: %w", m.Name, ErrUnsupported)
-}
-
-// duplicates refuses a host claimed by two stanzas, naming both owners.
-func (r *renderer) duplicates() error {
-	type owner struct {
-		app   string
-		index int
-	}
-	owners := map[string]owner{}
-	var errs []error
-	for _, s := range r.sites {
-		for _, h := range s.hosts {
-			if h == ControlHost {
-				errs = append(errs, fmt.Errorf("app %q: host %q is reserved for keter: %w", s.app, h, ErrInvalid))
-				continue
-			}
-			if o, ok := owners[h]; ok {
-				if o.app == s.app {
-					errs = append(errs, fmt.Errorf("app %q: host %q is used by stanzas %d and %d: %w", s.app, h, o.index, s.index, ErrDuplicateHost))
-				} else {
-					errs = append(errs, fmt.Errorf("host %q is claimed by app %q and app %q: %w", h, o.app, s.app, ErrDuplicateHost))
-				}
-				continue
-			}
-			owners[h] = owner{s.app, s.index}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // ---- printing ----
@@ -647,6 +224,7 @@ func upstreamName(s *site) string {
 
 func (r *renderer) include() []byte {
 	w := &writer{}
+	r.acmeMap(w)
 	w.open("map", "$http_upgrade", "$keter_connection")
 	w.line("default", "upgrade")
 	w.line(`""`, `""`)
@@ -720,6 +298,7 @@ func (r *renderer) servers(w *writer, listenSuffix string, names []string, sni *
 		}
 		w.line(append([]string{"server_name"}, names...)...)
 		r.common(w)
+		r.acmeChallenge(w)
 		body(false)
 		w.close()
 	}
@@ -728,13 +307,22 @@ func (r *renderer) servers(w *writer, listenSuffix string, names []string, sni *
 			continue
 		}
 		w.open("server")
+		// HTTP/2 by ALPN on every TLS listener, as the Haskell Keter's
+		// warp-tls negotiates it; plain listeners stay HTTP/1.1.
+		h2 := " http2"
+		if r.p.HTTP2On {
+			h2 = ""
+		}
 		for _, a := range l.listens {
-			w.line(strings.TrimSpace("listen " + a + " ssl" + listenSuffix))
+			w.line(strings.TrimSpace("listen " + a + " ssl" + h2 + listenSuffix))
+		}
+		if r.p.HTTP2On {
+			w.line("http2", "on")
 		}
 		w.line(append([]string{"server_name"}, names...)...)
 		c := l.tls
 		if sni != nil {
-			c = &cert{file: sni.file, key: sni.key, session: l.tls.session}
+			c = &cert{file: sni.file, key: sni.key, session: l.tls.session, acme: sni.acme}
 		}
 		w.line("ssl_certificate", q(c.file))
 		w.line("ssl_certificate_key", q(c.key))
@@ -819,7 +407,7 @@ func (r *renderer) siteServers(w *writer, s *site) {
 		names[i] = serverName(h)
 	}
 	r.servers(w, "", names, s.sni, func(tls bool) {
-		if s.secure && !tls {
+		if s.secure && !tls && !r.waiting(s) {
 			target := "https://$host"
 			if p := r.g.ExternalHTTPSPort; p != 0 && p != 443 {
 				target += ":" + strconv.Itoa(p)

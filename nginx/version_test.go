@@ -18,3 +18,20 @@ func TestMapSupport(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTP2Spelling(t *testing.T) {
+	for out, on := range map[string]bool{
+		"nginx version: nginx/1.22.1\n": false,
+		"nginx version: nginx/1.25.0":   false,
+		"nginx version: nginx/1.25.1":   true,
+		"nginx version: nginx/1.27.4":   true,
+	} {
+		v, err := parseVersion(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := atLeast(v, 1, 25, 1); got != on {
+			t.Errorf("%q: http2 on = %v, want %v", out, got, on)
+		}
+	}
+}

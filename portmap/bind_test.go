@@ -131,3 +131,12 @@ func slowServer(t *testing.T, name string) int {
 	t.Helper()
 	return server(t, name, 300*time.Millisecond)
 }
+
+// TestStartHookMatchesBind: the script the package ships writes the rule
+// Bind writes.
+func TestStartHookMatchesBind(t *testing.T) {
+	want := strings.Join(append(skeleton("$1"), ruleLines("$1", `"${m:+$m/}$p"`, "$l")...), "\n")
+	if !strings.Contains(startHook, want) {
+		t.Fatalf("start-hook.sh does not hold the rule Bind makes:\n%s", want)
+	}
+}

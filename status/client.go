@@ -17,7 +17,7 @@ import (
 var ErrNotRunning = errors.New("keter is not running (nothing answers on its status socket)")
 
 // ErrPermission means the socket is there but the caller may not use it.
-var ErrPermission = errors.New("permission denied on keter's status socket (run as root)")
+var ErrPermission = errors.New("permission denied on keter's status socket (run as root, or as a member of keter's deploy-group)")
 
 // APIError is an error the daemon answered with.
 type APIError struct {

@@ -16,7 +16,8 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	for _, st := range States {
 		states[st] = 0
 	}
-	for _, a := range s.apps(r.Context(), 0) {
+	apps := s.apps(r.Context(), 0)
+	for _, a := range apps {
 		states[a.State]++
 	}
 	var reloads, switches uint64
@@ -49,10 +50,19 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	for _, st := range sortedKeys(states) {
 		fmt.Fprintf(b, "keter_apps{state=%q} %d\n", st, states[st])
 	}
+	writeUsage(b, apps, header)
 	header("keter_nginx_reloads_total", "counter", "nginx reloads keter asked for since it started.")
 	fmt.Fprintf(b, "keter_nginx_reloads_total %d\n", reloads)
 	header("keter_port_map_switches_total", "counter", "Changes keter made to its nftables port map since it started.")
 	fmt.Fprintf(b, "keter_port_map_switches_total %d\n", switches)
+	if certs := s.certs(); len(certs) > 0 {
+		header("keter_certificate_expiry_timestamp_seconds", "gauge", "When each host's certificate from the ACME CA expires (Unix time); hosts still waiting for one are absent.")
+		for _, c := range certs {
+			if !c.NotAfter.IsZero() {
+				fmt.Fprintf(b, "keter_certificate_expiry_timestamp_seconds{host=%q} %d\n", c.Host, c.NotAfter.Unix())
+			}
+		}
+	}
 	header("keter_ready", "gauge", "1 once keter finished its first reconcile.")
 	ready := 0
 	if s.ready.Load() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keter-systemd/keter/app"
 	"github.com/keter-systemd/keter/unitgen"
+	"github.com/keter-systemd/keter/usage"
 )
 
 // App states, as shown on the page and counted by keter_apps{state}.
@@ -31,6 +32,11 @@ type App struct {
 	State string   `json:"state"`
 	Units []Unit   `json:"units"`
 	Log   []string `json:"log,omitempty"` // recent lines of the live units
+	// Usage is per stanza: memory and tasks now, keter's totals since
+	// each stanza's since for the rest.
+	Usage []usage.Stanza `json:"usage,omitempty"`
+	// Certs are the live hosts' certificates from the ACME CA.
+	Certs []Cert `json:"certs,omitempty"`
 }
 
 // Unit is one systemd unit of an app, any version.
@@ -44,6 +50,8 @@ type Unit struct {
 	PID      uint32 `json:"main_pid,omitempty"`
 	Restarts uint32 `json:"restarts"`
 	Live     bool   `json:"live"`
+	// Usage is what systemd counts for the unit's current run.
+	Usage *usage.Unit `json:"usage,omitempty"`
 }
 
 // Keter is the daemon itself.
@@ -59,9 +67,14 @@ type Keter struct {
 // live unit. Units or journal errors leave those parts empty: the page
 // must still show what the core knows.
 func (s *Server) apps(ctx context.Context, logLines int) []App {
+	listedAt := time.Now()
 	units, err := s.o.Units.List(ctx, "keter-app-")
 	if err != nil {
 		s.o.Log.Debug("listing app units for status", "err", err)
+	}
+	var totals map[usage.Key]usage.Stanza
+	if err == nil && s.o.Usage != nil {
+		totals = s.o.Usage.Observe(ctx, units, listedAt)
 	}
 	byApp := map[string][]unitgen.Status{}
 	for _, u := range units {
@@ -69,9 +82,16 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 	}
 	var out []App
 	known := map[string]bool{}
+	certs := map[string]Cert{}
+	for _, c := range s.certs() {
+		certs[c.Host] = c
+	}
 	for _, st := range s.o.Core.Status() {
 		known[st.Name] = true
-		a := App{AppStatus: st, Units: []Unit{}}
+		a := App{AppStatus: st, Units: []Unit{}, Usage: stanzaUsage(totals, st.Name)}
+		if st.Live != nil {
+			a.Certs = certsOf(certs, st.Live.Hosts)
+		}
 		live := map[string]bool{}
 		if st.Live != nil {
 			for _, n := range st.Live.Units {
@@ -83,7 +103,7 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 			a.Units = append(a.Units, Unit{
 				Name: u.Name, Version: u.Meta.Version, Stanza: u.Meta.Stanza,
 				Active: u.ActiveState, Sub: u.SubState, Result: u.Result,
-				PID: u.MainPID, Restarts: u.NRestarts, Live: live[u.Name],
+				PID: u.MainPID, Restarts: u.NRestarts, Live: live[u.Name], Usage: unitUsage(u),
 			})
 			if live[u.Name] && u.ActiveState != "active" && u.ActiveState != "reloading" {
 				degraded = true

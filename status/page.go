@@ -20,7 +20,9 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return t.Local().Format("2006-01-02 15:04:05")
 	},
-	"dur": func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+	"dur":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+	"bytes": func(n *uint64) string { return Bytes(*n) },
+	"cpu":   func(ns *uint64) string { return CPU(*ns) },
 	"result": func(r string) string {
 		if r == "superseded" {
 			return "deploying"
@@ -38,7 +40,8 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		Keter   Keter
 		Apps    []App
 		Reloads uint64
-	}{host, s.keter(), s.apps(r.Context(), 8), 0}
+		Certs   []Cert
+	}{host, s.keter(), s.apps(r.Context(), 8), 0, s.certs()}
 	if s.o.Reloads != nil {
 		data.Reloads = s.o.Reloads()
 	}

@@ -37,6 +37,8 @@ type Units interface {
 type Options struct {
 	Core  Core
 	Units Units
+	// Usage reports what apps use; nil shows none.
+	Usage Usage
 	// Reloads counts nginx reloads since start; nil reports none.
 	Reloads func() uint64
 	// MapSwitches counts port map changes since start; nil reports none.
@@ -46,15 +48,25 @@ type Options struct {
 	DropDatabase func(ctx context.Context, app string) error
 	Listen       string // TCP address of the page; "" or "off" disables it
 	Socket       string // unix socket for the CLI, created mode 0600
-	Root         string
-	Incoming     string
-	Version      string
-	Log          *slog.Logger
+	// SocketGID, when not 0, is the operators' group: the socket is made
+	// 0660 for it, and its members may do all but drop a database.
+	SocketGID int
+	// AppSlice is the cgroup v2 path of the apps' slice; processes in it
+	// are refused the page, the API and /metrics.
+	AppSlice string
+	Root     string
+	Incoming string
+	Version  string
+	Log      *slog.Logger
+
+	// Certs lists the hosts' ACME certificates; nil without ACME.
+	Certs func() []Cert
 }
 
 // Server serves the page on Listen and the CLI API on Socket.
 type Server struct {
 	o       Options
+	guard   *appGuard
 	ready   atomic.Bool
 	started time.Time
 	tcp     net.Listener
@@ -66,7 +78,10 @@ func New(o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Server{o: o, started: time.Now()}
+	if o.AppSlice == "" {
+		o.AppSlice = "keter.slice"
+	}
+	return &Server{o: o, started: time.Now(), guard: &appGuard{slice: o.AppSlice}}
 }
 
 // SetReady marks keter ready (after its first reconcile).
@@ -92,7 +107,15 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("creating status socket: %w", err)
 	}
-	if err := os.Chmod(s.o.Socket, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if s.o.SocketGID > 0 {
+		mode = 0o660
+		if err := os.Chown(s.o.Socket, 0, s.o.SocketGID); err != nil {
+			l.Close()
+			return fmt.Errorf("giving the status socket to the operators' group: %w", err)
+		}
+	}
+	if err := os.Chmod(s.o.Socket, mode); err != nil {
 		l.Close()
 		return fmt.Errorf("creating status socket: %w", err)
 	}
@@ -122,10 +145,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("status server: Listen first")
 	}
 	var wg sync.WaitGroup
-	servers := []*http.Server{{Handler: s.socketHandler(), ReadHeaderTimeout: 10 * time.Second}}
+	servers := []*http.Server{{Handler: s.socketHandler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeer}}
 	listeners := []net.Listener{s.unix}
 	if s.tcp != nil {
-		servers = append(servers, &http.Server{Handler: s.pageHandler(), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: time.Minute})
+		page := s.guard.wrap(s.pageHandler(), s.o.Log.Warn)
+		servers = append(servers, &http.Server{Handler: page, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: time.Minute})
 		listeners = append(listeners, s.tcp)
 		s.o.Log.Info("status page listening", "listen", s.tcp.Addr().String())
 	}
@@ -155,6 +179,7 @@ func (s *Server) pageHandler() http.Handler {
 	mux.HandleFunc("GET /api/apps", s.listApps)
 	mux.HandleFunc("GET /api/apps/{name}", s.getApp)
 	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /api/certs", s.listCerts)
 	return mux
 }
 
@@ -164,7 +189,7 @@ func (s *Server) socketHandler() http.Handler {
 	mux.Handle("/", s.pageHandler())
 	mux.HandleFunc("GET /api/apps/{name}/wait", s.wait)
 	mux.HandleFunc("POST /api/apps/{name}/rollback", s.rollback)
-	mux.HandleFunc("POST /api/apps/{name}/postgres/drop", s.dropDatabase)
+	mux.HandleFunc("POST /api/apps/{name}/postgres/drop", rootOnly(s.dropDatabase))
 	return mux
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keter-systemd/keter/app"
 	"github.com/keter-systemd/keter/unitgen"
+	"github.com/keter-systemd/keter/usage"
 )
 
 // fakeCore and fakeUnits stand in for the manager and systemd.
@@ -43,6 +44,26 @@ func (f fakeUnits) Journal(ctx context.Context, unit string, n int) ([]string, e
 	return []string{"<script>alert(1)</script> from " + unit}, nil
 }
 
+// RunID and Finals let a real usage.Tracker read these units.
+func (f fakeUnits) RunID(ctx context.Context, unit string) (string, uint64, error) {
+	for _, u := range f.units {
+		if u.Name == unit {
+			return "inv-" + unit, u.Usage.Started, nil
+		}
+	}
+	return "", 0, errors.New("no unit " + unit)
+}
+func (f fakeUnits) Finals(ctx context.Context, prefix, cursor string, since time.Time) ([]unitgen.Final, string, error) {
+	return nil, cursor, nil
+}
+
+// running is a usage as systemd reports it for a run started a minute ago.
+func running(mem, cpu, tasks uint64) unitgen.Usage {
+	u := unitgen.Usage{Started: uint64(time.Now().Add(-time.Minute).UnixMicro()), Figures: unitgen.NoFigures()}
+	u.Figures[unitgen.Memory], u.Figures[unitgen.CPU], u.Figures[unitgen.Tasks] = mem, cpu, tasks
+	return u
+}
+
 func startServer(t *testing.T, core *fakeCore, units fakeUnits) (*Server, *Client) {
 	t.Helper()
 	dir := t.TempDir()
@@ -50,7 +71,8 @@ func startServer(t *testing.T, core *fakeCore, units fakeUnits) (*Server, *Clien
 	os.WriteFile(filepath.Join(dir, "incoming", "waiting.keter"), nil, 0o644)
 	os.WriteFile(filepath.Join(dir, "incoming", ".hidden.keter"), nil, 0o644)
 	s := New(Options{
-		Core: core, Units: units, Reloads: func() uint64 { return 7 }, MapSwitches: func() uint64 { return 11 },
+		Core: core, Units: units, Usage: usage.New(units, "keter-app-", nil),
+		Reloads: func() uint64 { return 7 }, MapSwitches: func() uint64 { return 11 },
 		Listen: "127.0.0.1:0", Socket: filepath.Join(dir, "etc", "keter.sock"),
 		Root: dir, Incoming: filepath.Join(dir, "incoming"), Version: "test",
 	})
@@ -88,7 +110,8 @@ func TestServer(t *testing.T) {
 		},
 	}
 	units := fakeUnits{units: []unitgen.Status{
-		{Name: "keter-app-web-v9-web0.service", Meta: unitgen.Meta{App: "web", Version: "v9", Stanza: "web0"}, ActiveState: "active", SubState: "running", NRestarts: 2},
+		{Name: "keter-app-web-v9-web0.service", Meta: unitgen.Meta{App: "web", Version: "v9", Stanza: "web0"}, ActiveState: "active", SubState: "running", NRestarts: 2,
+			Usage: running(3<<20, 1_500_000_000, 4)},
 		{Name: "keter-app-sick-v1-web0.service", Meta: unitgen.Meta{App: "sick", Version: "v1", Stanza: "web0"}, ActiveState: "activating", SubState: "auto-restart"},
 	}}
 	s, c := startServer(t, core, units)
@@ -121,6 +144,14 @@ func TestServer(t *testing.T) {
 	if err != nil || len(web.Units) != 1 || web.Units[0].Restarts != 2 || !web.Units[0].Live || len(web.Log) != 1 {
 		t.Fatalf("app web: %+v %v", web, err)
 	}
+	// A run already going when keter started counts from then: no CPU yet.
+	if u := web.Units[0].Usage; u == nil || u.MemoryBytes == nil || *u.MemoryBytes != 3<<20 || u.CPUNSec == nil || *u.CPUNSec != 1_500_000_000 || u.IOReadBytes != nil {
+		t.Fatalf("unit usage %+v: want systemd's figures of its run", u)
+	}
+	if len(web.Usage) != 1 || web.Usage[0].Stanza != "web0" || *web.Usage[0].MemoryBytes != 3<<20 || *web.Usage[0].CPUNSec != 0 || *web.Usage[0].Tasks != 4 {
+		t.Fatalf("app usage %+v: want web0 with memory and tasks now and no CPU since keter started", web.Usage)
+	}
+	units.units[0].Usage.Figures[unitgen.CPU] += 250_000_000
 	var ae *APIError
 	if _, err := c.App(ctx, "nope", 0); !errors.As(err, &ae) || ae.Code != 404 {
 		t.Fatalf("unknown app: %v", err)
@@ -133,15 +164,25 @@ func TestServer(t *testing.T) {
 		`keter_deploy_duration_seconds_bucket{le="+Inf"} 4`, `keter_deploy_duration_seconds_sum 6.5`,
 		`keter_deploy_duration_seconds_count 4`, `keter_apps{state="live"} 1`, `keter_apps{state="degraded"} 1`,
 		`keter_apps{state="queued"} 1`, `keter_apps{state="deploying"} 0`, `keter_nginx_reloads_total 7`, `keter_port_map_switches_total 11`, `keter_ready 1`,
+		`keter_app_memory_bytes{app="web",stanza="web0"} 3145728`, `keter_app_tasks{app="web",stanza="web0"} 4`,
+		`keter_app_cpu_seconds_total{app="web",stanza="web0"} 0.25`, "# TYPE keter_app_cpu_seconds_total counter",
 	} {
 		if code != 200 || !strings.Contains(metrics, line+"\n") {
 			t.Errorf("/metrics (%d) lacks %q:\n%s", code, line, metrics)
+		}
+	}
+	for _, absent := range []string{"keter_app_io_read_bytes_total", `app="sick"`, `app="down"`} {
+		if strings.Contains(metrics, absent) {
+			t.Errorf("/metrics has %s, which nothing counted:\n%s", absent, metrics)
 		}
 	}
 
 	code, page := get(t, base+"/")
 	if code != 200 || !strings.Contains(page, `class="version">v9<`) || !strings.Contains(page, "&lt;script&gt;") || strings.Contains(page, "<script>") {
 		t.Fatalf("page (%d) lacks the version or does not escape log lines:\n%s", code, page)
+	}
+	if !strings.Contains(page, "<code>web0</code> 3.0 MiB · 0.25 s CPU · 4 tasks") || !strings.Contains(page, "3.0 MiB · 1.75 s CPU · 4 tasks since") {
+		t.Errorf("page lacks the app's or the unit's usage:\n%s", page)
 	}
 
 	// Actions exist only on the socket.

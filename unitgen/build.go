@@ -93,7 +93,8 @@ func Build(in Input) (Unit, error) {
 		}
 		envIn = envInput{web: true, port: in.Port, portVars: w.PortEnvVars}
 		if len(w.Hosts) > 0 {
-			envIn.appRoot = AppRoot(w.Hosts[0], w.SSL.Enabled, in.Global)
+			// A host with an ACME certificate is served over https too.
+			envIn.appRoot = AppRoot(w.Hosts[0], w.SSL.Enabled || in.Global != nil && in.Global.ACMEServes(w.Hosts[0]), in.Global)
 		}
 		restart = webRestart(sd)
 	case in.Stanza.Type == bundle.TypeBackground && in.Stanza.Background != nil:
@@ -185,6 +186,7 @@ func Build(in Input) (Unit, error) {
 	}
 	props = append(props, hardening(MemoryDenyWriteExecute(sd))...)
 	props = append(props, limits(sd)...)
+	props = append(props, accounting()...)
 
 	u := Unit{Name: name, Meta: meta, Properties: props, EnvFile: envFile}
 	if envFile != "" {

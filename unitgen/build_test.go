@@ -355,6 +355,7 @@ func TestPropertySignatures(t *testing.T) {
 		"SystemCallErrorNumber": "i", "UMask": "u", "MemoryMax": "t", "CPUQuotaPerSecUSec": "t", "TasksMax": "t",
 		"ExecStartPreEx": "a(sasas)", "TemporaryFileSystem": "a(ss)", "BindPaths": "a(ssbt)",
 		"InaccessiblePaths": "as", "ExecStopPostEx": "a(sasas)",
+		"MemoryAccounting": "b", "CPUAccounting": "b", "TasksAccounting": "b", "IOAccounting": "b", "IPAccounting": "b",
 	}
 	g := global()
 	g.Status.Socket = "/run/keter/keter.sock"

@@ -22,6 +22,7 @@ type Status struct {
 	// ended, as in waitid(2): code 1 (CLD_EXITED) with its exit status,
 	// 2 (CLD_KILLED) or 3 (CLD_DUMPED) with the signal; 0 while one runs.
 	ExecMainCode, ExecMainStatus int32
+	Usage                        Usage // filled by the dbus package's List
 }
 
 // Exit codes of Status.ExecMainCode.

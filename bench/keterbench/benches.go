@@ -17,14 +17,18 @@ import (
 
 // env is what every benchmark needs.
 type env struct {
-	keterBin string
-	app      []byte // the benchmark app's binary
-	base     string // parent of every keter root
-	deploys  int
-	apps     int
-	replaces int
-	wrkDur   time.Duration
-	logf     func(format string, args ...any)
+	throughputRounds int
+	recoveryRounds   int
+	keterBin         string
+	app              []byte // the benchmark app's binary
+	base             string // parent of every keter root
+	deploys          int
+	apps             int
+	replaces         int
+	wrkDur           time.Duration
+	// acmeHosts are new hosts timed to their first verified HTTPS answer.
+	acmeHosts int
+	logf      func(format string, args ...any)
 }
 
 // deployResult: rename into incoming/ → first 200 from the new version.
@@ -241,9 +245,37 @@ func benchReplace(ctx context.Context, e env) (res replaceResult, err error) {
 // all three alike.
 type throughputResult struct {
 	Direct, Proxied, Plain []wrkResult
+	// The A/B of bounding kept upstream connections by time, on the plain
+	// nginx: keepalive_time 50ms (the port map's former bound) and 1s
+	// (today's, for connections busy at a switch).
+	Plain50ms, Plain1s []wrkResult
 }
 
 func (r throughputResult) Ratio() float64 { return sumRPS(r.Proxied) / sumRPS(r.Direct) }
+
+// ratios are a/b round by round.
+func ratios(a, b []wrkResult) []float64 {
+	out := make([]float64, 0, len(a))
+	for i := range min(len(a), len(b)) {
+		out = append(out, a[i].RPS()/b[i].RPS())
+	}
+	return out
+}
+
+func medianF(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// VsPlain is the median of keter's nginx / plain nginx over the rounds.
+func (r throughputResult) VsPlain() float64 { return medianF(ratios(r.Proxied, r.Plain)) }
 
 func sumRPS(rs []wrkResult) float64 {
 	var sum float64
@@ -255,7 +287,7 @@ func sumRPS(rs []wrkResult) float64 {
 
 // startPlainNginx runs nginx with the smallest keep-alive proxy config in
 // front of the app, outside keter, and returns its port and a stop func.
-func startPlainNginx(ctx context.Context, dir string, appPort int) (int, func(), error) {
+func startPlainNginx(ctx context.Context, dir string, appPort int, upstreamExtra string) (int, func(), error) {
 	port, err := freePort()
 	if err != nil {
 		return 0, nil, err
@@ -272,7 +304,7 @@ http {
     access_log off;
     keepalive_timeout 65s;
     keepalive_requests 10000;
-    upstream app { server 127.0.0.1:%d; keepalive 64; }
+    upstream app { server 127.0.0.1:%d; keepalive 64;%s }
     server {
         listen 127.0.0.1:%d;
         location / {
@@ -283,7 +315,7 @@ http {
         }
     }
 }
-`, dir, appPort, port)
+`, dir, appPort, upstreamExtra, port)
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		return 0, nil, err
 	}
@@ -335,30 +367,40 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 	if _, err := waitBody(ctx, appPort, host, "hello", 5*time.Millisecond, 5*time.Second); err != nil {
 		return res, err
 	}
-	plainPort, stopPlain, err := startPlainNginx(ctx, filepath.Join(e.base, "plain-nginx"), appPort)
-	if err != nil {
-		return res, err
-	}
-	defer stopPlain()
-	if _, err := waitBody(ctx, plainPort, host, "hello", 5*time.Millisecond, 10*time.Second); err != nil {
-		return res, fmt.Errorf("plain nginx: %w", err)
+	plain := map[string]int{}
+	for _, v := range []struct{ name, extra string }{{"plain-nginx", ""}, {"plain-nginx-50ms", " keepalive_time 50ms;"}, {"plain-nginx-1s", " keepalive_time 1s;"}} {
+		port, stop, err := startPlainNginx(ctx, filepath.Join(e.base, v.name), appPort, v.extra)
+		if err != nil {
+			return res, err
+		}
+		defer stop()
+		if _, err := waitBody(ctx, port, host, "hello", 5*time.Millisecond, 10*time.Second); err != nil {
+			return res, fmt.Errorf("%s: %w", v.name, err)
+		}
+		plain[v.name] = port
 	}
 	half := e.wrkDur / 2
-	for round := 0; round < 3; round++ {
-		d, err := runWrk(ctx, 32, half, "", fmt.Sprintf("http://127.0.0.1:%d/", appPort), false)
-		if err != nil {
-			return res, err
+	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/", port) }
+	for round := 0; round < e.throughputRounds; round++ {
+		// Alternating, so drift in the machine's load hits all alike.
+		for _, x := range []struct {
+			host string
+			port int
+			into *[]wrkResult
+		}{
+			{"", appPort, &res.Direct}, {host, k.port, &res.Proxied}, {host, plain["plain-nginx"], &res.Plain},
+			{host, plain["plain-nginx-50ms"], &res.Plain50ms}, {host, plain["plain-nginx-1s"], &res.Plain1s},
+		} {
+			w, err := runWrk(ctx, 32, half, x.host, url(x.port), false)
+			if err != nil {
+				return res, err
+			}
+			*x.into = append(*x.into, w)
 		}
-		p, err := runWrk(ctx, 32, half, host, fmt.Sprintf("http://127.0.0.1:%d/", k.port), false)
-		if err != nil {
-			return res, err
-		}
-		n, err := runWrk(ctx, 32, half, host, fmt.Sprintf("http://127.0.0.1:%d/", plainPort), false)
-		if err != nil {
-			return res, err
-		}
-		e.logf("  round %d: direct %.0f req/s, keter's nginx %.0f req/s, plain nginx %.0f req/s", round+1, d.RPS(), p.RPS(), n.RPS())
-		res.Direct, res.Proxied, res.Plain = append(res.Direct, d), append(res.Proxied, p), append(res.Plain, n)
+		i := len(res.Direct) - 1
+		e.logf("  round %d: direct %.0f, keter %.0f, plain %.0f, plain+keepalive_time 50ms %.0f, 1s %.0f req/s: keter/plain %.3f",
+			round+1, res.Direct[i].RPS(), res.Proxied[i].RPS(), res.Plain[i].RPS(), res.Plain50ms[i].RPS(), res.Plain1s[i].RPS(),
+			res.Proxied[i].RPS()/res.Plain[i].RPS())
 	}
 	return res, nil
 }

@@ -17,7 +17,12 @@ import (
 // makeBundle builds a flat-format bundle running the benchmark app with
 // --message msg on host.
 func makeBundle(app []byte, host, msg string) ([]byte, error) {
-	yaml := fmt.Sprintf("exec: ../bin/app\nhost: %s\nargs: [\"--message\", %s]\n", host, strconv.Quote(msg))
+	return makeBundleYAML(app, fmt.Sprintf("exec: ../bin/app\nhost: %s\nargs: [\"--message\", %s]\n", host, strconv.Quote(msg)))
+}
+
+// makeBundleYAML builds a bundle of the benchmark app (bin/app) with yaml
+// as its config/keter.yaml.
+func makeBundleYAML(app []byte, yaml string) ([]byte, error) {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	tw := tar.NewWriter(zw)

@@ -32,6 +32,7 @@ const appPortsFrom, appPortsTo = 21000, 22999
 type keter struct {
 	unit, root string
 	port       int
+	statusPort int // its status page and /metrics
 }
 
 // keterEnv is extra environment for keter (e.g. GODEBUG=gctrace=1 to see
@@ -39,6 +40,16 @@ type keter struct {
 var keterEnv []string
 
 func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return startKeterWith(ctx, bin, base, name, port, "", "")
+}
+
+// startKeterWith starts keter with its plain listener on port, more
+// listener entries (YAML list items) and more top-level YAML.
+func startKeterWith(ctx context.Context, bin, base, name string, port int, listeners, extra string) (*keter, error) {
 	root := filepath.Join(base, name)
 	if err := os.RemoveAll(root); err != nil {
 		return nil, fmt.Errorf("clearing %s: %w", root, err)
@@ -52,17 +63,17 @@ func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
 			return nil, fmt.Errorf("opening %s to app users: %w", d, err)
 		}
 	}
-	port, err := freePort()
+	statusPort, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	k := &keter{unit: fmt.Sprintf("keter-bench-%s-%d.service", name, os.Getpid()), root: root, port: port}
+	k := &keter{unit: fmt.Sprintf("keter-bench-%s-%d.service", name, os.Getpid()), root: root, port: port, statusPort: statusPort}
 	// App ports outside Linux's ephemeral range (32768-60999), where most of
 	// Keter's default ranges lie: there an outgoing connection can take an
 	// app's port between keter's probe and the app's bind (seen with 100
 	// apps: "bind: address already in use").
-	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  nft-table: "+benchTable+"\n"+
-		"port-manager:\n  ranges:\n    - {from: %d, to: %d}\n", root, port, appPortsFrom, appPortsTo)
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\n%sgraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  nft-table: "+benchTable+"\n"+
+		"port-manager:\n  ranges:\n    - {from: %d, to: %d}\nstatus:\n  listen: 127.0.0.1:%d\n%s", root, port, listeners, appPortsFrom, appPortsTo, statusPort, extra)
 	cfgPath := filepath.Join(root, "keter-config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("writing keter config: %w", err)

@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
@@ -33,7 +33,10 @@ func main() {
 	replaces := flag.Int("replaces", 20, "replacements under load")
 	apps := flag.Int("apps", 100, "apps dropped at once")
 	unpackRuns := flag.Int("unpack-runs", 3, "runs of each unpacker")
+	acmeHosts := flag.Int("acme-hosts", 7, "new hosts timed to their first verified HTTPS answer")
 	wrkDur := flag.Duration("wrk", 10*time.Second, "wrk duration")
+	tpRounds := flag.Int("throughput-rounds", 5, "alternating rounds of the throughput comparison")
+	recRounds := flag.Int("recovery-rounds", 7, "app SIGKILLs timed (nginx SIGKILLs: up to 5)")
 	state := flag.String("state", "", "JSON file that keeps results across runs (one benchmark per sandbox)")
 	table := flag.Bool("table", true, "print the summary table")
 	kenv := flag.String("keter-env", "", "comma-separated VAR=value for keter's unit, e.g. GODEBUG=gctrace=1 (diagnosis only)")
@@ -50,7 +53,7 @@ func main() {
 	}
 	e := env{
 		keterBin: *keterBin, app: app, base: *base, deploys: *deploys, apps: *apps,
-		replaces: *replaces, wrkDur: *wrkDur,
+		replaces: *replaces, wrkDur: *wrkDur, acmeHosts: *acmeHosts, throughputRounds: *tpRounds, recoveryRounds: *recRounds,
 		logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	}
 	r := &results{Command: *cmdline, Started: time.Now(), Machine: readMachine(ctx)}
@@ -83,6 +86,12 @@ func main() {
 	run("scale", "4. scale", func() string { r.Scale = ptr(benchScale(ctx, e)); return r.Scale.Err })
 	run("restart", "5. keter restart", func() string { r.Restart = ptr(benchRestart(ctx, e)); return r.Restart.Err })
 	run("unpack", "6. unpack", func() string { r.Unpack = ptr(benchUnpack(ctx, e, *unpackRuns)); return r.Unpack.Err })
+	run("status", "7. status and metrics", func() string { r.Status = ptr(benchStatus(ctx, e)); return r.Status.Err })
+	run("acme", "8. automatic HTTPS", func() string { r.ACME = ptr(benchACME(ctx, e)); return r.ACME.Err })
+	run("recovery", "9. crash recovery", func() string {
+		r.Recovery = ptr(benchRecovery(ctx, e, e.recoveryRounds))
+		return r.Recovery.Err
+	})
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()
 	if *state != "" {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +23,8 @@ import (
 	"github.com/keter-systemd/keter/portmap"
 	"github.com/keter-systemd/keter/postgres"
 	"github.com/keter-systemd/keter/status"
+	"github.com/keter-systemd/keter/unitgen"
+	appusage "github.com/keter-systemd/keter/usage"
 )
 
 func cmdRun(ctx context.Context, args []string) int {
@@ -91,11 +95,19 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		stopHook = func(front, port int, unit string) []string { return portmap.StopHook(pm.Table(), front, port, unit) }
 		minDrain = nginx.UpstreamKeepaliveTime + 100*time.Millisecond
 	}
+	certs, err := newACME(cfg, log.With("part", "acme"))
+	if err != nil {
+		return fmt.Errorf("starting ACME: %w", err)
+	}
+	if certs != nil {
+		nopts = append(nopts, nginx.WithACME(acmeCerts{certs}))
+	}
 	ngx := nginx.New(cfg, bus, log.With("part", "nginx"), nopts...)
 	if err := ngx.Start(ctx); err != nil {
 		return fmt.Errorf("starting nginx: %w", err)
 	}
 	pg := postgres.New(cfg.Postgres.DSN, cfg.Etc(), log.With("part", "postgres"))
+	gid := deployGroup(cfg, log)
 	var st *status.Server
 	mgr, err := app.New(app.Options{
 		Config:    cfg,
@@ -105,6 +117,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Log:       log,
 		StopHook:  stopHook,
 		MinDrain:  minDrain,
+		DeployGID: gid,
 		OnReady: func() {
 			st.SetReady()
 			daemon.SdNotify(false, daemon.SdNotifyReady)
@@ -114,11 +127,13 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	use := appusage.New(bus, unitgen.Prefix, log.With("part", "usage"))
 	// The socket listens before READY, so the CLI works once start returns.
 	st = status.New(status.Options{
-		Core: mgr, Units: bus, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
-		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket,
+		Core: mgr, Units: bus, Usage: use, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
+		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket, SocketGID: gid,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
+		Certs: statusCerts(certs),
 	})
 	if err := st.Listen(); err != nil {
 		return err
@@ -129,8 +144,15 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	defer func() { cancel(); served.Wait() }()
 	served.Add(1)
 	go func() { defer served.Done(); st.Serve(ctx) }()
+	served.Add(1)
+	go func() { defer served.Done(); use.Run(ctx) }()
 	go watchdog(ctx)
 	go ngx.Watch(ctx)
+	if certs != nil {
+		served.Add(2)
+		go func() { defer served.Done(); certs.Run(ctx) }()
+		go func() { defer served.Done(); refreshOnCertificates(ctx, certs, ngx, log.With("part", "acme")) }()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -191,6 +213,24 @@ func portMap(ctx context.Context, cfg *config.Config, log *slog.Logger) (*portma
 	}
 	log.Info("switching versions by an nftables port map", "table", "ip "+pm.Table())
 	return pm, nil
+}
+
+// deployGroup is the gid of the operators' group, 0 when there is none.
+func deployGroup(cfg *config.Config, log *slog.Logger) int {
+	g, err := user.LookupGroup(cfg.DeployGroup)
+	if err != nil {
+		if cfg.DeployGroup != config.DefaultDeployGroup {
+			log.Warn("deploy-group not found: only root may deploy", "deploy-group", cfg.DeployGroup, "err", err)
+		}
+		return 0
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil || gid == 0 {
+		log.Warn("deploy-group is root's group: only root may deploy", "deploy-group", cfg.DeployGroup)
+		return 0
+	}
+	log.Info("operators' group may deploy", "deploy-group", cfg.DeployGroup)
+	return gid
 }
 
 // proxy adapts the nginx manager to the core's Proxy interface.

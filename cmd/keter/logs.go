@@ -11,8 +11,10 @@ import (
 )
 
 func cmdLogs(ctx context.Context, args []string) int {
-	fs := newFlags("logs", "[-f] [-n N] [-o FORMAT] APP",
-		"Shows what APP printed, every version and stanza together: journald keeps\nit with KETER_APP=APP on each line (journalctl KETER_APP=APP underneath).")
+	fs := newFlags("logs", "[-c CONFIG] [-f] [-n N] [-o FORMAT] APP",
+		"Shows what APP printed, every version and stanza together: journald keeps\nit with KETER_APP=APP on each line (journalctl KETER_APP=APP underneath).\nReading the journal needs root or the systemd-journal group.")
+	// Accepted as every command accepts it; the journal is the host's.
+	configFlag(fs)
 	follow := fs.Bool("f", false, "follow: keep printing new lines")
 	lines := fs.Int("n", 0, "show only the last N lines (0: all, or 10 with -f)")
 	output := fs.String("o", "short-iso", "journalctl output format (cat, short-iso, json, ...)")

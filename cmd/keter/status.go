@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -52,15 +54,17 @@ func cmdStatus(ctx context.Context, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	certs, _ := c.Certs(ctx) // a keter without ACME lists none
 	if *asJSON {
 		return printJSON(struct {
-			Keter status.Keter `json:"keter"`
-			Apps  []status.App `json:"apps"`
-		}{k, apps})
+			Keter status.Keter  `json:"keter"`
+			Apps  []status.App  `json:"apps"`
+			Certs []status.Cert `json:"certs,omitempty"`
+		}{k, apps, certs})
 	}
 	fmt.Printf("keter %s: %s, %d apps, root %s\n\n", k.Version, k.State, len(apps), k.Root)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "APP\tSTATE\tVERSION\tHOSTS\tUNITS\tLAST DEPLOY")
+	fmt.Fprintln(w, "APP\tSTATE\tVERSION\tHOSTS\tUNITS\tMEMORY\tCPU\tTASKS\tLAST DEPLOY")
 	for _, a := range apps {
 		version, hosts := "-", "-"
 		if a.Live != nil {
@@ -72,14 +76,19 @@ func cmdStatus(ctx context.Context, args []string) int {
 				active++
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d active\t%s\n", a.Name, a.State, version, hosts, active, len(a.Units), lastDeploy(a))
+		mem, cpu, tasks := appColumns(a)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d active\t%s\t%s\t%s\t%s\n", a.Name, a.State, version, hosts, active, len(a.Units), mem, cpu, tasks, lastDeploy(a))
 	}
 	w.Flush()
+	if len(apps) > 0 {
+		fmt.Println("\nMEMORY and TASKS: now; CPU: since keter started, across versions and restarts.")
+	}
 	for _, a := range apps {
 		if a.LastHint != "" {
 			fmt.Printf("\n%s: %s\n", a.Name, a.LastHint)
 		}
 	}
+	printCerts(os.Stdout, certs)
 	return exitOK
 }
 
@@ -94,11 +103,27 @@ func lastDeploy(a status.App) string {
 	return s
 }
 
+// portList reads "web0 43126 (front 43125), web2 43127", by stanza.
+func portList(ports, fronts map[int]int) string {
+	if len(ports) == 0 {
+		return "-"
+	}
+	idx := slices.Sorted(maps.Keys(ports))
+	parts := make([]string, len(idx))
+	for i, s := range idx {
+		parts[i] = fmt.Sprintf("web%d %d", s, ports[s])
+		if f := fronts[s]; f != 0 {
+			parts[i] += fmt.Sprintf(" (front %d)", f)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 func printApp(w io.Writer, a status.App) {
 	fmt.Fprintf(w, "app:          %s\nstate:        %s\n", a.Name, a.State)
 	if v := a.Live; v != nil {
-		fmt.Fprintf(w, "version:      %s (since %s)\ndigest:       %s\nhosts:        %s\nports:        %v\nfolder:       %s\n",
-			v.Version, v.DeployedAt.Local().Format(time.DateTime), v.Digest, strings.Join(v.Hosts, ", "), v.Ports, v.Dir)
+		fmt.Fprintf(w, "version:      %s (since %s)\ndigest:       %s\nhosts:        %s\nports:        %s\nfolder:       %s\n",
+			v.Version, v.DeployedAt.Local().Format(time.DateTime), v.Digest, strings.Join(v.Hosts, ", "), portList(v.Ports, v.Fronts), v.Dir)
 	}
 	fmt.Fprintf(w, "last deploy:  %s", lastDeploy(a))
 	if a.Duration > 0 {
@@ -112,6 +137,12 @@ func printApp(w io.Writer, a status.App) {
 		fmt.Fprintf(w, "hint:         %s\n", a.LastHint)
 	}
 	printLines(w, "last deploy's log", a.LastLog)
+	if len(a.Certs) > 0 {
+		fmt.Fprintln(w, "certificates:")
+		for _, c := range a.Certs {
+			fmt.Fprintf(w, "  %s  %s\n", c.Host, certLine(c))
+		}
+	}
 	fmt.Fprintln(w, "units:")
 	for _, u := range a.Units {
 		live := ""
@@ -119,6 +150,15 @@ func printApp(w io.Writer, a status.App) {
 			live = " (not live)"
 		}
 		fmt.Fprintf(w, "  %s  %s/%s  %d restarts%s\n", u.Name, u.Active, u.Sub, u.Restarts, live)
+		if u.Usage != nil {
+			fmt.Fprintf(w, "    this run: %s (since %s)\n", describe(u.Usage.Figures), u.Usage.Since.Local().Format(time.DateTime))
+		}
+	}
+	if len(a.Usage) > 0 {
+		fmt.Fprintln(w, "usage (memory and tasks now; CPU, IO and IP in total since):")
+		for _, s := range a.Usage {
+			fmt.Fprintf(w, "  %s  %s (since %s)\n", s.Stanza, describe(s.Figures), s.Since.Local().Format(time.DateTime))
+		}
 	}
 	printLines(w, "recent log", a.Log)
 }

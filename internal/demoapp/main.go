@@ -5,10 +5,13 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -58,6 +61,39 @@ func main() {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		fmt.Fprintln(w, *msg)
 	})
+	mux.HandleFunc("/alloc", func(w http.ResponseWriter, r *http.Request) {
+		// Holds MB more mebibytes, every page touched, for usage tests.
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		b := make([]byte, mb<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		mu.Lock()
+		held = append(held, b)
+		mu.Unlock()
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/burn", func(w http.ResponseWriter, r *http.Request) {
+		// Spends at least MS milliseconds of CPU time and answers the
+		// process's CPU time in nanoseconds.
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		start, err := cpuTime()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		x, now := 0, start
+		for now < start+time.Duration(ms)*time.Millisecond {
+			for i := 0; i < 100000; i++ {
+				x += i
+			}
+			now, _ = cpuTime()
+		}
+		mu.Lock()
+		sink += x
+		mu.Unlock()
+		fmt.Fprint(w, int64(now))
+	})
 	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
 		// Lets tests check which folders the sandbox leaves writable.
 		err := os.WriteFile(r.URL.Query().Get("path"), []byte("x"), 0o600)
@@ -76,6 +112,30 @@ func main() {
 		}
 		w.Write(b)
 	})
+	mux.HandleFunc("/fetch", func(w http.ResponseWriter, r *http.Request) {
+		// Lets tests check what the sandbox lets an app reach.
+		resp, err := http.Get(r.URL.Query().Get("url"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		fmt.Fprintf(w, "%d ", resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
 	fmt.Printf("demoapp listening on port %s\n", port)
 	log.Fatal(http.ListenAndServe("127.0.0.1:"+port, mux))
+}
+
+var (
+	mu   sync.Mutex
+	held [][]byte // what /alloc allocated
+	sink int      // keeps /burn's loop from being optimised away
+)
+
+// cpuTime is the process's user plus system CPU time.
+func cpuTime() (time.Duration, error) {
+	var ru syscall.Rusage
+	err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), err
 }
