@@ -282,10 +282,13 @@ func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port in
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if lastErr = p.once(ctx); lastErr == nil {
-			// An answer counts only while our unit runs: after our app
-			// exited, a stranger may hold the port.
+			// An answer counts only from our unit: another program may
+			// have taken the port between keter's check and the app's
+			// bind (another keter on the host with the same ranges).
 			if lastErr = m.unitRunning(ctx, unit); lastErr == nil {
-				return nil
+				if lastErr = m.units.Listens(ctx, unit, port); lastErr == nil {
+					return nil
+				}
 			}
 		}
 		if time.Since(lastCheck) > 200*time.Millisecond || attempt == 3 {
@@ -409,7 +412,11 @@ func (m *Manager) retire(ctx context.Context, v *version) {
 			return // the next start stops it as an orphan
 		}
 		m.crashpoint("draining")
+		ports := v.portList()
 		m.stopVersion(context.WithoutCancel(ctx), v)
+		if m.retired != nil {
+			m.retired(ports)
+		}
 		m.log.Info("old version stopped", "app", v.app, "version", v.id)
 	}()
 }

@@ -76,6 +76,16 @@ func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
 	return nil
 }
 
+func (f *fakeUnits) Listens(ctx context.Context, unit string, port int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fu := f.running[unit]
+	if fu == nil || fu.srv == nil || f.failing[fu.st.Meta.App] == "foreign" {
+		return errors.New("the port is held by a program outside the unit")
+	}
+	return nil
+}
+
 func (f *fakeUnits) Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

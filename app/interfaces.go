@@ -13,6 +13,9 @@ type Units interface {
 	Stop(ctx context.Context, name string) error
 	List(ctx context.Context, prefix string) ([]unitgen.Status, error)
 	Journal(ctx context.Context, unit string, n int) ([]string, error)
+	// Listens fails unless a socket listening on port belongs to unit:
+	// another program may have taken an app's port before the app bound it.
+	Listens(ctx context.Context, unit string, port int) error
 	// Subscribe sends each matching unit's state, first as it is, then
 	// at every change; ActiveState "gone" once systemd unloaded it.
 	Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error)

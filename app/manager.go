@@ -44,24 +44,28 @@ type Options struct {
 	// DeployGID, when not 0, is the operators' group, which may enter
 	// incoming/; otherwise only root may.
 	DeployGID int
+	// Retired, when set, is told the ports of a version that served and
+	// is now stopped (the port map forgets their connections).
+	Retired func(ports []int)
 }
 
 // Manager owns every app's lifecycle.
 type Manager struct {
-	cfg    *config.Config
-	units  Units
-	proxy  Proxy
-	dbs    Databases
-	log    *slog.Logger
-	lookup func(string) (string, bool)
-	stable time.Duration
-	ready  func()
-	hook   func(front, port int, unit string) []string
-	drain  time.Duration
-	gid    int
-	ports  *ports
-	sync   *syncer
-	rescan chan struct{}
+	cfg     *config.Config
+	units   Units
+	proxy   Proxy
+	dbs     Databases
+	log     *slog.Logger
+	lookup  func(string) (string, bool)
+	stable  time.Duration
+	ready   func()
+	hook    func(front, port int, unit string) []string
+	drain   time.Duration
+	gid     int
+	retired func(ports []int)
+	ports   *ports
+	sync    *syncer
+	rescan  chan struct{}
 	// unpacking bounds concurrent unpacks: each holds megabytes of
 	// buffers, and inflating more bundles than cores gains nothing.
 	unpacking chan struct{}
@@ -96,7 +100,7 @@ func New(o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
-		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook, gid: o.DeployGID,
+		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook, gid: o.DeployGID, retired: o.Retired,
 		drain:     max(o.MinDrain, time.Duration(o.Config.GracefulDrainMicros)*time.Microsecond),
 		ports:     newPorts(o.Config.PortManager.Ranges),
 		rescan:    make(chan struct{}, 1),

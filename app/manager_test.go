@@ -126,7 +126,7 @@ func TestDeployReplaceRemove(t *testing.T) {
 }
 
 func TestFailedVersionLeavesOldServing(t *testing.T) {
-	for _, mode := range []string{"start", "never-ready", "stranger"} {
+	for _, mode := range []string{"start", "never-ready", "stranger", "foreign"} {
 		t.Run(mode, func(t *testing.T) {
 			units := newFakeUnits()
 			h := newHarness(t, units)
@@ -152,6 +152,9 @@ func TestFailedVersionLeavesOldServing(t *testing.T) {
 			}
 			if mode == "stranger" && !strings.Contains(s2.LastError, "port answered but unit") {
 				t.Fatalf("a stranger on the port was taken for the app: %q", s2.LastError)
+			}
+			if mode == "foreign" && !strings.Contains(s2.LastError, "outside the unit") {
+				t.Fatalf("another program on the app's port was taken for the app: %q", s2.LastError)
 			}
 			waitFor(t, func() bool { return len(units.names()) == 1 })
 			if dirs, _ := os.ReadDir(h.cfg.Temp()); len(dirs) != 1 {

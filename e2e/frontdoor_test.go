@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -195,4 +196,61 @@ func TestMapFollowsUnits(t *testing.T) {
 	if m := k.mapOf(t); len(m) != 0 {
 		t.Fatalf("after stopping everything the map still redirects: %v", m)
 	}
+}
+
+// TestStrangerOnAppPortIsNotReady: another program takes a new version's
+// port before the app binds it (another keter on the host with the same
+// ranges did, in CI) and answers HTTP there. keter must not call that
+// ready and switch to it: the old version keeps serving and the error
+// says why.
+func TestStrangerOnAppPortIsNotReady(t *testing.T) {
+	k := startKeter(t, "")
+	host := "stranger-" + testkit.Token() + ".test"
+	src := filepath.Join(k.Root, "s.keter")
+	stanzaBundle(t, src, host, "", "--message", "good")
+	k.Drop(src, "stranger.keter")
+	k.WaitBody(host, "good", 60*time.Second)
+
+	stanzaBundle(t, src, host, "    ensure-alive-time-bound: 4000000\n", "--never-ready")
+	before := strings.Count(k.Log(), `msg="unit started"`)
+	k.Drop(src, "stranger.keter")
+	var port string
+	eventually(t, 30*time.Second, func() error {
+		if strings.Count(k.Log(), `msg="unit started"`) == before {
+			return fmt.Errorf("the new version has not started")
+		}
+		for _, u := range activeAppUnits(t) {
+			if !strings.HasPrefix(u, "keter-app-stranger-") {
+				continue
+			}
+			_, p, ok := strings.Cut(unitProp(t, u, "Environment"), "PORT=")
+			if !ok {
+				continue
+			}
+			p = strings.Fields(p)[0]
+			if !strings.Contains(k.Log(), "ports=["+p+"]") { // not the live version's
+				port = p
+				return nil
+			}
+		}
+		return fmt.Errorf("no new unit with a PORT yet")
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatalf("taking the new version's port %s: %v", port, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "stranger") })}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	load := startLoad(k, host, 2, func(b string) bool { return b == "good" })
+	eventually(t, 60*time.Second, func() error {
+		for _, line := range strings.Split(k.Log(), "\n") {
+			if strings.Contains(line, "deploy failed") && strings.Contains(line, "outside the unit") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no deploy failure naming the program on the port")
+	})
+	load.mustAllSucceed(t, "while another program held the new version's port")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -78,6 +79,14 @@ func startKeterNginx(t *testing.T, nginxYAML, extra string) *keter {
 	k := &keter{t: t, Root: testkit.Root(t), Port: testkit.FreePort(t), Unit: "keter-e2e-" + tok + ".service", Nginx: "keter-nginx-" + tok + ".service", Table: "kt_" + tok}
 	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n  service: %s\n  nft-table: %s\n%s%s",
 		k.Root, k.Port, nginxBin, k.Nginx, k.Table, nginxYAML, extra)
+	if !strings.Contains(extra, "port-manager:") {
+		// Ports of their own: each keter hands its ports out in the same
+		// order, and a port a test before this one used may still be held
+		// (a draining app, another sandbox's keter on this host).
+		// Below the kernel's ephemeral ports, so nothing needs reserving.
+		from := 20000 + rand.IntN(60)*200
+		cfg += fmt.Sprintf("port-manager:\n  reserve: false\n  ranges: [{from: %d, to: %d}]\n", from, from+199)
+	}
 	keterBinary(t)
 	if err := os.WriteFile(filepath.Join(k.Root, "keter-config.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,8 +89,15 @@ func TestServiceReadyAfterFirstReconcile(t *testing.T) {
 	if a := s.app("early"); a == nil || (a.State != "queued" && a.State != "deploying" && a.State != "live") {
 		t.Fatalf("the bundle dropped before start is not being handled: %+v", a)
 	}
-	if fi, err := os.Stat(filepath.Join(k.Root, "etc", "keter.sock")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("status socket: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	// Root's, and the deploy group's when the host has one (the package
+	// makes it).
+	wantMode, wantGID := os.FileMode(0o600), uint32(0)
+	if g, err := user.LookupGroup("keter"); err == nil {
+		gid, _ := strconv.Atoi(g.Gid)
+		wantMode, wantGID = 0o660, uint32(gid)
+	}
+	if fi, err := os.Stat(filepath.Join(k.Root, "etc", "keter.sock")); err != nil || fi.Mode().Perm() != wantMode || fi.Sys().(*syscall.Stat_t).Gid != wantGID {
+		t.Fatalf("status socket: %v, mode %v, want %v for group %d", err, fi.Mode().Perm(), wantMode, wantGID)
 	}
 	k.WaitBody(host, "early", 60*time.Second)
 

@@ -17,7 +17,8 @@ import (
 // served through nginx from a transient unit, logs to journald, and goes
 // away without a trace when its file is deleted.
 func TestSkeleton(t *testing.T) {
-	k := startKeter(t, "")
+	// Keter's default port ranges (the harness gives other tests their own).
+	k := startKeter(t, "port-manager:\n  reserve: true\n")
 	host := "skeleton-" + testkit.Token() + ".test"
 	msg := "hello " + testkit.Token()
 	k.deployDemo("skeleton.keter", host, msg)

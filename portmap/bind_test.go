@@ -1,11 +1,14 @@
 package portmap
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +141,99 @@ func TestStartHookMatchesBind(t *testing.T) {
 	want := strings.Join(append(skeleton("$1"), ruleLines("$1", `"${m:+$m/}$p"`, "$l")...), "\n")
 	if !strings.Contains(startHook, want) {
 		t.Fatalf("start-hook.sh does not hold the rule Bind makes:\n%s", want)
+	}
+}
+
+// TestForgetStaleTranslation: a connection the old version reset leaves a
+// conntrack entry that would send a new connection from the same local
+// port to the old version, bypassing the map; Forget deletes it.
+func TestForgetStaleTranslation(t *testing.T) {
+	m := needNft(t)
+	ctx := context.Background()
+	front := testkit.FreePort(t)
+	resetter := func(name string) int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					r := bufio.NewReader(c)
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					c.Write([]byte(name + "\n"))
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					// The second request: a reset, as a version stopped mid-request.
+					c.(*net.TCPConn).SetLinger(0)
+					c.Close()
+				}()
+			}
+		}()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	a, b := resetter("A"), resetter("B")
+	local := testkit.FreePort(t)
+	dialFrom := func() *conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: local}, Timeout: 2 * time.Second}
+		var c net.Conn
+		var err error
+		for i := 0; i < 50; i++ { // the local port may linger a moment
+			if c, err = d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(front)); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &conn{c, bufio.NewReader(c)}
+	}
+	reset := func(c *conn) {
+		c.Write([]byte("again\n"))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.r.ReadString('\n'); err == nil {
+			t.Fatal("no reset")
+		}
+		c.Close()
+	}
+	for _, forget := range []bool{false, true} {
+		if err := m.Apply(ctx, map[int]int{front: a}); err != nil {
+			t.Fatal(err)
+		}
+		c := dialFrom()
+		if got := c.ask(t); got != "A" {
+			t.Fatalf("got %q, want A", got)
+		}
+		reset(c)
+		if err := m.Apply(ctx, map[int]int{front: b}); err != nil {
+			t.Fatal(err)
+		}
+		if forget {
+			if n, err := m.Forget(a); err != nil || n == 0 {
+				t.Fatalf("Forget(%d) = %d, %v; want the reset connection's entry", a, n, err)
+			}
+		}
+		c2 := dialFrom()
+		got := c2.ask(t)
+		reset(c2) // and frees the local port for the next round
+		t.Logf("forget=%v: a new connection from the same local port reached %s", forget, got)
+		if forget && got != "B" {
+			t.Fatalf("after Forget, got %q, want B", got)
+		}
+		if !forget && got != "A" {
+			t.Logf("the kernel reopened the reset entry itself (got %q): Forget is insurance here", got)
+		}
+		m.Forget(a)
+		m.Forget(b)
 	}
 }

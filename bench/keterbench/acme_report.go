@@ -44,7 +44,7 @@ func (r *results) acmeDetails(p func(string, ...any)) {
 	}
 	a := o.V
 	p("")
-	p("### 7. Automatic HTTPS (ACME)")
+	p("### 8. Automatic HTTPS (ACME)")
 	p("")
 	p("keter with a plain listener and an `acme: true` TLS listener on loopback; Pebble %s (built with", "v2.10.3")
 	p("`go install`) as the CA with `PEBBLE_VA_NOSLEEP=1` (its random 0-15 s validation delay off; validation")

@@ -88,11 +88,19 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	var nopts []nginx.Option
 	var stopHook func(front, port int, unit string) []string
 	var minDrain time.Duration
+	var retired func([]int)
 	if pm, err := portMap(ctx, cfg, log); err != nil {
 		return err
 	} else if pm != nil {
 		nopts = append(nopts, nginx.WithPortMap(pm))
 		stopHook = func(front, port int, unit string) []string { return portmap.StopHook(pm.Table(), front, port, unit) }
+		retired = func(ports []int) {
+			for _, p := range ports {
+				if _, err := pm.Forget(p); err != nil {
+					log.Warn("forgetting an old version's connections", "port", p, "err", err)
+				}
+			}
+		}
 		minDrain = nginx.UpstreamKeepaliveTime + 100*time.Millisecond
 	}
 	certs, err := newACME(cfg, log.With("part", "acme"))
@@ -118,6 +126,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		StopHook:  stopHook,
 		MinDrain:  minDrain,
 		DeployGID: gid,
+		Retired:   retired,
 		OnReady: func() {
 			st.SetReady()
 			daemon.SdNotify(false, daemon.SdNotifyReady)
