@@ -59,7 +59,7 @@ func TestSandboxKillDiagnosed(t *testing.T) {
 			overview, _ := mustCLI(t, 0, "status", "-c", k.config())
 			expect(t, "keter status", overview, append([]string{c.app + ": likely stopped by the sandbox"}, c.want...))
 			one, _ := mustCLI(t, 0, "status", "-c", k.config(), c.app)
-			expect(t, "keter status "+c.app, one, append([]string{"likely cause: likely stopped by the sandbox", c.log}, c.want...))
+			expect(t, "keter status "+c.app, one, append([]string{"hint:         likely stopped by the sandbox", c.log}, c.want...))
 			a := statusOf(t, k).app(c.app)
 			if a == nil || a.LastResult != "failed" {
 				t.Fatalf("status --json: %+v, want the last deploy failed", a)

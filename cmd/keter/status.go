@@ -134,7 +134,7 @@ func printApp(w io.Writer, a status.App) {
 		fmt.Fprintf(w, "last error:   %s\n", a.LastError)
 	}
 	if a.LastHint != "" {
-		fmt.Fprintf(w, "likely cause: %s\n", a.LastHint)
+		fmt.Fprintf(w, "hint:         %s\n", a.LastHint)
 	}
 	printLines(w, "last deploy's log", a.LastLog)
 	if len(a.Certs) > 0 {
