@@ -275,6 +275,7 @@ func (m *Manager) waitListening(ctx context.Context) error {
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	started := time.Now()
 	for {
 		state, err := m.units.ActiveState(ctx, m.unit)
 		if err == nil && (state == "failed" || state == "inactive") {
@@ -282,6 +283,12 @@ func (m *Manager) waitListening(ctx context.Context) error {
 		}
 		if _, err := os.Stat(m.paths.PidFile); err == nil && state == "active" {
 			return nil
+		}
+		// With Restart=on-failure a master that exits at start (a port in
+		// use) is restarted rather than failed: no main process for a
+		// second means it keeps exiting.
+		if pid, err := m.units.MainPID(ctx, m.unit); err == nil && pid == 0 && time.Since(started) > time.Second {
+			return fmt.Errorf("starting %s: nginx keeps exiting at start (a listener's port in use?); see journalctl -u %s", m.unit, m.unit)
 		}
 		select {
 		case <-ctx.Done():
