@@ -161,7 +161,7 @@ func printApp(w io.Writer, a status.App) {
 		if !u.Live {
 			live = " (not live)"
 		}
-		fmt.Fprintf(w, "  %s  %s/%s  %d restarts%s\n", u.Name, u.Active, u.Sub, u.Restarts, live)
+		fmt.Fprintf(w, "  %s  %s instance %d  %s/%s  %d restarts%s\n", u.Name, u.Stanza, u.Instance, u.Active, u.Sub, u.Restarts, live)
 		if u.Usage != nil {
 			fmt.Fprintf(w, "    this run: %s (since %s)\n", describe(u.Usage.Figures), u.Usage.Since.Local().Format(time.DateTime))
 		}
