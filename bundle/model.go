@@ -83,8 +83,8 @@ type WebApp struct {
 	HealthCheckPath      string       `json:"health-check-path,omitempty"` // our addition
 	// Instances is how many units run the stanza at once (ours), each on
 	// a port of its own, nginx balancing them; 0 and 1 mean one.
-	Instances int `json:"instances,omitempty"`
-	Systemd              Systemd      `json:"systemd"`
+	Instances int     `json:"instances,omitempty"`
+	Systemd   Systemd `json:"systemd"`
 }
 
 // Middleware is one item of Keter's `middleware` list, kept as parsed.
