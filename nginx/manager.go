@@ -350,9 +350,11 @@ func (m *Manager) apply(ctx context.Context, apps []App) error {
 	want := map[int]int{}
 	front := make([]App, len(apps))
 	for i, a := range apps {
-		for idx, f := range a.Fronts {
-			if to, ok := a.Ports[idx]; ok && !a.Down[idx] {
-				want[f] = to
+		for idx, fronts := range a.Fronts {
+			for k, f := range fronts {
+				if k < len(a.Ports[idx]) && !a.Down[a.Ports[idx][k]] {
+					want[f] = a.Ports[idx][k]
+				}
 			}
 		}
 		a.Ports = a.Fronts

@@ -39,7 +39,7 @@ func TestMappedSwitchWithoutReload(t *testing.T) {
 	front := testkit.FreePort(t)
 	cfg := &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("mapped.test")}}
 	version := func(port int) []App {
-		return []App{{Name: "mapped", Dir: f.root, Config: cfg, Ports: map[int]int{0: port}, Fronts: map[int]int{0: front}}}
+		return []App{{Name: "mapped", Dir: f.root, Config: cfg, Ports: one(map[int]int{0: port}), Fronts: one(map[int]int{0: front})}}
 	}
 	if err := f.m.Apply(ctx, version(portOf(t, a))); err != nil {
 		t.Fatal(err)

@@ -38,9 +38,9 @@ func TestManagedNginxComesBackAfterSIGKILL(t *testing.T) {
 			ctx := t.Context()
 			app := backend(t, "a")
 			cfg := &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("back.test")}}
-			live := App{Name: "back", Dir: f.root, Config: cfg, Ports: map[int]int{0: portOf(t, app)}}
+			live := App{Name: "back", Dir: f.root, Config: cfg, Ports: one(map[int]int{0: portOf(t, app)})}
 			if mapped {
-				live.Fronts = map[int]int{0: testkit.FreePort(t)}
+				live.Fronts = one(map[int]int{0: testkit.FreePort(t)})
 			}
 			if err := f.m.Apply(ctx, []App{live}); err != nil {
 				t.Fatal(err)

@@ -65,6 +65,9 @@ type Input struct {
 	// StopHook, when set, runs with full privileges after each stop of
 	// the unit (the port map's clean-up of the app's front port).
 	StopHook []string
+	// Instance is 1..N when a webapp stanza runs N > 1 instances: each is
+	// a unit of its own, named STANZA.INSTANCE. 0 for the only one.
+	Instance int
 }
 
 // StanzaName is the STANZA part of unit names: kind plus index.
@@ -105,8 +108,8 @@ func Build(in Input) (Unit, error) {
 		return Unit{}, fmt.Errorf("building unit for stanza %d of %s: type %q does not run a process", in.Index, in.App, in.Stanza.Type)
 	}
 
-	meta := Meta{App: in.App, Version: in.Version, Stanza: StanzaName(in.Stanza.Type, in.Index)}
-	name, err := UnitName(meta.App, meta.Version, meta.Stanza)
+	meta := Meta{App: in.App, Version: in.Version, Stanza: StanzaName(in.Stanza.Type, in.Index), Instance: in.Instance}
+	name, err := meta.Unit()
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -161,6 +164,7 @@ func Build(in Input) (Unit, error) {
 			[]byte("KETER_APP=" + meta.App),
 			[]byte("KETER_VERSION=" + meta.Version),
 			[]byte("KETER_STANZA=" + meta.Stanza),
+			[]byte("KETER_INSTANCE=" + strconv.Itoa(meta.InstanceNumber())),
 		}),
 		prop("StateDirectory", []string{Prefix + in.App}),
 	}

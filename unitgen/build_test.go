@@ -65,6 +65,8 @@ func TestBuildGolden(t *testing.T) {
 				}
 				return "", false
 			}}},
+		{"webapp-instance-2", Input{App: "demo", Version: "1", Index: 0, Stanza: webStanza(func(w *bundle.WebApp) { w.Instances = 3 }),
+			Dir: "/opt/keter/temp/demo-1", Port: 43125, Global: global(), EnvDir: "/opt/keter/etc/env", Instance: 2}},
 		{"webapp-setuid", Input{App: "legacy.site", Version: "3", Index: 0, Stanza: webStanza(nil),
 			Dir: "/opt/keter/temp/legacy.site-3", Port: 40001, Global: setuid, EnvDir: "/opt/keter/etc/env"}},
 		{"background-unlimited", Input{App: "demo", Version: "1", Index: 1, Stanza: bgStanza(-1, 5),
