@@ -24,6 +24,8 @@ import (
 	"sync"
 
 	"github.com/google/nftables"
+
+	"github.com/keter-systemd/keter/internal/cgroup"
 )
 
 // DefaultTable is the nftables table keter owns (family ip).
@@ -81,7 +83,7 @@ func (m *Map) Bind(ctx context.Context, cgroup string) error {
 
 // BindProcess is Bind to the cgroup process pid runs in.
 func (m *Map) BindProcess(ctx context.Context, pid int) error {
-	cg, err := CgroupOf(pid)
+	cg, err := cgroup.Of(pid)
 	if err != nil {
 		return fmt.Errorf("binding nftables table %s to process %d: %w", m.table, pid, err)
 	}
