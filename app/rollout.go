@@ -187,6 +187,11 @@ func (r *rollout) startUnit(ctx context.Context, u unitgen.Unit) error {
 		}
 		v.envFiles = append(v.envFiles, u.EnvFile)
 	}
+	if u.Launcher != "" {
+		if err := atomicfile.Write(u.Launcher, u.LauncherScript, 0o644); err != nil {
+			return fmt.Errorf("writing launcher of %s: %w", u.Name, err)
+		}
+	}
 	v.units = append(v.units, u.Name)
 	if err := r.m.units.Start(ctx, u); err != nil {
 		return fmt.Errorf("starting %s: %w", u.Name, err)

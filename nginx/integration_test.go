@@ -21,6 +21,7 @@ import (
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/config"
 	"github.com/keter-systemd/keter/internal/testkit"
+	"github.com/keter-systemd/keter/portmap"
 )
 
 // front is a managed nginx started for one test.
@@ -69,6 +70,14 @@ nginx:
 		t.Fatal(err)
 	}
 	f.g = g
+	if err := os.MkdirAll(g.Hooks(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range portmap.Hooks() {
+		if err := os.WriteFile(filepath.Join(g.Hooks(), name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f.units = newSDUnits(t)
 	f.unitName = "keter-nginx-test-" + testkit.Token() + ".service"
 	f.m = New(g, f.units, slog.New(slog.NewTextHandler(os.Stderr, nil)), append(opts, WithUnitName(f.unitName))...)

@@ -64,8 +64,8 @@ type PortMap interface {
 	// cgroup: nginx's master, whose workers share it.
 	BindProcess(ctx context.Context, pid int) error
 	// StartHook is what nginx's unit runs before each start to bind the
-	// map to the cgroup of that start.
-	StartHook() []string
+	// map to the cgroup of that start, with the scripts in the folder hooks.
+	StartHook(hooks string) []string
 	// CloseIdle closes nginx's idle connections to front that went to
 	// port; it returns how many.
 	CloseIdle(front, port int) (int, error)
@@ -225,22 +225,20 @@ func (m *Manager) Start(ctx context.Context) error {
 func (m *Manager) unitProperties() []sddbus.Property {
 	bin := m.g.Nginx.Binary
 	base := []string{bin, "-p", m.paths.Prefix, "-c", m.conf}
-	// SIGHUP straight to the master: `nginx -s reload` would start a whole
-	// nginx and parse the config just to find the pid. systemd expands
-	// $MAINPID in Exec lines.
-	//
 	// PropExecStart's bool is D-Bus's ignore-failure ("-" in a unit file),
 	// whatever go-systemd calls it: true made a SIGKILLed master count as a
-	// success, so Restart=on-failure never restarted nginx.
-	reload := sddbus.PropExecStart([]string{"/bin/kill", "-HUP", "$MAINPID"}, false)
+	// success, so Restart=on-failure never restarted nginx. No "$" in any
+	// command: systemd 252 writes it back in a way its own parser garbles
+	// at the next daemon-reload (so not kill -HUP $MAINPID; keter signals
+	// nginx through systemd itself).
+	reload := sddbus.PropExecStart(append(base, "-s", "reload"), false)
 	reload.Name = "ExecReload"
 	var pre []sddbus.Property
 	if m.pm != nil {
 		// The map's rule matches this start's cgroup before nginx takes
 		// a connection, whether keter runs or not.
-		hook := m.pm.StartHook()
-		pre = append(pre, sddbus.Property{Name: "ExecStartPreEx", Value: godbus.MakeVariant([]execEx{{
-			hook[0], hook, []string{"privileged", "ignore-failure", "no-env-expand"}}})})
+		pre = append(pre, sddbus.PropExecStart(m.pm.StartHook(m.g.Hooks()), true))
+		pre[0].Name = "ExecStartPre"
 	}
 	return append(pre, []sddbus.Property{
 		sddbus.PropDescription("keter front door (nginx)"),
@@ -259,13 +257,6 @@ func (m *Manager) unitProperties() []sddbus.Property {
 		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},
 		{Name: "SyslogIdentifier", Value: godbus.MakeVariant("keter-nginx")},
 	}...)
-}
-
-// execEx is the D-Bus shape (sasas) of ExecStartPreEx.
-type execEx struct {
-	Path  string
-	Args  []string
-	Flags []string
 }
 
 // waitListening waits until nginx wrote its pid file, which it does after

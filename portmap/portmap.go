@@ -91,8 +91,8 @@ func (m *Map) BindProcess(ctx context.Context, pid int) error {
 }
 
 // StartHook is the start hook (see the function of that name) for this
-// map's table.
-func (m *Map) StartHook() []string { return StartHook(m.table) }
+// map's table, with the scripts in the folder hooks.
+func (m *Map) StartHook(hooks string) []string { return StartHook(hooks, m.table) }
 
 // skeleton creates what is missing and leaves what exists.
 func skeleton(table string) []string {
