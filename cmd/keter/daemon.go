@@ -96,7 +96,9 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		return err
 	} else if pm != nil {
 		nopts = append(nopts, nginx.WithPortMap(pm))
-		stopHook = func(front, port int, unit string) []string { return portmap.StopHook(cfg.Hooks(), pm.Table(), front, port, unit) }
+		stopHook = func(front, port int, unit string) []string {
+			return portmap.StopHook(cfg.Hooks(), pm.Table(), front, port, unit)
+		}
 		retired = func(ports []int) {
 			for _, p := range ports {
 				if _, err := pm.Forget(p); err != nil {
