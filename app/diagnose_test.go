@@ -114,7 +114,7 @@ func TestDeployFailureNamesSandboxSetting(t *testing.T) {
 		name, systemd string
 		wantHint      bool
 	}{
-		{"W^X on", "    systemd:\n      memory-deny-write-execute: true\n", true},
+		{"WX on", "    systemd:\n      memory-deny-write-execute: true\n", true},
 		{"default", "", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,11 +38,14 @@ type Live struct {
 	Version string
 	Dir     string
 	Config  *bundle.AppConfig
-	Ports   map[int]int // stanza index → port
-	// Fronts are the app's stable front ports, one per webapp stanza: a
-	// proxy that can point them at Ports switches versions without a reload.
-	Fronts map[int]int
-	// Down are webapp stanzas whose unit stopped for good: their front
+	// Ports are each webapp stanza's instances' own ports (stanza index →
+	// one per instance).
+	Ports map[int][]int
+	// Fronts are the app's stable front ports, one per instance in the
+	// same order: a proxy that can point them at Ports switches versions
+	// without a reload.
+	Fronts map[int][]int
+	// Down are instance ports whose unit stopped for good: their front
 	// must send nothing anywhere.
 	Down map[int]bool
 	// Maintenance, when set, sends every host of the app to the proxy's

@@ -106,11 +106,15 @@ func MaintenancePort(cfg *config.Config) (int, error) {
 	// An unreadable state only means apps are deployed again.
 	st, _ := loadState(filepath.Join(cfg.Etc(), "state.json"))
 	for _, rec := range st.Apps {
-		for _, p := range rec.Ports {
-			held[p] = true
+		for _, ps := range rec.Ports {
+			for _, p := range ps {
+				held[p] = true
+			}
 		}
-		for _, p := range rec.Fronts {
-			held[p] = true
+		for _, ps := range rec.Fronts {
+			for _, p := range ps {
+				held[p] = true
+			}
 		}
 	}
 	pool := newPorts(cfg.PortManager.Ranges)

@@ -253,18 +253,18 @@ func TestFrontPortsStayAndGoBack(t *testing.T) {
 	h.waitStatus("web", func(s AppStatus) bool { return s.LastResult == "live" })
 	waitFor(t, func() bool { return live().Version != "" })
 	first := live()
-	if len(first.Fronts) != 1 || first.Fronts[0] == 0 || first.Fronts[0] == first.Ports[0] {
+	if len(first.Fronts) != 1 || first.Fronts[0][0] == 0 || first.Fronts[0][0] == first.Ports[0][0] {
 		t.Fatalf("first version: fronts %v, ports %v: want one front port apart from the version's", first.Fronts, first.Ports)
 	}
 
 	h.drop("web.keter", "web.test")
 	waitFor(t, func() bool { v := live().Version; return v != "" && v != first.Version })
 	second := live()
-	if second.Fronts[0] != first.Fronts[0] {
-		t.Fatalf("front port moved from %d to %d on a replacement", first.Fronts[0], second.Fronts[0])
+	if second.Fronts[0][0] != first.Fronts[0][0] {
+		t.Fatalf("front port moved from %d to %d on a replacement", first.Fronts[0][0], second.Fronts[0][0])
 	}
-	if second.Ports[0] == first.Ports[0] {
-		t.Fatalf("the new version got the old version's port %d", first.Ports[0])
+	if second.Ports[0][0] == first.Ports[0][0] {
+		t.Fatalf("the new version got the old version's port %d", first.Ports[0][0])
 	}
 
 	os.Remove(filepath.Join(h.cfg.Incoming(), "web.keter"))
@@ -302,14 +302,14 @@ func TestReadoptsStateWithoutFronts(t *testing.T) {
 	h.start()
 	waitFor(t, func() bool { return h.proxy.serving()["web"] == s1.Live.Version })
 	l := h.proxy.app("web")
-	if len(l.Fronts) != 1 || l.Fronts[0] == 0 || l.Fronts[0] == l.Ports[0] {
+	if len(l.Fronts) != 1 || l.Fronts[0][0] == 0 || l.Fronts[0][0] == l.Ports[0][0] {
 		t.Fatalf("re-adopted version: fronts %v, ports %v: want a front port of its own", l.Fronts, l.Ports)
 	}
 	if len(units.started) != startedBefore {
 		t.Fatalf("re-adoption started units: %v", units.started[startedBefore:])
 	}
 	st, err = loadState(h.m.statePath())
-	if err != nil || st.Apps["web"].Fronts[0] != l.Fronts[0] {
-		t.Fatalf("state after re-adoption: %+v %v, want front %d recorded", st.Apps["web"], err, l.Fronts[0])
+	if err != nil || st.Apps["web"].Fronts[0][0] != l.Fronts[0][0] {
+		t.Fatalf("state after re-adoption: %+v %v, want front %d recorded", st.Apps["web"], err, l.Fronts[0][0])
 	}
 }

@@ -35,16 +35,17 @@ func (m *Manager) reconcile(ctx context.Context) error {
 			m.log.Warn("not re-adopting app; its bundle will be deployed again", "app", name, "version", rec.Version, "reason", why)
 			continue
 		}
-		for _, p := range v.ports {
-			m.ports.Hold(p)
-		}
-		for _, p := range v.fronts {
-			m.ports.Hold(p)
-		}
-		if len(v.fronts) < len(v.ports) { // state written before front ports
-			if err := m.takeFronts(v, v); err != nil {
-				return err
+		for _, insts := range v.web {
+			for _, in := range insts {
+				m.ports.Hold(in.port)
+				if in.front != 0 {
+					m.ports.Hold(in.front)
+				}
 			}
+		}
+		// State written before front ports has none: take them.
+		if err := m.takeFronts(v, v); err != nil {
+			return err
 		}
 		m.live[name] = v
 		s := m.entry(name)
@@ -98,11 +99,23 @@ func (m *Manager) adoptable(name string, rec liveRecord, running map[string]unit
 	}
 	v := &version{
 		app: name, id: rec.Version, digest: rec.Digest, file: rec.File, bundle: rec.Bundle, dir: rec.Dir,
-		cfg: cfg, ports: rec.Ports, fronts: rec.Fronts, units: rec.Units, envFiles: rec.EnvFiles,
-		deployedAt: rec.DeployedAt, webUnits: map[int]string{},
+		cfg: cfg, units: rec.Units, envFiles: rec.EnvFiles, deployedAt: rec.DeployedAt, web: map[int][]*instance{},
 	}
-	if v.ports == nil {
-		v.ports = map[int]int{}
+	for i, ports := range rec.Ports {
+		if i < 0 || i >= len(cfg.Stanzas) || cfg.Stanzas[i].WebApp == nil {
+			return nil, fmt.Sprintf("state names a port for stanza %d, which is no webapp", i)
+		}
+		for k, p := range ports {
+			unit, err := instanceMeta(name, rec.Version, i, k, len(ports)).Unit()
+			if err != nil {
+				return nil, err.Error()
+			}
+			in := &instance{unit: unit, port: p}
+			if k < len(rec.Fronts[i]) {
+				in.front = rec.Fronts[i][k]
+			}
+			v.web[i] = append(v.web[i], in)
+		}
 	}
 	return v, ""
 }

@@ -19,16 +19,43 @@ type stateFile struct {
 
 // liveRecord is one app's live version.
 type liveRecord struct {
-	Version    string      `json:"version"`
-	Digest     string      `json:"digest"`
-	File       fileID      `json:"file"`
-	Bundle     string      `json:"bundle"`
-	Dir        string      `json:"dir"`
-	Ports      map[int]int `json:"ports"` // stanza index → port
-	Fronts     map[int]int `json:"fronts,omitempty"`
-	Units      []string    `json:"units"`
-	EnvFiles   []string    `json:"env_files"`
-	DeployedAt time.Time   `json:"deployed_at"`
+	Version    string    `json:"version"`
+	Digest     string    `json:"digest"`
+	File       fileID    `json:"file"`
+	Bundle     string    `json:"bundle"`
+	Dir        string    `json:"dir"`
+	Ports      slots     `json:"ports"` // stanza index → each instance's port
+	Fronts     slots     `json:"fronts,omitempty"`
+	Units      []string  `json:"units"`
+	EnvFiles   []string  `json:"env_files"`
+	DeployedAt time.Time `json:"deployed_at"`
+}
+
+// slots are a webapp stanza's instances' ports (stanza index → one port
+// per instance). State written before instances holds one port per
+// stanza, a number instead of a list: it reads as one instance.
+type slots map[int][]int
+
+func (s *slots) UnmarshalJSON(b []byte) error {
+	var raw map[int]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	out := slots{}
+	for i, r := range raw {
+		var one int
+		if err := json.Unmarshal(r, &one); err == nil {
+			out[i] = []int{one}
+			continue
+		}
+		var many []int
+		if err := json.Unmarshal(r, &many); err != nil {
+			return fmt.Errorf("ports of stanza %d: %w", i, err)
+		}
+		out[i] = many
+	}
+	*s = out
+	return nil
 }
 
 func loadState(path string) (stateFile, error) {

@@ -25,14 +25,16 @@ type AppStatus struct {
 
 // VersionStatus describes a live version.
 type VersionStatus struct {
-	Version    string      `json:"version"`
-	Digest     string      `json:"digest"`
-	Dir        string      `json:"dir"`
-	Hosts      []string    `json:"hosts"`
-	Ports      map[int]int `json:"ports"`
-	Fronts     map[int]int `json:"fronts,omitempty"` // stanza index → the app's stable front port
-	Units      []string    `json:"units"`
-	DeployedAt time.Time   `json:"deployed_at"`
+	Version string   `json:"version"`
+	Digest  string   `json:"digest"`
+	Dir     string   `json:"dir"`
+	Hosts   []string `json:"hosts"`
+	// Ports are each webapp stanza's instances' own ports (stanza index →
+	// one per instance), and Fronts the app's stable front ports for them.
+	Ports      map[int][]int `json:"ports"`
+	Fronts     map[int][]int `json:"fronts,omitempty"`
+	Units      []string      `json:"units"`
+	DeployedAt time.Time     `json:"deployed_at"`
 }
 
 // Status lists every known app, sorted by name.
@@ -45,7 +47,7 @@ func (m *Manager) Status() []AppStatus {
 		if v := m.live[name]; v != nil {
 			c.Live = &VersionStatus{
 				Version: v.id, Digest: v.digest, Dir: v.dir, Hosts: v.cfg.Hosts(),
-				Ports: v.ports, Fronts: v.fronts, Units: v.units, DeployedAt: v.deployedAt,
+				Ports: v.portSlots(), Fronts: v.frontSlots(), Units: v.units, DeployedAt: v.deployedAt,
 			}
 		}
 		c.Maintenance = m.maintenanceStatus(name)

@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keter-systemd/keter/unitgen"
@@ -48,7 +46,7 @@ func (m *Manager) followUnits(ctx context.Context, events <-chan unitgen.Status)
 				return
 			}
 		}
-		v, stanza := m.liveUnit(s)
+		v, in := m.liveUnit(s)
 		if v == nil {
 			delete(watch, s.Name)
 			continue
@@ -56,7 +54,7 @@ func (m *Manager) followUnits(ctx context.Context, events <-chan unitgen.Status)
 		switch s.ActiveState {
 		case "inactive", "failed", "gone":
 			delete(watch, s.Name)
-			m.unitDown(ctx, v, stanza, s)
+			m.unitDown(ctx, v, in, s)
 			continue
 		}
 		w := watch[s.Name]
@@ -87,33 +85,28 @@ func (m *Manager) followUnits(ctx context.Context, events <-chan unitgen.Status)
 	}
 }
 
-// liveUnit finds the live version s belongs to, and its stanza index.
-func (m *Manager) liveUnit(s unitgen.Status) (*version, int) {
+// liveUnit finds the live version s belongs to; in is nil for a
+// background unit.
+func (m *Manager) liveUnit(s unitgen.Status) (*version, *instance) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v := m.live[s.Meta.App]
 	if v == nil || v.id != s.Meta.Version {
-		return nil, 0
+		return nil, nil
 	}
-	i, err := strconv.Atoi(strings.TrimLeft(s.Meta.Stanza, "abcdefghijklmnopqrstuvwxyz"))
-	if err != nil {
-		return nil, 0
-	}
-	return v, i
+	in, _ := v.instanceOf(s.Name)
+	return v, in
 }
 
-// unitDown marks a live version's stanza as not serving and takes its
+// unitDown marks a live webapp instance as not serving and takes its
 // front out of the map.
-func (m *Manager) unitDown(ctx context.Context, v *version, stanza int, s unitgen.Status) {
+func (m *Manager) unitDown(ctx context.Context, v *version, in *instance, s unitgen.Status) {
 	m.mu.Lock()
-	if v.down[stanza] || m.live[v.app] != v {
+	if in == nil || in.down || m.live[v.app] != v {
 		m.mu.Unlock()
 		return
 	}
-	if v.down == nil {
-		v.down = map[int]bool{}
-	}
-	v.down[stanza] = true
+	in.down = true
 	m.mu.Unlock()
 	m.log.Warn("a unit of a live version stopped; its app serves nothing there until it is deployed again",
 		"app", v.app, "version", v.id, "unit", s.Name, "state", s.ActiveState, "result", s.Result)

@@ -28,7 +28,7 @@ func TestStopHookNamesFrontAndPort(t *testing.T) {
 		s := h.waitStatus("web", func(s AppStatus) bool { return s.LastResult == "live" && s.Live != nil })
 		waitFor(t, func() bool { return h.proxy.serving()["web"] == s.Live.Version })
 		l := h.proxy.app("web")
-		want := []string{"/hook", strconv.Itoa(l.Fronts[0]), strconv.Itoa(l.Ports[0]), s.Live.Units[0]}
+		want := []string{"/hook", strconv.Itoa(l.Fronts[0][0]), strconv.Itoa(l.Ports[0][0]), s.Live.Units[0]}
 		if got := h.units.hookOf(s.Live.Units[0]); !slices.Equal(got, want) {
 			t.Fatalf("stop hook %q, want %q", got, want)
 		}
@@ -51,7 +51,8 @@ func TestStoppedLiveUnitLeavesTheMap(t *testing.T) {
 	h.units.emit(restarting)
 	h.units.emit(st)
 	time.Sleep(50 * time.Millisecond)
-	if l := h.proxy.app("web"); l.Down[0] {
+	port := h.proxy.app("web").Ports[0][0]
+	if l := h.proxy.app("web"); l.Down[port] {
 		t.Fatalf("an automatic restart took the front out: %+v", l)
 	}
 
@@ -59,7 +60,7 @@ func TestStoppedLiveUnitLeavesTheMap(t *testing.T) {
 	stopped := st
 	stopped.ActiveState, stopped.SubState = "inactive", "dead"
 	h.units.emit(stopped)
-	waitFor(t, func() bool { return h.proxy.app("web").Down[0] })
+	waitFor(t, func() bool { return h.proxy.app("web").Down[port] })
 	if h.proxy.count() <= applies {
 		t.Fatalf("no proxy apply after the unit stopped")
 	}

@@ -1,13 +1,14 @@
 package app
 
 import (
-	"maps"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/unitgen"
 )
 
 // version is one unpacked and started bundle of an app.
@@ -19,14 +20,19 @@ type version struct {
 	bundle     string
 	dir        string
 	cfg        *bundle.AppConfig
-	ports      map[int]int // stanza index → the version's own port
-	fronts     map[int]int // stanza index → the app's stable front port
-	units      []string    // background first, then webapps
-	webUnits   map[int]string
-	down       map[int]bool // webapp stanzas whose unit stopped for good
+	web        map[int][]*instance // webapp stanza index → its instances
+	units      []string            // background first, then webapps
 	envFiles   []string
 	deployedAt time.Time
 	steps      stepTimer
+}
+
+// instance is one unit of a webapp stanza.
+type instance struct {
+	unit  string
+	port  int  // its own port
+	front int  // the app's stable front port for this slot, kept across versions
+	down  bool // its unit stopped for good
 }
 
 // fileID tells whether a bundle file changed without reading it.
@@ -60,21 +66,68 @@ func (s *stepTimer) mark(step string) {
 
 func (s stepTimer) String() string { return strings.Join(s.parts, ",") }
 
+// instanceMeta names instance k (0-based) of n of webapp stanza i.
+func instanceMeta(app, id string, i, k, n int) unitgen.Meta {
+	m := unitgen.Meta{App: app, Version: id, Stanza: unitgen.StanzaName(bundle.TypeWebApp, i)}
+	if n > 1 {
+		m.Instance = k + 1
+	}
+	return m
+}
+
+// slots lists a field of each webapp stanza's instances, in order.
+func (v *version) slots(f func(*instance) int) slots {
+	out := slots{}
+	for i, insts := range v.web {
+		for _, in := range insts {
+			out[i] = append(out[i], f(in))
+		}
+	}
+	return out
+}
+
+func (v *version) portSlots() slots  { return v.slots(func(in *instance) int { return in.port }) }
+func (v *version) frontSlots() slots { return v.slots(func(in *instance) int { return in.front }) }
+
+// portList is every instance's own port.
+func (v *version) portList() []int {
+	var ps []int
+	for _, insts := range v.web {
+		for _, in := range insts {
+			ps = append(ps, in.port)
+		}
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// instanceOf finds the instance unit runs, with its stanza index.
+func (v *version) instanceOf(unit string) (*instance, int) {
+	for i, insts := range v.web {
+		for _, in := range insts {
+			if in.unit == unit {
+				return in, i
+			}
+		}
+	}
+	return nil, 0
+}
+
 func (v *version) asLive() Live {
-	return Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.ports, Fronts: v.fronts, Down: maps.Clone(v.down)}
+	l := Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.portSlots(), Fronts: v.frontSlots(), Down: map[int]bool{}}
+	for _, insts := range v.web {
+		for _, in := range insts {
+			if in.down {
+				l.Down[in.port] = true
+			}
+		}
+	}
+	return l
 }
 
 func (v *version) record() liveRecord {
 	return liveRecord{
-		Version: v.id, Digest: v.digest, File: v.file, Bundle: v.bundle, Dir: v.dir, Ports: v.ports,
-		Fronts: v.fronts, Units: v.units, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
+		Version: v.id, Digest: v.digest, File: v.file, Bundle: v.bundle, Dir: v.dir, Ports: v.portSlots(),
+		Fronts: v.frontSlots(), Units: v.units, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
 	}
-}
-
-func (v *version) portList() []int {
-	ps := make([]int, 0, len(v.ports))
-	for _, p := range v.ports {
-		ps = append(ps, p)
-	}
-	return ps
 }

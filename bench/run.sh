@@ -8,13 +8,13 @@
 #   bash bench/run.sh                      every benchmark, writes BENCHMARKS.md
 #   BENCHES="deploy scale" bash bench/run.sh   a subset (deploy replace
 #                                          throughput scale restart unpack
-#                                          status acme recovery);
+#                                          status acme recovery instances);
 #                                          BENCH_MD= leaves BENCHMARKS.md alone
 # Extra arguments go to every keterbench run (see bin/keterbench -h).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (it boots a systemd and starts units)" >&2; exit 1; }
-BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery}
+BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery instances}
 BENCH_MD=${BENCH_MD-BENCHMARKS.md}
 
 bash scripts/deps.sh

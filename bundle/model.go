@@ -67,6 +67,9 @@ type Systemd struct {
 	MemoryDenyWriteExecute *bool `json:"memory-deny-write-execute,omitempty"`
 }
 
+// MaxInstances bounds a webapp stanza's `instances`.
+const MaxInstances = 64
+
 // WebApp is a `webapp` stanza.
 type WebApp struct {
 	Exec
@@ -78,7 +81,10 @@ type WebApp struct {
 	PortEnvVars          []string     `json:"port-env-vars,omitempty"`
 	Middleware           []Middleware `json:"middleware,omitempty"`
 	HealthCheckPath      string       `json:"health-check-path,omitempty"` // our addition
-	Systemd              Systemd      `json:"systemd"`
+	// Instances is how many units run the stanza at once (ours), each on
+	// a port of its own, nginx balancing them; 0 and 1 mean one.
+	Instances int     `json:"instances,omitempty"`
+	Systemd   Systemd `json:"systemd"`
 }
 
 // Middleware is one item of Keter's `middleware` list, kept as parsed.
@@ -181,3 +187,6 @@ func (c *AppConfig) Hosts() []string {
 	}
 	return hs
 }
+
+// InstanceCount is how many units run the stanza: at least one.
+func (w *WebApp) InstanceCount() int { return max(1, w.Instances) }

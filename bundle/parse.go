@@ -373,6 +373,9 @@ func parseWebApp(o *obj) *WebApp {
 	if v, ok := o.intRange("ensure-alive-time-bound", 1, 1<<62); ok {
 		a.EnsureAliveTimeBound = v
 	}
+	if v, ok := o.intRange("instances", 1, MaxInstances); ok {
+		a.Instances = int(v)
+	}
 	if hp, ok := o.str("health-check-path"); ok {
 		if err := ValidPath(hp); err != nil {
 			o.w.fail(join(o.path, "health-check-path"), err)
@@ -813,6 +816,9 @@ func parseFlat(w *walker, top *obj, c *AppConfig) {
 		if args := top.strList("args"); args != nil {
 			a.Args = args
 		}
+		if v, ok := top.intRange("instances", 1, MaxInstances); ok {
+			a.Instances = int(v)
+		}
 		var raw []string
 		if h, ok := top.requiredStr("host"); ok {
 			raw = append(raw, h)
@@ -841,7 +847,7 @@ func parseFlat(w *walker, top *obj, c *AppConfig) {
 			c.Plugins.Postgres = &Postgres{}
 		}
 	} else {
-		for _, k := range []string{"args", "host", "extra-hosts", "ssl", "postgres"} {
+		for _, k := range []string{"args", "host", "extra-hosts", "ssl", "postgres", "instances"} {
 			if top.has(k) {
 				w.warn(k, "ignored because exec is not given (as in Keter)")
 			}

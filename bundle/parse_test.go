@@ -67,6 +67,9 @@ func TestParseSemantics(t *testing.T) {
 	if w == nil || w.Path != "hello" || !w.SSL.Enabled || w.EnsureAliveTimeBound != 90000000 {
 		t.Errorf("flat webapp: %+v", w)
 	}
+	if w.InstanceCount() != 2 {
+		t.Errorf("flat instances: %d, want 2", w.InstanceCount())
+	}
 	if got := strings.Join(w.Hosts, ","); got != "tealc-mint,pong,www.mysite.com,*.pong.example.com" {
 		t.Errorf("flat hosts %q", got)
 	}
@@ -93,6 +96,9 @@ func TestParseSemantics(t *testing.T) {
 	}
 	if a.Env["WORKERS"] != "4" || a.ForwardEnv[1] != "ANOTHER_ENV_VAR" || a.PortEnvVars[0] != "YESOD_PORT" {
 		t.Errorf("env: %+v %v %v", a.Env, a.ForwardEnv, a.PortEnvVars)
+	}
+	if a.InstanceCount() != 3 || st.Stanzas[1].WebApp.InstanceCount() != 1 {
+		t.Errorf("instances: %d and %d, want 3 and the default 1", a.InstanceCount(), st.Stanzas[1].WebApp.InstanceCount())
 	}
 	if a.Hosts[1] != "pong1_0.example.com" {
 		t.Errorf("hosts not lower-cased: %v", a.Hosts)
@@ -172,6 +178,10 @@ var parseErrorCases = []struct {
 	{"not a mapping", "- a\n- b\n", []string{"(top level): invalid value: must be a mapping"}},
 	{"flat needs host", "exec: ../app\n", []string{"host: invalid value: required"}},
 	{"flat nothing", "args: [a]\n", []string{"nothing to run"}},
+	{"instances out of range", "stanzas:\n  - type: webapp\n    exec: ../a\n    host: a.com\n    instances: 0\n  - type: webapp\n    exec: ../b\n    host: b.com\n    instances: 65\n", []string{
+		"stanzas[0].instances: invalid value: must be between 1 and 64, found 0",
+		"stanzas[1].instances: invalid value: must be between 1 and 64, found 65",
+	}},
 	{"flat bad hosts", "exec: ../app\nhost: 'a b'\nextra-hosts: ['x;y', ok.com]\n", []string{
 		`host: invalid value: host name "a b" contains " "`,
 		`extra-hosts[0]: invalid value: host name "x;y" contains ";"`,

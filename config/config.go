@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -308,11 +309,19 @@ func resolve(dir, p string) string {
 	return filepath.Join(dir, p)
 }
 
+// unsafePathRune reports a rune that systemd's command-line syntax
+// would treat specially (or that a shell would) in a unit's argument.
+func unsafePathRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+", r))
+}
+
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Root == "" || c.Root == "." {
 		errs = append(errs, errors.New("root: required (the folder holding incoming/, temp/ and etc/)"))
+	} else if i := strings.IndexFunc(c.Root, unsafePathRune); i >= 0 {
+		errs = append(errs, fmt.Errorf("root: %q holds %q: units run commands under root, and systemd rewrites such characters in their command lines; use letters, digits and / . _ - +", c.Root, c.Root[i:i+1]))
 	}
 	for i, l := range c.Listeners {
 		if l.Port < 1 || l.Port > 65535 {
@@ -347,6 +356,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateACME()...)
 	return errors.Join(errs...)
 }
+
+// Hooks is the folder of the scripts units run (ExecStartPre/ExecStopPost).
+func (c *Config) Hooks() string { return filepath.Join(c.Root, "etc", "hooks") }
 
 // Incoming, Temp and Etc are Keter's root layout.
 func (c *Config) Incoming() string { return filepath.Join(c.Root, "incoming") }

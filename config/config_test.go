@@ -81,6 +81,20 @@ port-manager: {ranges: [{from: 10, to: 5}]}
 	}
 }
 
+// TestRootOfPlainCharacters: systemd rewrites "$", ";", "%" and spaces in
+// command lines, and the units' hooks live under root.
+func TestRootOfPlainCharacters(t *testing.T) {
+	for _, root := range []string{"/opt/ke$ter", "/opt/a;b", "/opt/%n", "/opt/my keter", `/opt/a"b`} {
+		_, _, err := Parse([]byte(fmt.Sprintf("root: '%s'\n", root)), "/")
+		if err == nil || !strings.Contains(err.Error(), "root: ") || !strings.Contains(err.Error(), "use letters, digits") {
+			t.Errorf("root %q: %v, want refused", root, err)
+		}
+	}
+	if _, _, err := Parse([]byte("root: /var/lib/keter-2.0/x_y+z\n"), "/"); err != nil {
+		t.Errorf("a plain root refused: %v", err)
+	}
+}
+
 func TestBadYAML(t *testing.T) {
 	if _, _, err := Parse([]byte("root: [unclosed"), "/"); err == nil || !strings.Contains(err.Error(), "parsing keter config") {
 		t.Fatalf("err = %v", err)

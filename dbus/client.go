@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,6 +40,9 @@ type Client struct {
 	// JournalLines is how many journal lines a failed start reports; zero
 	// means 20.
 	JournalLines int
+	// TransientDir is where systemd writes transient unit files; empty
+	// means TransientDir (see RepairTransient).
+	TransientDir string
 }
 
 // New connects to systemd's private socket. It needs root.
@@ -247,6 +251,10 @@ func (c *Client) StartTransient(ctx context.Context, name string, props []sddbus
 	}
 	if err != nil {
 		return fmt.Errorf("starting unit %s: %w", name, err)
+	}
+	if _, err := repairFile(filepath.Join(c.transientDir(), name)); err != nil {
+		// The unit runs; only a later daemon-reload would lose its hooks.
+		slog.Warn("repairing transient unit file", "unit", name, "err", err)
 	}
 	return nil
 }

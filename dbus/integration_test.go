@@ -43,10 +43,14 @@ func newAppIn(t *testing.T, root string) app {
 	t.Helper()
 	name := "t" + testkit.Token()
 	a := app{name: name, root: root, dir: filepath.Join(root, "temp", name+"-1"), envDir: filepath.Join(root, "etc", "env")}
-	for _, d := range []string{filepath.Join(root, "temp"), filepath.Join(root, "etc")} {
+	hooks := (&config.Config{Root: root}).Hooks()
+	for _, d := range []string{filepath.Join(root, "temp"), hooks} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.WriteFile(filepath.Join(hooks, unitgen.OwnFolderFile), []byte(unitgen.OwnFolderScript), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	bin, err := os.ReadFile(testkit.DemoApp(t))
 	if err != nil {
@@ -84,6 +88,11 @@ func start(t *testing.T, c *Client, in unitgen.Input) (unitgen.Unit, error) {
 	}
 	if u.EnvFile != "" {
 		if err := os.WriteFile(u.EnvFile, u.Secrets, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u.Launcher != "" {
+		if err := os.WriteFile(u.Launcher, u.LauncherScript, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -22,6 +22,7 @@ const (
 	ifaceService   = "org.freedesktop.systemd1.Service"
 	propsChanged   = "org.freedesktop.DBus.Properties.PropertiesChanged"
 	unitRemoved    = "org.freedesktop.systemd1.Manager.UnitRemoved"
+	reloading      = "org.freedesktop.systemd1.Manager.Reloading"
 )
 
 // Subscribe follows the units whose name starts with prefix: it sends a
@@ -106,6 +107,10 @@ type watcher struct {
 	out    chan<- unitgen.Status
 	known  map[string]unitgen.Status // merged from signals
 	sent   map[string]unitgen.Status // last state sent per unit
+	// reloading is set between systemd's Reloading(true) and (false): a
+	// daemon-reload removes every unit and loads it again, so a removal
+	// then means nothing until the reload ends and the units are listed.
+	reloading bool
 }
 
 func (w *watcher) send(ctx context.Context, s unitgen.Status) {
@@ -129,6 +134,33 @@ func (w *watcher) snapshot(ctx context.Context) {
 	}
 }
 
+// resync lists the units after a daemon-reload and sends what changed:
+// a unit that did not come back is gone.
+func (w *watcher) resync(ctx context.Context) {
+	list, err := w.c.List(ctx, w.prefix)
+	if err != nil {
+		slog.Warn("listing units after a systemd reload", "err", err)
+		return
+	}
+	now := map[string]bool{}
+	for _, s := range list {
+		now[s.Name] = true
+		w.known[s.Name] = s
+		if last, seen := w.sent[s.Name]; !seen || last != s {
+			w.sent[s.Name] = s
+			w.send(ctx, s)
+		}
+	}
+	for name, last := range w.known {
+		if !now[name] {
+			delete(w.known, name)
+			delete(w.sent, name)
+			last.ActiveState, last.SubState = "gone", ""
+			w.send(ctx, last)
+		}
+	}
+}
+
 // follow applies signals until ctx ends or the connection drops.
 func (w *watcher) follow(ctx context.Context, sigs <-chan *godbus.Signal) {
 	for {
@@ -144,6 +176,13 @@ func (w *watcher) follow(ctx context.Context, sigs <-chan *godbus.Signal) {
 		}
 		name, isUnit := unitName(sig.Path)
 		switch {
+		case sig.Name == reloading && len(sig.Body) > 0:
+			active, _ := sig.Body[0].(bool)
+			w.reloading = active
+			if !active {
+				w.resync(ctx)
+			}
+		case sig.Name == unitRemoved && w.reloading:
 		case sig.Name == unitRemoved && len(sig.Body) > 0:
 			if id, _ := sig.Body[0].(string); id != "" {
 				last, seen := w.known[id]

@@ -65,6 +65,7 @@ type appJSON struct {
 	State      string `json:"state"`
 	LastResult string `json:"last_result"`
 	LastHint   string `json:"last_hint"`
+	LastError  string `json:"last_error"`
 	Live       *struct {
 		Version string   `json:"version"`
 		Digest  string   `json:"digest"`

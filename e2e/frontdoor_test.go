@@ -143,6 +143,9 @@ func TestMapFollowsUnits(t *testing.T) {
 	if m := k.mapOf(t); len(m) != 2 {
 		t.Fatalf("map %v, want two entries", m)
 	}
+	// A package upgrade reloads systemd, which re-reads every transient
+	// unit from its file: the units must keep their hooks.
+	run(t, "systemctl", "daemon-reload")
 	unitOf := func(app string) string {
 		for _, u := range activeAppUnits(t) {
 			if strings.HasPrefix(u, "keter-app-"+app+"-") {
@@ -179,6 +182,7 @@ func TestMapFollowsUnits(t *testing.T) {
 	if !strings.Contains(k.Log(), "version live") {
 		t.Fatalf("keter's journal is empty once it stopped:\n%s", k.Log())
 	}
+	run(t, "systemctl", "daemon-reload") // as removing the package does
 	run(t, "systemctl", "stop", unitOf("mapb"))
 	if m := k.mapOf(t); len(m) != 0 {
 		t.Fatalf("a unit stopped while keter was down left its entry: %v", m)

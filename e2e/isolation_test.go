@@ -45,13 +45,24 @@ func TestAppsCannotReachEachOther(t *testing.T) {
 				}
 				return m[0]
 			}
-			var keterFiles []string
+			// The hooks folder holds keter's own scripts, the same for
+			// everyone: units see it (their privileged hooks run in their
+			// mount namespace), read-only.
+			hooks := filepath.Join(k.Root, "etc", "hooks")
+			var keterFiles, hookFiles []string
 			filepath.WalkDir(filepath.Join(k.Root, "etc"), func(p string, d os.DirEntry, err error) error {
 				if err == nil && d.Type().IsRegular() {
-					keterFiles = append(keterFiles, p)
+					if filepath.Dir(p) == hooks {
+						hookFiles = append(hookFiles, p)
+					} else {
+						keterFiles = append(keterFiles, p)
+					}
 				}
 				return nil
 			})
+			if len(hookFiles) == 0 {
+				t.Fatalf("no hooks under %s", hooks)
+			}
 			if len(keterFiles) < 3 {
 				t.Fatalf("ROOT/etc holds only %v: the test would prove little", keterFiles)
 			}
@@ -78,6 +89,12 @@ func TestAppsCannotReachEachOther(t *testing.T) {
 				for _, p := range targets {
 					if got := ask("/read?path=" + url.QueryEscape(p)); strings.Contains(got, "secret-of-") || !strings.Contains(got, "no such file") && !strings.Contains(got, "permission denied") {
 						t.Errorf("%s read %s: %q", n, p, got)
+					}
+				}
+				// A hook an app could change would run as root.
+				for _, p := range append(hookFiles, filepath.Join(hooks, "new")) {
+					if got := ask("/write?path=" + url.QueryEscape(p)); got == "ok" || !strings.Contains(got, "read-only file system") && !strings.Contains(got, "permission denied") {
+						t.Errorf("%s wrote %s: %q", n, p, got)
 					}
 				}
 				for _, p := range []string{"/api/apps/" + other + "?log=50", "/api/apps", "/metrics", "/"} {

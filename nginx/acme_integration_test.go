@@ -173,7 +173,7 @@ nginx: {binary: %s}
 	web := backend(t, "acme")
 	secure := webapp("secure.test")
 	secure.RequiresSecure = true
-	apps := []App{{Name: "acme", Dir: root, Ports: map[int]int{0: portOf(t, web), 1: portOf(t, web)},
+	apps := []App{{Name: "acme", Dir: root, Ports: one(map[int]int{0: portOf(t, web), 1: portOf(t, web)}),
 		Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("shop.test", "www.shop.test"), secure}}}}
 	if err := m.Apply(ctx, apps); err != nil {
 		t.Fatalf("Apply: %v", err)

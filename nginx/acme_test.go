@@ -42,7 +42,7 @@ var acmeCases = []struct {
 		static := bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "www", Hosts: []string{"static.example.com"}}}
 		rd := bundle.Stanza{Type: bundle.TypeRedirect, Redirect: &bundle.Redirect{Hosts: []string{"old.example.com"}, Actions: []bundle.RedirectAction{{Host: "shop.example.com", Secure: true}}}}
 		rp := bundle.Stanza{Type: bundle.TypeReverseProxy, ReverseProxy: &bundle.ReverseProxy{ReversedHost: "127.0.0.1", ReversedPort: 9000, ReversingHost: "rp.example.com"}}
-		a := app("shop", map[int]int{0: 43124, 1: 43125}, webapp("shop.example.com", "www.shop.example.com", "*.shop.example.com"), own, static, rd, rp)
+		a := app("shop", one(map[int]int{0: 43124, 1: 43125}), webapp("shop.example.com", "www.shop.example.com", "*.shop.example.com"), own, static, rd, rp)
 		return globalConfig(t, acmeListeners), []App{a}
 	}},
 	// ssl: acme on a TLS listener with the operator's certificate.
@@ -50,14 +50,14 @@ var acmeCases = []struct {
 		s := webapp("auto.example.com")
 		s.WebApp.SSL = bundle.SSL{Enabled: true, ACME: true}
 		g := globalConfig(t, "listeners:\n  - port: 80\n  - port: 443\n    certificate: "+tls+"/cert.pem\n    key: "+tls+"/key.pem\nacme:\n  email: ops@example.com\n")
-		return g, []App{app("auto", map[int]int{0: 43200, 1: 43201}, s, webapp("files.example.com"))}
+		return g, []App{app("auto", one(map[int]int{0: 43200, 1: 43201}), s, webapp("files.example.com"))}
 	}},
 	// requires-secure: wait.example.com has no certificate yet and is
 	// served over plain HTTP; ready.example.com redirects.
 	{"acme-requires-secure", []string{"wait.example.com"}, func(t testing.TB, tls string) (*config.Config, []App) {
 		wait, ready := webapp("wait.example.com"), webapp("ready.example.com")
 		wait.RequiresSecure, ready.RequiresSecure = true, true
-		return globalConfig(t, acmeListeners), []App{app("sec", map[int]int{0: 43300, 1: 43301}, wait, ready)}
+		return globalConfig(t, acmeListeners), []App{app("sec", one(map[int]int{0: 43300, 1: 43301}), wait, ready)}
 	}},
 }
 
@@ -137,7 +137,7 @@ func TestRenderACMEProperties(t *testing.T) {
 func TestRenderACMERefused(t *testing.T) {
 	auto := webapp("auto.example.com")
 	auto.WebApp.SSL = bundle.SSL{Enabled: true, ACME: true}
-	apps := []App{app("auto", map[int]int{0: 43200}, auto)}
+	apps := []App{app("auto", one(map[int]int{0: 43200}), auto)}
 	for _, c := range []struct {
 		name, yaml string
 		acme       bool

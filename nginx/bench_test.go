@@ -55,7 +55,7 @@ func BenchmarkFrontDoorWrk(b *testing.B) {
 	}
 	app.Start()
 	b.Cleanup(app.Close)
-	apps := []App{{Name: "bench", Dir: f.root, Ports: map[int]int{0: portOf(b, app)},
+	apps := []App{{Name: "bench", Dir: f.root, Ports: one(map[int]int{0: portOf(b, app)}),
 		Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("bench.test")}}}}
 	if err := f.m.Apply(b.Context(), apps); err != nil {
 		b.Fatal(err)

@@ -21,7 +21,7 @@ func FuzzRender(f *testing.F) {
 		g := globalConfig(t, "")
 		web := webapp(host, "fixed.example.com")
 		web.WebApp.Middleware = []bundle.Middleware{{Name: "headers", Config: map[string]any{hname: hvalue}}}
-		a := app("fuzz", map[int]int{0: 43124}, web,
+		a := app("fuzz", one(map[int]int{0: 43124}), web,
 			bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: root, Hosts: []string{"static.example.com"}}},
 			bundle.Stanza{Type: bundle.TypeRedirect, Redirect: &bundle.Redirect{Hosts: []string{"redirect.example.com"},
 				Actions: []bundle.RedirectAction{{Path: path, URL: url}, {Host: "fallback.example.com"}}}},

@@ -17,7 +17,7 @@ import (
 // nginx version wants, and plain listens never do.
 func TestRenderHTTP2(t *testing.T) {
 	g := globalConfig(t, "listeners:\n  - port: 80\n  - port: 443\n    certificate: /etc/keter/tls/cert.pem\n    key: /etc/keter/tls/key.pem\n")
-	apps := []App{app("web", map[int]int{0: 43300}, webapp("web.example.com"))}
+	apps := []App{app("web", one(map[int]int{0: 43300}), webapp("web.example.com"))}
 	for _, on := range []bool{false, true} {
 		p := goldenPaths()
 		p.HTTP2On = on
@@ -54,7 +54,7 @@ func TestRenderHTTP2(t *testing.T) {
 func TestManagedHTTP2(t *testing.T) {
 	f := startFront(t, "")
 	web := backend(t, "h2")
-	apps := []App{{Name: "h2", Dir: f.root, Ports: map[int]int{0: portOf(t, web)},
+	apps := []App{{Name: "h2", Dir: f.root, Ports: one(map[int]int{0: portOf(t, web)}),
 		Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("h2.test")}}}}
 	if err := f.m.Apply(t.Context(), apps); err != nil {
 		t.Fatalf("Apply: %v", err)

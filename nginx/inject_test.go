@@ -39,7 +39,7 @@ func fullModel(t testing.TB) (*config.Config, App) {
 	web := webapp("web.example.com")
 	web.WebApp.SSL = bundle.SSL{Enabled: true, Certificate: "/etc/keter/tls/a.pem", Key: "/etc/keter/tls/a.key", ChainCertificates: []string{"/etc/keter/tls/chain.pem"}}
 	web.WebApp.Middleware = []bundle.Middleware{{Name: "headers", Config: map[string]any{"X-H": "v"}}}
-	a := app("all", map[int]int{0: 43124}, web,
+	a := app("all", one(map[int]int{0: 43124}), web,
 		bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"static.example.com"}}},
 		bundle.Stanza{Type: bundle.TypeRedirect, Redirect: &bundle.Redirect{Hosts: []string{"redirect.example.com"}, Actions: []bundle.RedirectAction{
 			{Path: "/p", URL: "https://u.example.com/x"}, {Host: "h.example.com"}}}},

@@ -21,6 +21,7 @@ import (
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/config"
 	"github.com/keter-systemd/keter/internal/testkit"
+	"github.com/keter-systemd/keter/portmap"
 )
 
 // front is a managed nginx started for one test.
@@ -69,6 +70,14 @@ nginx:
 		t.Fatal(err)
 	}
 	f.g = g
+	if err := os.MkdirAll(g.Hooks(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range portmap.Hooks() {
+		if err := os.WriteFile(filepath.Join(g.Hooks(), name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f.units = newSDUnits(t)
 	f.unitName = "keter-nginx-test-" + testkit.Token() + ".service"
 	f.m = New(g, f.units, slog.New(slog.NewTextHandler(os.Stderr, nil)), append(opts, WithUnitName(f.unitName))...)
@@ -224,7 +233,7 @@ func TestManagedEveryStanza(t *testing.T) {
 	sniB := bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"b.test"},
 		SSL: bundle.SSL{Enabled: true, Certificate: "../../tls/b.pem", Key: f.tlsDir + "/b.key"}}}
 	apps := []App{
-		{Name: "web", Dir: appDir, Ports: map[int]int{0: portOf(t, web), 1: portOf(t, web), 2: dead, 3: portOf(t, web)},
+		{Name: "web", Dir: appDir, Ports: one(map[int]int{0: portOf(t, web), 1: portOf(t, web), 2: dead, 3: portOf(t, web)}),
 			Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("web.test", "*.wild.test"), secureStanza, webapp("down.test"), sniA}}},
 		{Name: "site", Dir: appDir, Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{
 			{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"static.test"}, DirectoryListing: true}},
@@ -392,7 +401,7 @@ func TestManagedEveryStanza(t *testing.T) {
 		before := f.m.Reloads()
 		bad := webapp("bad.test")
 		bad.WebApp.SSL = bundle.SSL{Enabled: true, Certificate: f.tlsDir + "/missing.pem", Key: f.tlsDir + "/missing.key"}
-		broken := append(append([]App{}, apps...), App{Name: "bad", Dir: appDir, Ports: map[int]int{0: portOf(t, web)},
+		broken := append(append([]App{}, apps...), App{Name: "bad", Dir: appDir, Ports: one(map[int]int{0: portOf(t, web)}),
 			Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{bad}}})
 		err = f.m.Apply(ctx, broken)
 		if !errors.Is(err, ErrConfigTest) || !strings.Contains(err.Error(), "missing.pem") {
@@ -440,7 +449,7 @@ func TestManagedEveryStanza(t *testing.T) {
 func TestManagedIPFromHeader(t *testing.T) {
 	f := startFront(t, "ip-from-header: true\n")
 	web := backend(t, "web")
-	apps := []App{{Name: "web", Dir: f.root, Ports: map[int]int{0: portOf(t, web)},
+	apps := []App{{Name: "web", Dir: f.root, Ports: one(map[int]int{0: portOf(t, web)}),
 		Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("web.test")}}}}
 	if err := f.m.Apply(t.Context(), apps); err != nil {
 		t.Fatal(err)
@@ -455,7 +464,7 @@ func TestManagedIPFromHeader(t *testing.T) {
 	})
 
 	// Concurrent Applies are serialized: each tests and installs whole.
-	two := append(append([]App{}, apps...), App{Name: "two", Dir: f.root, Ports: map[int]int{0: portOf(t, web)},
+	two := append(append([]App{}, apps...), App{Name: "two", Dir: f.root, Ports: one(map[int]int{0: portOf(t, web)}),
 		Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("two.test")}}})
 	errs := make(chan error, 8)
 	for i := range 8 {

@@ -142,8 +142,10 @@ func mapMaintenance(want map[int]int, apps []App, responder int) {
 		if a.Maintenance == nil {
 			continue
 		}
-		for _, f := range a.Fronts {
-			want[f] = responder
+		for _, fs := range a.Fronts {
+			for _, f := range fs {
+				want[f] = responder
+			}
 		}
 	}
 }

@@ -72,7 +72,7 @@ func TestMaintenanceByMap(t *testing.T) {
 	docsDir := filepath.Join(f.root, "temp", "docs-1")
 	writeFile(t, filepath.Join(docsDir, "public", "index.html"), "docs index\n")
 	shop := App{Name: "shop", Dir: f.root, Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("shop.test")}},
-		Ports: map[int]int{0: portOf(t, a)}, Fronts: map[int]int{0: front}}
+		Ports: one(map[int]int{0: portOf(t, a)}), Fronts: one(map[int]int{0: front})}
 	docs := App{Name: "docs", Dir: docsDir, Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{
 		{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"docs.test"}}}}}}
 	if err := f.m.Apply(ctx, []App{shop, docs}); err != nil {
@@ -206,7 +206,7 @@ func TestMaintenanceByReload(t *testing.T) {
 	a := backend(t, "a")
 	dir := filepath.Join(f.root, "temp", "plain-1")
 	writeFile(t, filepath.Join(dir, bundle.MaintenancePage), "<p>our own page: <!--keter:message--></p>\n")
-	shop := App{Name: "plain", Dir: dir, Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("plain.test")}}, Ports: map[int]int{0: portOf(t, a)}}
+	shop := App{Name: "plain", Dir: dir, Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("plain.test")}}, Ports: one(map[int]int{0: portOf(t, a)})}
 	if err := f.m.Apply(ctx, []App{shop}); err != nil {
 		t.Fatal(err)
 	}

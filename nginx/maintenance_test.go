@@ -26,11 +26,11 @@ func maintenancePaths(mapped bool) Paths {
 // maintenanceApps: shop (two webapps, a wildcard host) and docs (static
 // files) are in maintenance, blog is not.
 func maintenanceApps(on bool) []App {
-	shop := app("shop", map[int]int{0: 43124, 1: 43126}, webapp("shop.example.com", "*.shop.example.com"), webapp("api.example.com"))
-	shop.Fronts = map[int]int{0: 43125, 1: 43127}
+	shop := app("shop", one(map[int]int{0: 43124, 1: 43126}), webapp("shop.example.com", "*.shop.example.com"), webapp("api.example.com"))
+	shop.Fronts = one(map[int]int{0: 43125, 1: 43127})
 	docs := app("docs", nil, bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"docs.example.com"}}})
-	blog := app("blog", map[int]int{0: 43128}, webapp("blog.example.com"))
-	blog.Fronts = map[int]int{0: 43129}
+	blog := app("blog", one(map[int]int{0: 43128}), webapp("blog.example.com"))
+	blog.Fronts = one(map[int]int{0: 43129})
 	if on {
 		shop.Maintenance = &Maintenance{Message: "back at 5"}
 		docs.Maintenance = &Maintenance{}

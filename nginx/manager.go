@@ -64,8 +64,8 @@ type PortMap interface {
 	// cgroup: nginx's master, whose workers share it.
 	BindProcess(ctx context.Context, pid int) error
 	// StartHook is what nginx's unit runs before each start to bind the
-	// map to the cgroup of that start.
-	StartHook() []string
+	// map to the cgroup of that start, with the scripts in the folder hooks.
+	StartHook(hooks string) []string
 	// CloseIdle closes nginx's idle connections to front that went to
 	// port; it returns how many.
 	CloseIdle(front, port int) (int, error)
@@ -230,22 +230,20 @@ func (m *Manager) Start(ctx context.Context) error {
 func (m *Manager) unitProperties() []sddbus.Property {
 	bin := m.g.Nginx.Binary
 	base := []string{bin, "-p", m.paths.Prefix, "-c", m.conf}
-	// SIGHUP straight to the master: `nginx -s reload` would start a whole
-	// nginx and parse the config just to find the pid. systemd expands
-	// $MAINPID in Exec lines.
-	//
 	// PropExecStart's bool is D-Bus's ignore-failure ("-" in a unit file),
 	// whatever go-systemd calls it: true made a SIGKILLed master count as a
-	// success, so Restart=on-failure never restarted nginx.
-	reload := sddbus.PropExecStart([]string{"/bin/kill", "-HUP", "$MAINPID"}, false)
+	// success, so Restart=on-failure never restarted nginx. No "$" in any
+	// command: systemd 252 writes it back in a way its own parser garbles
+	// at the next daemon-reload (so not kill -HUP $MAINPID; keter signals
+	// nginx through systemd itself).
+	reload := sddbus.PropExecStart(append(base, "-s", "reload"), false)
 	reload.Name = "ExecReload"
 	var pre []sddbus.Property
 	if m.pm != nil {
 		// The map's rule matches this start's cgroup before nginx takes
 		// a connection, whether keter runs or not.
-		hook := m.pm.StartHook()
-		pre = append(pre, sddbus.Property{Name: "ExecStartPreEx", Value: godbus.MakeVariant([]execEx{{
-			hook[0], hook, []string{"privileged", "ignore-failure", "no-env-expand"}}})})
+		pre = append(pre, sddbus.PropExecStart(m.pm.StartHook(m.g.Hooks()), true))
+		pre[0].Name = "ExecStartPre"
 	}
 	return append(pre, []sddbus.Property{
 		sddbus.PropDescription("keter front door (nginx)"),
@@ -266,13 +264,6 @@ func (m *Manager) unitProperties() []sddbus.Property {
 	}...)
 }
 
-// execEx is the D-Bus shape (sasas) of ExecStartPreEx.
-type execEx struct {
-	Path  string
-	Args  []string
-	Flags []string
-}
-
 // waitListening waits until nginx wrote its pid file, which it does after
 // binding its sockets, or the unit failed (e.g. a port in use).
 func (m *Manager) waitListening(ctx context.Context) error {
@@ -280,6 +271,7 @@ func (m *Manager) waitListening(ctx context.Context) error {
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	started := time.Now()
 	for {
 		state, err := m.units.ActiveState(ctx, m.unit)
 		if err == nil && (state == "failed" || state == "inactive") {
@@ -287,6 +279,12 @@ func (m *Manager) waitListening(ctx context.Context) error {
 		}
 		if _, err := os.Stat(m.paths.PidFile); err == nil && state == "active" {
 			return nil
+		}
+		// With Restart=on-failure a master that exits at start (a port in
+		// use) is restarted rather than failed: no main process for a
+		// second means it keeps exiting.
+		if pid, err := m.units.MainPID(ctx, m.unit); err == nil && pid == 0 && time.Since(started) > time.Second {
+			return fmt.Errorf("starting %s: nginx keeps exiting at start (a listener's port in use?); see journalctl -u %s", m.unit, m.unit)
 		}
 		select {
 		case <-ctx.Done():
@@ -357,9 +355,11 @@ func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 	want := map[int]int{}
 	front := make([]App, len(apps))
 	for i, a := range apps {
-		for idx, f := range a.Fronts {
-			if to, ok := a.Ports[idx]; ok && !a.Down[idx] {
-				want[f] = to
+		for idx, fronts := range a.Fronts {
+			for k, f := range fronts {
+				if k < len(a.Ports[idx]) && !a.Down[a.Ports[idx][k]] {
+					want[f] = a.Ports[idx][k]
+				}
 			}
 		}
 		a.Ports = a.Fronts

@@ -150,7 +150,7 @@ var allowed = map[string]map[string]bool{
 	"http": set("include", "default_type", "sendfile", "tcp_nopush", "server_tokens", "access_log",
 		"keepalive_timeout", "keepalive_requests", "server_names_hash_bucket_size", "server_names_hash_max_size",
 		"map", "upstream", "server"),
-	"upstream": set("server", "keepalive", "keepalive_time", "keepalive_timeout"),
+	"upstream": set("server", "keepalive", "keepalive_time", "keepalive_timeout", "least_conn"),
 	"server": set("listen", "server_name", "ssl_certificate", "ssl_certificate_key", "ssl_protocols",
 		"ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache", "ssl_session_timeout",
 		"ssl_session_tickets", "client_max_body_size", "set_real_ip_from", "real_ip_header",

@@ -20,15 +20,7 @@ import (
 // reaches nginx without a reload, every new request goes to it once
 // Apply returns, and a keep-alive client sees no failure.
 func TestMappedSwitchWithoutReload(t *testing.T) {
-	testkit.NeedBinary(t, "nft", "apt-get install nftables")
-	if os.Geteuid() != 0 {
-		testkit.Missing(t, "nftables needs root")
-	}
-	pm := portmap.New("kt_" + testkit.Token())
-	if err := pm.Setup(t.Context()); err != nil {
-		testkit.Missing(t, "nftables unusable here: %v", err)
-	}
-	t.Cleanup(func() { pm.Remove(context.Background()) })
+	pm := needPortMap(t)
 	f := startFront(t, "", WithPortMap(pm))
 	ctx := t.Context()
 	base := fmt.Sprintf("http://x:%d/", f.port)
@@ -39,7 +31,7 @@ func TestMappedSwitchWithoutReload(t *testing.T) {
 	front := testkit.FreePort(t)
 	cfg := &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("mapped.test")}}
 	version := func(port int) []App {
-		return []App{{Name: "mapped", Dir: f.root, Config: cfg, Ports: map[int]int{0: port}, Fronts: map[int]int{0: front}}}
+		return []App{{Name: "mapped", Dir: f.root, Config: cfg, Ports: one(map[int]int{0: port}), Fronts: one(map[int]int{0: front})}}
 	}
 	if err := f.m.Apply(ctx, version(portOf(t, a))); err != nil {
 		t.Fatal(err)
@@ -138,4 +130,20 @@ func TestMappedSwitchWithoutReload(t *testing.T) {
 	if cur, err := pm.Current(ctx); err != nil || len(cur) != 0 {
 		t.Fatalf("map after removal = %v %v, want empty", cur, err)
 	}
+}
+
+// needPortMap sets up a port map table of the test's own, removed at the
+// end.
+func needPortMap(t *testing.T) *portmap.Map {
+	t.Helper()
+	testkit.NeedBinary(t, "nft", "apt-get install nftables")
+	if os.Geteuid() != 0 {
+		testkit.Missing(t, "nftables needs root")
+	}
+	pm := portmap.New("kt_" + testkit.Token())
+	if err := pm.Setup(t.Context()); err != nil {
+		testkit.Missing(t, "nftables unusable here: %v", err)
+	}
+	t.Cleanup(func() { pm.Remove(context.Background()) })
+	return pm
 }

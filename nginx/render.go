@@ -256,7 +256,16 @@ func (r *renderer) include() []byte {
 		switch {
 		case s.stanza.WebApp != nil:
 			w.open("upstream", u)
-			w.line("server", hostPort("127.0.0.1", s.port))
+			if len(s.ports) > 1 {
+				// Instances: the least busy first, and a failed one is
+				// left alone for a second while the others answer.
+				w.line("least_conn")
+				for _, port := range s.ports {
+					w.line("server", hostPort("127.0.0.1", port), "max_fails=1", "fail_timeout=1s")
+				}
+			} else {
+				w.line("server", hostPort("127.0.0.1", s.ports[0]))
+			}
 			w.line("keepalive", "64")
 			if r.p.Mapped {
 				w.line("keepalive_time", strconv.FormatInt(UpstreamKeepaliveTime.Milliseconds(), 10)+"ms")

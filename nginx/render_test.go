@@ -35,7 +35,7 @@ func webapp(hosts ...string) bundle.Stanza {
 	return bundle.Stanza{Type: bundle.TypeWebApp, WebApp: &bundle.WebApp{Exec: bundle.Exec{Path: "bin/app"}, Hosts: hosts}}
 }
 
-func app(name string, ports map[int]int, stanzas ...bundle.Stanza) App {
+func app(name string, ports map[int][]int, stanzas ...bundle.Stanza) App {
 	return App{Name: name, Dir: "/srv/keter/temp/" + name + "-1", Config: &bundle.AppConfig{Stanzas: stanzas}, Ports: ports}
 }
 
@@ -51,7 +51,7 @@ var renderCases = []renderCase{
 		return globalConfig(t, ""), nil
 	}},
 	{"webapp", func(t testing.TB, tls string) (*config.Config, []App) {
-		a := app("shop", map[int]int{0: 43124, 1: 43125},
+		a := app("shop", one(map[int]int{0: 43124, 1: 43125}),
 			webapp("shop.example.com", "*.shop.example.com", "www.shop.example.com"),
 			webapp("api.example.com"))
 		a.Config.Stanzas[1].WebApp.ConnectionTimeBound = i64(2_500_000)
@@ -60,7 +60,7 @@ var renderCases = []renderCase{
 			{Name: "headers", Config: map[string]any{"X-Frame-Options": "DENY", "Cache-Control": "no-store, private"}},
 		}
 		bg := bundle.Stanza{Type: bundle.TypeBackground, Background: &bundle.Background{Exec: bundle.Exec{Path: "bin/worker"}}}
-		b := app("blog", map[int]int{1: 28120}, bg, webapp("blog.example.com"))
+		b := app("blog", one(map[int]int{1: 28120}), bg, webapp("blog.example.com"))
 		return globalConfig(t, "connection-time-bound: 0\n"), []App{a, b}
 	}},
 	{"static-files", func(t testing.TB, tls string) (*config.Config, []App) {
@@ -100,15 +100,19 @@ var renderCases = []renderCase{
 			}})
 		return globalConfig(t, ""), []App{a}
 	}},
+	{"instances", func(t testing.TB, tls string) (*config.Config, []App) {
+		a := app("many", map[int][]int{0: {43124, 43125, 43126}}, webapp("many.example.com"))
+		return globalConfig(t, ""), []App{a}
+	}},
 	{"requires-secure", func(t testing.TB, tls string) (*config.Config, []App) {
 		s := webapp("secure.example.com")
 		s.RequiresSecure = true
-		a := app("sec", map[int]int{0: 43200}, s)
+		a := app("sec", one(map[int]int{0: 43200}), s)
 		g := globalConfig(t, "external-https-port: 8443\nlisteners:\n  - port: 80\n  - port: 8443\n    certificate: "+tls+"/cert.pem\n    key: "+tls+"/key.pem\n")
 		return g, []App{a}
 	}},
 	{"tls-listeners", func(t testing.TB, tls string) (*config.Config, []App) {
-		a := app("web", map[int]int{0: 43300}, webapp("web.example.com"))
+		a := app("web", one(map[int]int{0: 43300}), webapp("web.example.com"))
 		g := globalConfig(t, `listeners:
   - host: "*"
     port: 80
@@ -131,11 +135,11 @@ var renderCases = []renderCase{
 		c := webapp("c.example.com")
 		c.WebApp.SSL = bundle.SSL{Enabled: true}
 		g := globalConfig(t, "listeners:\n  - port: 80\n  - port: 443\n    certificate: "+tls+"/cert.pem\n    key: "+tls+"/key.pem\n")
-		return g, []App{app("sni", map[int]int{0: 43400, 2: 43401}, a, b, c)}
+		return g, []App{app("sni", one(map[int]int{0: 43400, 2: 43401}), a, b, c)}
 	}},
 	{"response-files", func(t testing.TB, tls string) (*config.Config, []App) {
 		g := globalConfig(t, "unknown-host-response-file: unknown.html\nmissing-host-response-file: /etc/keter/missing.html\nproxy-exception-response-file: down.html\n")
-		a := app("web", map[int]int{0: 43500}, webapp("web.example.com"))
+		a := app("web", one(map[int]int{0: 43500}), webapp("web.example.com"))
 		rp := bundle.Stanza{Type: bundle.TypeReverseProxy, ReverseProxy: &bundle.ReverseProxy{ReversedHost: "127.0.0.1", ReversedPort: 9000, ReversingHost: "rp.example.com"}}
 		return g, []App{a, app("rp", nil, rp)}
 	}},
@@ -145,11 +149,11 @@ var renderCases = []renderCase{
 			{Path: "/keter-health", URL: "https://elsewhere.example.com/"},
 			{URL: "https://elsewhere.example.com/"},
 		}}}
-		return g, []App{app("web", map[int]int{0: 43600}, webapp("web.example.com"), rd)}
+		return g, []App{app("web", one(map[int]int{0: 43600}), webapp("web.example.com"), rd)}
 	}},
 	{"ip-from-header", func(t testing.TB, tls string) (*config.Config, []App) {
 		g := globalConfig(t, "ip-from-header: true\nnginx:\n  client-max-body-size: 10m\n")
-		return g, []App{app("web", map[int]int{0: 43700}, webapp("web.example.com"))}
+		return g, []App{app("web", one(map[int]int{0: 43700}), webapp("web.example.com"))}
 	}},
 }
 
@@ -261,13 +265,13 @@ func TestRenderedConfigsPassNginxTest(t *testing.T) {
 
 func TestRenderRefusesDuplicateHosts(t *testing.T) {
 	g := globalConfig(t, "")
-	a := app("first", map[int]int{0: 43124}, webapp("x.example.com"))
-	b := app("second", map[int]int{0: 43125}, webapp("y.example.com", "X.example.com"))
+	a := app("first", one(map[int]int{0: 43124}), webapp("x.example.com"))
+	b := app("second", one(map[int]int{0: 43125}), webapp("y.example.com", "X.example.com"))
 	_, err := Render(g, []App{b, a}, goldenPaths())
 	if !errors.Is(err, ErrDuplicateHost) || !strings.Contains(err.Error(), `"first"`) || !strings.Contains(err.Error(), `"second"`) {
 		t.Fatalf("want a duplicate host error naming both apps, got %v", err)
 	}
-	c := app("third", map[int]int{0: 1, 1: 2}, webapp("z.example.com"), webapp("z.example.com"))
+	c := app("third", one(map[int]int{0: 1, 1: 2}), webapp("z.example.com"), webapp("z.example.com"))
 	if _, err := Render(g, []App{c}, goldenPaths()); !errors.Is(err, ErrDuplicateHost) {
 		t.Fatalf("want a duplicate host error inside one app, got %v", err)
 	}
@@ -292,7 +296,7 @@ func TestRenderRefusesUnsupported(t *testing.T) {
 			ReversingHost: "a.example.com", RewriteRequest: []bundle.Rewrite{{Header: "X-A", From: "(a)(b)(c)(d)(e)(f)", To: "b"}}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Render(g, []App{app("u", map[int]int{0: 43124}, tc.st)}, goldenPaths())
+			_, err := Render(g, []App{app("u", one(map[int]int{0: 43124}), tc.st)}, goldenPaths())
 			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), `app "u"`) {
 				t.Fatalf("want ErrUnsupported naming the app, got %v", err)
 			}
@@ -309,7 +313,7 @@ func TestDefaultServerOnlyInManagedMode(t *testing.T) {
 		want bool
 	}{{"managed", true}, {"system", false}} {
 		g := globalConfig(t, "nginx: {mode: "+c.mode+"}\n")
-		out, err := Render(g, []App{app("shop", map[int]int{0: 43124}, webapp("shop.example.com"))}, goldenPaths())
+		out, err := Render(g, []App{app("shop", one(map[int]int{0: 43124}), webapp("shop.example.com"))}, goldenPaths())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,14 +329,14 @@ func TestControlServer(t *testing.T) {
 	g := globalConfig(t, "")
 	p := goldenPaths()
 	p.Control = true
-	one := []App{app("shop", map[int]int{0: 43124}, webapp("shop.example.com"))}
-	two := []App{app("shop", map[int]int{0: 43125}, webapp("shop.example.com"))}
-	a, err := Render(g, one, p)
+	first := []App{app("shop", one(map[int]int{0: 43124}), webapp("shop.example.com"))}
+	second := []App{app("shop", one(map[int]int{0: 43125}), webapp("shop.example.com"))}
+	a, err := Render(g, first, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := Render(g, one, p)
-	b, _ := Render(g, two, p)
+	again, _ := Render(g, first, p)
+	b, _ := Render(g, second, p)
 	if a.Generation == "" || a.Generation != again.Generation || a.Generation == b.Generation {
 		t.Fatalf("generations %q %q %q: want stable for one config, new for another", a.Generation, again.Generation, b.Generation)
 	}
@@ -342,10 +346,19 @@ func TestControlServer(t *testing.T) {
 			t.Errorf("include lacks %q", want)
 		}
 	}
-	if off, _ := Render(g, one, goldenPaths()); strings.Contains(string(off.Include), ControlHost) || off.Generation != "" {
+	if off, _ := Render(g, first, goldenPaths()); strings.Contains(string(off.Include), ControlHost) || off.Generation != "" {
 		t.Error("control server rendered without Paths.Control")
 	}
-	if _, err := Render(g, []App{app("evil", map[int]int{0: 1}, webapp(ControlHost))}, p); !errors.Is(err, ErrInvalid) {
+	if _, err := Render(g, []App{app("evil", one(map[int]int{0: 1}), webapp(ControlHost))}, p); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("an app claiming %s: err %v, want ErrInvalid", ControlHost, err)
 	}
+}
+
+// one gives each stanza one instance.
+func one(ports map[int]int) map[int][]int {
+	out := make(map[int][]int, len(ports))
+	for i, p := range ports {
+		out[i] = []int{p}
+	}
+	return out
 }

@@ -1,9 +1,7 @@
 package nginx
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/internal/testkit"
-	"github.com/keter-systemd/keter/portmap"
 )
 
 // TestManagedNginxComesBackAfterSIGKILL: a SIGKILLed master (the OOM
@@ -23,24 +20,15 @@ func TestManagedNginxComesBackAfterSIGKILL(t *testing.T) {
 		t.Run(fmt.Sprintf("mapped=%v", mapped), func(t *testing.T) {
 			var opts []Option
 			if mapped {
-				testkit.NeedBinary(t, "nft", "apt-get install nftables")
-				if os.Geteuid() != 0 {
-					testkit.Missing(t, "nftables needs root")
-				}
-				pm := portmap.New("kt_" + testkit.Token())
-				if err := pm.Setup(t.Context()); err != nil {
-					testkit.Missing(t, "nftables unusable here: %v", err)
-				}
-				t.Cleanup(func() { pm.Remove(context.Background()) })
-				opts = append(opts, WithPortMap(pm))
+				opts = append(opts, WithPortMap(needPortMap(t)))
 			}
 			f := startFront(t, "", opts...)
 			ctx := t.Context()
 			app := backend(t, "a")
 			cfg := &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("back.test")}}
-			live := App{Name: "back", Dir: f.root, Config: cfg, Ports: map[int]int{0: portOf(t, app)}}
+			live := App{Name: "back", Dir: f.root, Config: cfg, Ports: one(map[int]int{0: portOf(t, app)})}
 			if mapped {
-				live.Fronts = map[int]int{0: testkit.FreePort(t)}
+				live.Fronts = one(map[int]int{0: testkit.FreePort(t)})
 			}
 			if err := f.m.Apply(ctx, []App{live}); err != nil {
 				t.Fatal(err)

@@ -25,12 +25,15 @@ type App struct {
 	Name   string
 	Dir    string // absolute unpacked bundle root
 	Config *bundle.AppConfig
-	Ports  map[int]int // stanza index → local port of that webapp stanza
-	// Fronts are the app's stable front ports (stanza index → port), which
-	// a PortMap points at Ports; nginx proxies to them when it has a map.
-	Fronts map[int]int
-	// Down are stanzas whose unit stopped for good: a PortMap sends their
-	// front nowhere.
+	// Ports are each webapp stanza's instances' local ports (stanza index
+	// → one per instance); nginx balances them.
+	Ports map[int][]int
+	// Fronts are the app's stable front ports, one per instance in the
+	// same order, which a PortMap points at Ports; nginx proxies to them
+	// when it has a map.
+	Fronts map[int][]int
+	// Down are instance ports whose unit stopped for good: a PortMap sends
+	// their front nowhere.
 	Down map[int]bool
 	// Maintenance, when set, sends every host of the app to the
 	// maintenance responder (see maintenance.go).
@@ -59,7 +62,7 @@ type site struct {
 	sni     *cert // per-stanza certificate
 	stanza  bundle.Stanza
 	maint   bool   // proxied to the maintenance responder
-	port    int    // webapp
+	ports   []int  // webapp: its instances' ports (or front ports)
 	root    string // static-files, absolute
 	timeout string // proxy read/send timeout
 	rpHost  string // reverse-proxy Host header value
@@ -273,11 +276,16 @@ func (r *model) stanza(a App, i int, st bundle.Stanza) (*site, error) {
 	switch {
 	case st.WebApp != nil:
 		ssl, mw = st.WebApp.SSL, st.WebApp.Middleware
-		port, ok := a.Ports[i]
-		if !ok || port < 1 || port > 65535 {
+		ports := a.Ports[i]
+		if len(ports) == 0 {
 			errs = append(errs, fmt.Errorf("no local port for the webapp: %w", ErrInvalid))
 		}
-		s.port = port
+		for _, port := range ports {
+			if port < 1 || port > 65535 {
+				errs = append(errs, fmt.Errorf("local port %d of the webapp: %w", port, ErrInvalid))
+			}
+		}
+		s.ports = ports
 		s.timeout = r.timeout(st.WebApp.ConnectionTimeBound, nil)
 	case st.StaticFiles != nil:
 		ssl, mw = st.StaticFiles.SSL, st.StaticFiles.Middleware

@@ -74,7 +74,7 @@ nginx:
 	base := fmt.Sprintf("http://x:%d/", port)
 
 	web := backend(t, "sys")
-	apps := []App{{Name: "sys", Dir: root, Ports: map[int]int{0: portOf(t, web)}, Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("sys.test")}}}}
+	apps := []App{{Name: "sys", Dir: root, Ports: one(map[int]int{0: portOf(t, web)}), Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{webapp("sys.test")}}}}
 	if err := m.Apply(ctx, apps); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -93,7 +93,7 @@ nginx:
 	bad := webapp("bad.test")
 	bad.WebApp.SSL = bundle.SSL{Enabled: true, Certificate: "/nonexistent/cert.pem", Key: "/nonexistent/key.pem"}
 	g.Listeners = append(g.Listeners, config.Listener{Host: "127.0.0.1", Port: testkit.FreePort(t), Certificate: "/nonexistent/l.pem", Key: "/nonexistent/l.key"})
-	err = m.Apply(ctx, append(apps, App{Name: "bad", Dir: root, Ports: map[int]int{0: 1}, Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{bad}}}))
+	err = m.Apply(ctx, append(apps, App{Name: "bad", Dir: root, Ports: one(map[int]int{0: 1}), Config: &bundle.AppConfig{Stanzas: []bundle.Stanza{bad}}}))
 	if !errors.Is(err, ErrConfigTest) || !strings.Contains(err.Error(), "/nonexistent/") {
 		t.Fatalf("want nginx's refusal, got %v", err)
 	}

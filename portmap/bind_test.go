@@ -57,13 +57,13 @@ func TestStartHookBindsItsOwnCgroup(t *testing.T) {
 	if err := m.Apply(ctx, map[int]int{front: a}); err != nil {
 		t.Fatal(err)
 	}
-	hook := StartHook(m.Table())
-	file := filepath.Join(t.TempDir(), "hook.sh")
-	if err := os.WriteFile(file, []byte(hook[2]), 0o644); err != nil {
-		t.Fatal(err)
+	hooks := t.TempDir()
+	for name, body := range Hooks() {
+		if err := os.WriteFile(filepath.Join(hooks, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// As systemd runs it: hook[0] -c SCRIPT hook[3] hook[4].
-	script := fmt.Sprintf("%s %s %s || exit 1\n", hook[0], file, hook[4]) + fmt.Sprintf(askScript, front)
+	script := strings.Join(StartHook(hooks, m.Table()), " ") + " || exit 1\n" + fmt.Sprintf(askScript, front)
 	out, err := testkit.InCgroup(t, script, func(string) {})
 	if err != nil || strings.TrimSpace(out) != "A" {
 		t.Fatalf("after the start hook, a process of its cgroup got %q %v, want A", out, err)

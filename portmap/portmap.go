@@ -24,6 +24,8 @@ import (
 	"sync"
 
 	"github.com/google/nftables"
+
+	"github.com/keter-systemd/keter/internal/cgroup"
 )
 
 // DefaultTable is the nftables table keter owns (family ip).
@@ -81,7 +83,7 @@ func (m *Map) Bind(ctx context.Context, cgroup string) error {
 
 // BindProcess is Bind to the cgroup process pid runs in.
 func (m *Map) BindProcess(ctx context.Context, pid int) error {
-	cg, err := CgroupOf(pid)
+	cg, err := cgroup.Of(pid)
 	if err != nil {
 		return fmt.Errorf("binding nftables table %s to process %d: %w", m.table, pid, err)
 	}
@@ -89,8 +91,8 @@ func (m *Map) BindProcess(ctx context.Context, pid int) error {
 }
 
 // StartHook is the start hook (see the function of that name) for this
-// map's table.
-func (m *Map) StartHook() []string { return StartHook(m.table) }
+// map's table, with the scripts in the folder hooks.
+func (m *Map) StartHook(hooks string) []string { return StartHook(hooks, m.table) }
 
 // skeleton creates what is missing and leaves what exists.
 func skeleton(table string) []string {

@@ -275,6 +275,12 @@ state=$(inside systemctl is-active keter.service || true)
 [ -f /opt/keter/incoming/debtest.keter ] || fail "remove deleted the app's bundle"
 [ -d /opt/keter/temp ] || fail "remove deleted /opt/keter/temp"
 [ "$(inside systemctl is-active "$app_unit")" = active ] || fail "remove stopped $app_unit (apps must keep running until purge)"
+if command -v nft >/dev/null; then
+	say "an operator stops the app with keter removed: its stop hook takes its port map entry out"
+	nft list map ip keter fronts | grep -q 'elements = ' || fail "the app has no entry in the port map before it is stopped"
+	inside systemctl stop "$app_unit"
+	! nft list map ip keter fronts | grep -q 'elements = ' || fail "the stopped app's entry is still in the port map: $(nft list map ip keter fronts)"
+fi
 
 say "apt-get purge"
 apt_in_sandbox purge -y -q keter

@@ -1,19 +1,18 @@
 package status
 
 import (
-	"bufio"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keter-systemd/keter/internal/cgroup"
 	"github.com/keter-systemd/keter/internal/sockdiag"
 )
 
@@ -97,8 +96,8 @@ func (g *appGuard) isApp(id uint64) bool {
 // cgroup below it.
 func cgroupIDs(slice string) map[uint64]bool {
 	ids := map[uint64]bool{}
-	mount := cgroup2Mount()
-	if mount == "" {
+	mount, err := cgroup.Mount()
+	if err != nil {
 		return ids
 	}
 	filepath.WalkDir(filepath.Join(mount, slice), func(path string, d os.DirEntry, err error) error {
@@ -113,19 +112,4 @@ func cgroupIDs(slice string) map[uint64]bool {
 		return nil
 	})
 	return ids
-}
-
-func cgroup2Mount() string {
-	f, err := os.Open("/proc/self/mounts")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fs := strings.Fields(sc.Text()); len(fs) >= 3 && fs[2] == "cgroup2" {
-			return fs[1]
-		}
-	}
-	return ""
 }

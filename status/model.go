@@ -44,6 +44,7 @@ type Unit struct {
 	Name     string `json:"name"`
 	Version  string `json:"version"`
 	Stanza   string `json:"stanza"`
+	Instance int    `json:"instance"` // 1..N of the stanza's instances
 	Active   string `json:"active_state"`
 	Sub      string `json:"sub_state"`
 	Result   string `json:"result,omitempty"`
@@ -101,7 +102,7 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 		degraded := false
 		for _, u := range byApp[st.Name] {
 			a.Units = append(a.Units, Unit{
-				Name: u.Name, Version: u.Meta.Version, Stanza: u.Meta.Stanza,
+				Name: u.Name, Version: u.Meta.Version, Stanza: u.Meta.Stanza, Instance: u.Meta.InstanceNumber(),
 				Active: u.ActiveState, Sub: u.SubState, Result: u.Result,
 				PID: u.MainPID, Restarts: u.NRestarts, Live: live[u.Name], Usage: unitUsage(u),
 			})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,10 @@ type Unit struct {
 	EnvFile string
 	// Secrets is EnvFile's contents in systemd's EnvironmentFile syntax.
 	Secrets []byte
+	// Launcher, when set, is the script ExecStart runs (in the version
+	// folder); the caller writes LauncherScript there before the start.
+	Launcher       string
+	LauncherScript []byte
 }
 
 // Input is one stanza of one unpacked version of an app.
@@ -65,6 +70,9 @@ type Input struct {
 	// StopHook, when set, runs with full privileges after each stop of
 	// the unit (the port map's clean-up of the app's front port).
 	StopHook []string
+	// Instance is 1..N when a webapp stanza runs N > 1 instances: each is
+	// a unit of its own, named STANZA.INSTANCE. 0 for the only one.
+	Instance int
 }
 
 // StanzaName is the STANZA part of unit names: kind plus index.
@@ -105,8 +113,8 @@ func Build(in Input) (Unit, error) {
 		return Unit{}, fmt.Errorf("building unit for stanza %d of %s: type %q does not run a process", in.Index, in.App, in.Stanza.Type)
 	}
 
-	meta := Meta{App: in.App, Version: in.Version, Stanza: StanzaName(in.Stanza.Type, in.Index)}
-	name, err := UnitName(meta.App, meta.Version, meta.Stanza)
+	meta := Meta{App: in.App, Version: in.Version, Stanza: StanzaName(in.Stanza.Type, in.Index), Instance: in.Instance}
+	name, err := meta.Unit()
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -147,10 +155,12 @@ func Build(in Input) (Unit, error) {
 		return Unit{}, fmt.Errorf("building unit for %s stanza %s: %w", in.App, meta.Stanza, err)
 	}
 
+	launcher := filepath.Join(in.Dir, ".keter-exec-"+strings.TrimSuffix(strings.TrimPrefix(name, Prefix), suffix))
+	start, script := execStart(bin, exec.Args, launcher)
 	props := []sddbus.Property{
 		sddbus.PropDescription(Description(meta)),
 		sddbus.PropType("exec"),
-		execStart(bin, exec.Args),
+		start,
 		prop("WorkingDirectory", in.Dir),
 		sddbus.PropSlice(Slice),
 		prop("CollectMode", "inactive-or-failed"),
@@ -161,6 +171,7 @@ func Build(in Input) (Unit, error) {
 			[]byte("KETER_APP=" + meta.App),
 			[]byte("KETER_VERSION=" + meta.Version),
 			[]byte("KETER_STANZA=" + meta.Stanza),
+			[]byte("KETER_INSTANCE=" + strconv.Itoa(meta.InstanceNumber())),
 		}),
 		prop("StateDirectory", []string{Prefix + in.App}),
 	}
@@ -173,7 +184,11 @@ func Build(in Input) (Unit, error) {
 	} else {
 		props = append(props, prop("DynamicUser", true), prop("User", userName(in.App)))
 	}
-	props = append(props, ownFolder(in.Dir, stateDir))
+	hooks := "/"
+	if in.Global != nil {
+		hooks = in.Global.Hooks()
+	}
+	props = append(props, ownFolder(hooks, in.Dir, stateDir))
 	props = append(props, isolation(in)...)
 	if len(in.StopHook) > 0 {
 		props = append(props, stopHook(in.StopHook))
@@ -189,6 +204,9 @@ func Build(in Input) (Unit, error) {
 	props = append(props, accounting()...)
 
 	u := Unit{Name: name, Meta: meta, Properties: props, EnvFile: envFile}
+	if script != nil {
+		u.Launcher, u.LauncherScript = launcher, script
+	}
 	if envFile != "" {
 		u.Secrets = EnvFile(secret)
 	}
@@ -201,11 +219,38 @@ type envFileRef struct {
 	Optional bool
 }
 
-// execStart runs bin with args as Keter does: no shell, and with
-// "no-env-expand" so systemd leaves "$FOO" in arguments alone.
-func execStart(bin string, args []string) sddbus.Property {
+// execCmd is the D-Bus shape (sasb) of ExecStart: the last field is
+// ignore-failure.
+type execCmd struct {
+	Path   string
+	Args   []string
+	Ignore bool
+}
+
+// execStart runs bin with args as Keter does: no shell, every argument as
+// it is. systemd would expand "$FOO" and "%n" in a command line, and
+// systemd 252 writes other characters back into the transient unit file
+// in ways its own parser misreads at the next daemon-reload; so a command
+// with anything but plain characters goes through a launcher script
+// (returned, for the caller to write at launcher) that execs it.
+func execStart(bin string, args []string, launcher string) (sddbus.Property, []byte) {
 	argv := append([]string{bin}, args...)
-	return prop("ExecStartEx", []execEx{{bin, argv, []string{"no-env-expand"}}})
+	if !slices.ContainsFunc(argv, func(a string) bool { return strings.IndexFunc(a, unplain) >= 0 }) {
+		return prop("ExecStart", []execCmd{{bin, argv, false}}), nil
+	}
+	var script strings.Builder
+	script.WriteString("# Written by keter: runs the stanza's exec with its args as they are.\nexec")
+	for _, a := range argv {
+		script.WriteString(" '" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+	}
+	script.WriteString("\n")
+	return prop("ExecStart", []execCmd{{"/bin/sh", []string{"/bin/sh", launcher}, false}}), []byte(script.String())
+}
+
+// unplain reports a rune systemd's command-line syntax treats specially,
+// or might.
+func unplain(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+=,:@", r))
 }
 
 func webRestart(sd bundle.Systemd) []sddbus.Property {

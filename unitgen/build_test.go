@@ -65,6 +65,8 @@ func TestBuildGolden(t *testing.T) {
 				}
 				return "", false
 			}}},
+		{"webapp-instance-2", Input{App: "demo", Version: "1", Index: 0, Stanza: webStanza(func(w *bundle.WebApp) { w.Instances = 3 }),
+			Dir: "/opt/keter/temp/demo-1", Port: 43125, Global: global(), EnvDir: "/opt/keter/etc/env", Instance: 2}},
 		{"webapp-setuid", Input{App: "legacy.site", Version: "3", Index: 0, Stanza: webStanza(nil),
 			Dir: "/opt/keter/temp/legacy.site-3", Port: 40001, Global: setuid, EnvDir: "/opt/keter/etc/env"}},
 		{"background-unlimited", Input{App: "demo", Version: "1", Index: 1, Stanza: bgStanza(-1, 5),
@@ -83,6 +85,9 @@ func TestBuildGolden(t *testing.T) {
 			b.WriteString("env-file: " + u.EnvFile + "\n")
 			b.WriteString("--- properties\n" + Render(u.Properties))
 			b.WriteString("--- secrets\n" + string(u.Secrets))
+			if u.Launcher != "" {
+				b.WriteString("--- launcher " + u.Launcher + "\n" + string(u.LauncherScript))
+			}
 			golden := filepath.Join("testdata", tt.name+".golden")
 			if *update {
 				if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
@@ -341,7 +346,7 @@ func propValue(u Unit, name string) any {
 // Go type is refused with "Invalid argument" only at start time.
 func TestPropertySignatures(t *testing.T) {
 	want := map[string]string{
-		"Description": "s", "Type": "s", "ExecStartEx": "a(sasas)", "WorkingDirectory": "s", "Slice": "s",
+		"Description": "s", "Type": "s", "ExecStart": "a(sasb)", "WorkingDirectory": "s", "Slice": "s",
 		"CollectMode": "s", "KillMode": "s", "TimeoutStopUSec": "t", "SyslogIdentifier": "s",
 		"LogExtraFields": "aay", "StateDirectory": "as", "Restart": "s", "RestartUSec": "t",
 		"StartLimitBurst": "u", "StartLimitIntervalUSec": "t", "DynamicUser": "b", "User": "s",
@@ -353,7 +358,7 @@ func TestPropertySignatures(t *testing.T) {
 		"RestrictRealtime": "b", "RestrictSUIDSGID": "b", "LockPersonality": "b", "MemoryDenyWriteExecute": "b",
 		"RemoveIPC": "b", "SystemCallArchitectures": "as", "SystemCallFilter": "(bas)",
 		"SystemCallErrorNumber": "i", "UMask": "u", "MemoryMax": "t", "CPUQuotaPerSecUSec": "t", "TasksMax": "t",
-		"ExecStartPreEx": "a(sasas)", "TemporaryFileSystem": "a(ss)", "BindPaths": "a(ssbt)",
+		"ExecStartPreEx": "a(sasas)", "TemporaryFileSystem": "a(ss)", "BindPaths": "a(ssbt)", "BindReadOnlyPaths": "a(ssbt)",
 		"InaccessiblePaths": "as", "ExecStopPostEx": "a(sasas)",
 		"MemoryAccounting": "b", "CPUAccounting": "b", "TasksAccounting": "b", "IOAccounting": "b", "IPAccounting": "b",
 	}

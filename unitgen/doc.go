@@ -11,7 +11,8 @@
 //	keter-app-APP-VERSION-STANZA.service
 //
 // where STANZA is the stanza's kind and its index in the bundle ("web0",
-// "bg1"). APP keeps the characters [A-Za-z0-9._-]; VERSION and STANZA keep
+// "bg1"), followed by ".N" for instance N of a webapp stanza that runs
+// several ("web0.2"; `instances: N`). APP keeps the characters [A-Za-z0-9._-]; VERSION and STANZA keep
 // [A-Za-z0-9._]. Any other byte, and "-" inside VERSION or STANZA, is
 // written as \xNN like systemd-escape does, so the name is always a valid
 // unit name and reads back unambiguously from the right (ParseUnitName).
@@ -26,9 +27,10 @@
 // # Metadata
 //
 // A restarted keter recognises its units by their Description
-// ("keter app=APP version=VERSION stanza=STANZA", see ParseMeta), by their
-// name (ParseUnitName), and journald carries KETER_APP, KETER_VERSION and
-// KETER_STANZA on every line the app logs (`journalctl KETER_APP=APP`).
+// ("keter app=APP version=VERSION stanza=STANZA [instance=N]", see
+// ParseMeta), by their name (ParseUnitName), and journald carries
+// KETER_APP, KETER_VERSION, KETER_STANZA and KETER_INSTANCE (1 for a
+// stanza's only unit) on every line the app logs (`journalctl KETER_APP=APP`).
 //
 // # Environment and secrets
 //

@@ -1,6 +1,7 @@
 package unitgen
 
 import (
+	_ "embed"
 	"path/filepath"
 	"strings"
 
@@ -37,7 +38,8 @@ type execEx struct {
 // namespace, and only the version's own folder is bound back, writable
 // (as under the Haskell Keter, where apps write e.g. static/tmp). Mounts,
 // not file modes, so it holds when `setuid` runs every app as one user.
-// Keter's files outside the root (a moved CLI socket, system mode's
+// The hooks folder (public scripts) is bound back read-only. Keter's files
+// outside the root (a moved CLI socket, system mode's
 // nginx include) are made inaccessible too.
 func isolation(in Input) []sddbus.Property {
 	var ps []sddbus.Property
@@ -47,6 +49,9 @@ func isolation(in Input) []sddbus.Property {
 	}
 	if root != "" && root != "/" && within(in.Dir, root) {
 		ps = append(ps, prop("TemporaryFileSystem", []tmpfsMount{{root, "ro"}}))
+		// The mount namespace holds for the unit's privileged hooks too.
+		hooks := in.Global.Hooks()
+		ps = append(ps, prop("BindReadOnlyPaths", []bindMount{{hooks, hooks, false, msRec}}))
 	}
 	ps = append(ps, prop("BindPaths", []bindMount{{in.Dir, in.Dir, false, msRec}}))
 	var hide []string
@@ -64,21 +69,26 @@ func isolation(in Input) []sddbus.Property {
 	return ps
 }
 
-// ownFolder gives the version folder to the app's user before each start:
-// keter unpacked it as root, and a dynamic user's UID is only known once
-// systemd has allocated it. The state directory, which systemd has already
-// handed to that user, serves as the reference. It runs with full
-// privileges ("+") and does nothing when the owner is already right, so an
-// automatic restart costs one stat. -h: never follow a link.
-func ownFolder(dir, stateDir string) sddbus.Property {
-	const script = `[ "$(stat -c %u:%g "$1")" = "$(stat -c %u:%g "$2")" ] || exec chown -R -h --reference="$2" "$1"`
-	return prop("ExecStartPreEx", []execEx{{"/bin/sh", []string{"/bin/sh", "-c", script, "keter-own", dir, stateDir}, []string{"privileged", "no-env-expand"}}})
+// OwnFolderScript gives the version folder to the app's user before each
+// start (own-folder.sh); keter writes it into its hooks folder as
+// OwnFolderFile.
+//
+//go:embed own-folder.sh
+var OwnFolderScript string
+
+// OwnFolderFile is the own-folder script's name in the hooks folder.
+const OwnFolderFile = "own-folder"
+
+// ownFolder runs the own-folder script with full privileges ("+") before
+// each start.
+func ownFolder(hooks, dir, stateDir string) sddbus.Property {
+	return prop("ExecStartPreEx", []execEx{{"/bin/sh", []string{"/bin/sh", filepath.Join(hooks, OwnFolderFile), dir, stateDir}, []string{"privileged"}}})
 }
 
 // stopHook runs argv with full privileges after every stop of the unit
 // (automatic restarts too); a failure of it is only logged by systemd.
 func stopHook(argv []string) sddbus.Property {
-	return prop("ExecStopPostEx", []execEx{{argv[0], argv, []string{"privileged", "ignore-failure", "no-env-expand"}}})
+	return prop("ExecStopPostEx", []execEx{{argv[0], argv, []string{"privileged", "ignore-failure"}}})
 }
 
 // within reports whether path is root or below it.

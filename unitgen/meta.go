@@ -5,10 +5,21 @@ import (
 	"strings"
 )
 
-// Meta says which app, version and stanza a unit runs.
+// Meta says which app, version and stanza a unit runs, and which of the
+// stanza's instances when it has several.
 type Meta struct {
 	App, Version, Stanza string
+	// Instance is 1..N for a stanza with N > 1 instances (its unit name
+	// ends in STANZA.N); 0 for a stanza's only unit.
+	Instance int
 }
+
+// InstanceNumber is 1 for a stanza's only unit, else its Instance.
+func (m Meta) InstanceNumber() int { return max(1, m.Instance) }
+
+// Unit is the unit name that runs m: ...-web0.service, or ...-web0.2.service
+// for instance 2.
+func (m Meta) Unit() (string, error) { return unitName(m.App, m.Version, m.Stanza, m.Instance) }
 
 // Status is a unit's state as systemd reports it.
 type Status struct {
@@ -36,7 +47,11 @@ const descPrefix = "keter "
 
 // Description is the unit Description that carries m (see ParseMeta).
 func Description(m Meta) string {
-	return descPrefix + "app=" + quote(m.App) + " version=" + quote(m.Version) + " stanza=" + quote(m.Stanza)
+	d := descPrefix + "app=" + quote(m.App) + " version=" + quote(m.Version) + " stanza=" + quote(m.Stanza)
+	if m.Instance > 0 {
+		d += " instance=" + strconv.Itoa(m.Instance)
+	}
+	return d
 }
 
 func quote(s string) string {
@@ -85,6 +100,13 @@ func ParseMeta(description string) (Meta, bool) {
 				return Meta{}, false
 			}
 		}
+	}
+	if n, ok := strings.CutPrefix(rest, " instance="); ok {
+		i, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil || i < 1 {
+			return Meta{}, false
+		}
+		m.Instance, rest = i, ""
 	}
 	if strings.TrimSpace(rest) != "" {
 		return Meta{}, false

@@ -4,10 +4,11 @@ import "testing"
 
 func TestMetaRoundTrip(t *testing.T) {
 	for _, m := range []Meta{
-		{"demo", "1", "web0"},
-		{"my app", `v"2"`, "bg1"},
-		{"tab\there", "ünï", `back\slash`},
-		{"app=x version=y", "1", "web0"},
+		{App: "demo", Version: "1", Stanza: "web0"},
+		{App: "my app", Version: `v"2"`, Stanza: "bg1"},
+		{App: "tab\there", Version: "ünï", Stanza: `back\slash`},
+		{App: "app=x version=y", Version: "1", Stanza: "web0"},
+		{App: "demo", Version: "1", Stanza: "web0", Instance: 3},
 	} {
 		d := Description(m)
 		got, ok := ParseMeta(d)
@@ -15,7 +16,10 @@ func TestMetaRoundTrip(t *testing.T) {
 			t.Errorf("ParseMeta(%q) = %+v, %v; want %+v", d, got, ok, m)
 		}
 	}
-	if d := Description(Meta{"demo", "3", "web0"}); d != "keter app=demo version=3 stanza=web0" {
+	if d := Description(Meta{App: "demo", Version: "3", Stanza: "web0"}); d != "keter app=demo version=3 stanza=web0" {
+		t.Errorf("Description = %q", d)
+	}
+	if d := Description(Meta{App: "demo", Version: "3", Stanza: "web0", Instance: 2}); d != "keter app=demo version=3 stanza=web0 instance=2" {
 		t.Errorf("Description = %q", d)
 	}
 }
@@ -25,6 +29,7 @@ func TestParseMetaRejects(t *testing.T) {
 		"", "/usr/bin/python3 -m http.server", "keter app=demo", "keter app=demo version=1",
 		"keter app= version=1 stanza=web0", "keter app=demo version=1 stanza=web0 extra",
 		`keter app="demo version=1 stanza=web0`, "keter version=1 app=demo stanza=web0",
+		"keter app=demo version=1 stanza=web0 instance=0", "keter app=demo version=1 stanza=web0 instance=x",
 	} {
 		if m, ok := ParseMeta(d); ok {
 			t.Errorf("ParseMeta(%q) = %+v, want false", d, m)

@@ -24,6 +24,12 @@ var ErrName = errors.New("invalid unit name part")
 // UnitName returns the unit name for one stanza of one version of an app.
 // See the package documentation for the scheme.
 func UnitName(app, version, stanza string) (string, error) {
+	return unitName(app, version, stanza, 0)
+}
+
+// unitName adds ".INSTANCE" to the stanza part when instance > 0; a "."
+// inside the stanza itself is escaped, so the name reads back.
+func unitName(app, version, stanza string, instance int) (string, error) {
 	var errs []error
 	for _, p := range [][2]string{{"app", app}, {"version", version}, {"stanza", stanza}} {
 		if p[1] == "" {
@@ -33,7 +39,11 @@ func UnitName(app, version, stanza string) (string, error) {
 	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
-	name := Prefix + escape(app, true) + "-" + escape(version, false) + "-" + escape(stanza, false) + suffix
+	part := strings.ReplaceAll(escape(stanza, false), ".", `\x2e`)
+	if instance > 0 {
+		part += "." + strconv.Itoa(instance)
+	}
+	name := Prefix + escape(app, true) + "-" + escape(version, false) + "-" + part + suffix
 	if len(name) > maxUnitName {
 		return "", fmt.Errorf("%w: %q is longer than %d characters", ErrName, name, maxUnitName)
 	}
@@ -66,12 +76,21 @@ func ParseUnitName(name string) (Meta, bool) {
 	var err1, err2, err3 error
 	m.App, err1 = unescape(rest[:j])
 	m.Version, err2 = unescape(rest[j+1 : i])
-	m.Stanza, err3 = unescape(rest[i+1:])
+	part := rest[i+1:]
+	// web0.2: instance 2 of stanza web0.
+	if st, n, ok := strings.Cut(part, "."); ok {
+		inst, err := strconv.Atoi(n)
+		if err != nil || inst < 1 {
+			return Meta{}, false
+		}
+		part, m.Instance = st, inst
+	}
+	m.Stanza, err3 = unescape(part)
 	if err1 != nil || err2 != nil || err3 != nil {
 		return Meta{}, false
 	}
 	// Only the canonical spelling counts, so each unit has one meaning.
-	if again, err := UnitName(m.App, m.Version, m.Stanza); err != nil || again != name {
+	if again, err := m.Unit(); err != nil || again != name {
 		return Meta{}, false
 	}
 	return m, true

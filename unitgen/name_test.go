@@ -31,7 +31,7 @@ func TestUnitName(t *testing.T) {
 				t.Errorf("%q is not a valid unit name", got)
 			}
 			m, ok := ParseUnitName(got)
-			if !ok || m != (Meta{tt.app, tt.version, tt.stanza}) {
+			if !ok || m != (Meta{App: tt.app, Version: tt.version, Stanza: tt.stanza}) {
 				t.Errorf("ParseUnitName = %+v, %v", m, ok)
 			}
 			if !strings.HasPrefix(got, AppPrefix(tt.app)) {
@@ -112,7 +112,7 @@ func FuzzUnitName(f *testing.F) {
 			t.Fatalf("invalid unit name %q", n)
 		}
 		m, ok := ParseUnitName(n)
-		if !ok || m != (Meta{app, version, stanza}) {
+		if !ok || m != (Meta{App: app, Version: version, Stanza: stanza}) {
 			t.Fatalf("ParseUnitName(%q) = %+v, %v", n, m, ok)
 		}
 	})
@@ -126,9 +126,34 @@ func FuzzParseUnitName(f *testing.F) {
 		if !ok {
 			return
 		}
-		again, err := UnitName(m.App, m.Version, m.Stanza)
+		again, err := m.Unit()
 		if err != nil || again != n {
 			t.Fatalf("ParseUnitName(%q) = %+v does not name it back (%q, %v)", n, m, again, err)
 		}
 	})
+}
+
+func TestInstanceUnitNames(t *testing.T) {
+	for _, c := range []struct {
+		m    Meta
+		name string
+	}{
+		{Meta{App: "shop", Version: "v1", Stanza: "web0"}, "keter-app-shop-v1-web0.service"},
+		{Meta{App: "shop", Version: "v1", Stanza: "web0", Instance: 2}, "keter-app-shop-v1-web0.2.service"},
+		{Meta{App: "shop", Version: "v1", Stanza: "a.b"}, `keter-app-shop-v1-a\x2eb.service`},
+		{Meta{App: "shop", Version: "v1", Stanza: "a.b", Instance: 12}, `keter-app-shop-v1-a\x2eb.12.service`},
+	} {
+		n, err := c.m.Unit()
+		if err != nil || n != c.name {
+			t.Errorf("%+v.Unit() = %q, %v; want %q", c.m, n, err, c.name)
+		}
+		if back, ok := ParseUnitName(c.name); !ok || back != c.m {
+			t.Errorf("ParseUnitName(%q) = %+v, %v; want %+v", c.name, back, ok, c.m)
+		}
+	}
+	for _, bad := range []string{"keter-app-shop-v1-web0.0.service", "keter-app-shop-v1-web0.x.service", "keter-app-shop-v1-web0.02.service"} {
+		if m, ok := ParseUnitName(bad); ok {
+			t.Errorf("ParseUnitName(%q) = %+v, want false", bad, m)
+		}
+	}
 }

@@ -33,9 +33,15 @@ func startApp(t *testing.T, c *dbus.Client, root, app, version string) (unitgen.
 	if err := os.WriteFile(filepath.Join(dir, "bin", "demoapp"), bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	g := &config.Config{Root: root, ExternalHTTPPort: 80, ExternalHTTPSPort: 443}
+	if err := os.MkdirAll(g.Hooks(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(g.Hooks(), unitgen.OwnFolderFile), []byte(unitgen.OwnFolderScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	port := testkit.FreePort(t)
-	u, err := unitgen.Build(unitgen.Input{App: app, Version: version, Dir: dir, Port: port, EnvDir: root,
-		Global: &config.Config{ExternalHTTPPort: 80, ExternalHTTPSPort: 443},
+	u, err := unitgen.Build(unitgen.Input{App: app, Version: version, Dir: dir, Port: port, EnvDir: root, Global: g,
 		Stanza: bundle.Stanza{Type: bundle.TypeWebApp, WebApp: &bundle.WebApp{Exec: bundle.Exec{Path: "bin/demoapp"}, Hosts: []string{app + ".test"}}}})
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
@@ -88,6 +88,7 @@ func main() {
 	run("unpack", "6. unpack", func() string { r.Unpack = ptr(benchUnpack(ctx, e, *unpackRuns)); return r.Unpack.Err })
 	run("status", "7. status and metrics", func() string { r.Status = ptr(benchStatus(ctx, e)); return r.Status.Err })
 	run("acme", "8. automatic HTTPS", func() string { r.ACME = ptr(benchACME(ctx, e)); return r.ACME.Err })
+	run("instances", "10. instances", func() string { r.Instances = ptr(benchInstances(ctx, e)); return r.Instances.Err })
 	run("recovery", "9. crash recovery", func() string {
 		r.Recovery = ptr(benchRecovery(ctx, e, e.recoveryRounds))
 		return r.Recovery.Err

@@ -24,6 +24,7 @@ type results struct {
 	Status     *outcome[statusResult]     `json:",omitempty"`
 	ACME       *outcome[acmeResult]       `json:",omitempty"`
 	Recovery   *outcome[recoveryResult]   `json:",omitempty"`
+	Instances  *outcome[instancesResult]  `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -158,6 +159,16 @@ func (r *results) rows() []row {
 		}
 	}
 	rows = append(rows, r.acmeRows()...)
+	if o := r.Instances; o != nil {
+		if o.Err != "" {
+			failed("10. instances", o.Err)
+		} else {
+			x := o.V
+			rows = append(rows, row{fmt.Sprintf("10. instances: a single-threaded app, 2 ms CPU per request: req/s with `instances: 2` / `instances: 1`, median of %d alternating rounds", len(x.One)),
+				fmt.Sprintf("%.2f× (rounds: %s); %.0f vs %.0f req/s", x.Gain(), joinF(ratios(x.Two, x.One)), sumRPS(x.Two)/float64(len(x.Two)), sumRPS(x.One)/float64(len(x.One))),
+				"≥ 1.6×", verdict(len(x.One) >= 3 && x.Gain() >= 1.6)})
+		}
+	}
 	if o := r.Recovery; o != nil {
 		if o.Err != "" {
 			failed("9. crash recovery", o.Err)
@@ -434,6 +445,22 @@ func (r *results) details(p func(string, ...any)) {
 		o.V.details(p)
 	}
 	r.acmeDetails(p)
+	if o := r.Instances; o != nil && o.Err == "" {
+		x := o.V
+		p("")
+		p("### 10. Instances")
+		p("")
+		p("The benchmark app with `GOMAXPROCS=1` (one thread, as a Python, Node.js or Ruby process is)")
+		p("and `--cpu 2ms` (it spins about 2 ms of CPU per request, calibrated when it starts), deployed as")
+		p("a webapp with `instances: 1` and `instances: 2` in turn, each round after the other version")
+		p("stopped, under `%s`. wrk, nginx and the app share the 2 cores.", x.One[0].Command)
+		p("")
+		p("| round | instances: 1 req/s | instances: 2 req/s | 2 / 1 |")
+		p("|---|---|---|---|")
+		for i := range x.One {
+			p("| %d | %.0f | %.0f | %.2f |", i+1, x.One[i].RPS(), x.Two[i].RPS(), x.Two[i].RPS()/x.One[i].RPS())
+		}
+	}
 	if o := r.Recovery; o != nil && o.Err == "" {
 		x := o.V
 		p("")
@@ -506,6 +533,9 @@ func (r *results) errs() []string {
 	}
 	if r.ACME != nil {
 		add("acme", r.ACME.Err)
+	}
+	if r.Instances != nil {
+		add("instances", r.Instances.Err)
 	}
 	if r.Recovery != nil {
 		add("recovery", r.Recovery.Err)

@@ -84,6 +84,9 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		return fmt.Errorf("connecting to systemd: %w", err)
 	}
 	defer bus.Close()
+	if err := installHooks(cfg); err != nil {
+		return err
+	}
 
 	var nopts []nginx.Option
 	var stopHook func(front, port int, unit string) []string
@@ -93,7 +96,9 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		return err
 	} else if pm != nil {
 		nopts = append(nopts, nginx.WithPortMap(pm))
-		stopHook = func(front, port int, unit string) []string { return portmap.StopHook(pm.Table(), front, port, unit) }
+		stopHook = func(front, port int, unit string) []string {
+			return portmap.StopHook(cfg.Hooks(), pm.Table(), front, port, unit)
+		}
 		retired = func(ports []int) {
 			for _, p := range ports {
 				if _, err := pm.Forget(p); err != nil {
@@ -123,6 +128,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		nopts = append(nopts, nginx.WithACME(acmeCerts{certs}))
 	}
 	ngx := nginx.New(cfg, bus, log.With("part", "nginx"), nopts...)
+	repairUnits(ctx, bus, ngx.Unit(), log)
 	if err := ngx.Start(ctx); err != nil {
 		return fmt.Errorf("starting nginx: %w", err)
 	}

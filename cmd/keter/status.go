@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -107,17 +108,28 @@ func lastDeploy(a status.App) string {
 	return s
 }
 
-// portList reads "web0 43126 (front 43125), web2 43127", by stanza.
-func portList(ports, fronts map[int]int) string {
+// portList reads "web0 43126 (front 43125), web2 43127, 43129 (fronts
+// 43128, 43130)", by stanza, one port per instance.
+func portList(ports, fronts map[int][]int) string {
 	if len(ports) == 0 {
 		return "-"
+	}
+	join := func(ps []int) string {
+		s := make([]string, len(ps))
+		for i, p := range ps {
+			s[i] = strconv.Itoa(p)
+		}
+		return strings.Join(s, ", ")
 	}
 	idx := slices.Sorted(maps.Keys(ports))
 	parts := make([]string, len(idx))
 	for i, s := range idx {
-		parts[i] = fmt.Sprintf("web%d %d", s, ports[s])
-		if f := fronts[s]; f != 0 {
-			parts[i] += fmt.Sprintf(" (front %d)", f)
+		parts[i] = fmt.Sprintf("web%d %s", s, join(ports[s]))
+		switch f := fronts[s]; {
+		case len(f) == 1:
+			parts[i] += fmt.Sprintf(" (front %d)", f[0])
+		case len(f) > 1:
+			parts[i] += fmt.Sprintf(" (fronts %s)", join(f))
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -139,7 +151,7 @@ func printApp(w io.Writer, a status.App) {
 		fmt.Fprintf(w, "last error:   %s\n", a.LastError)
 	}
 	if a.LastHint != "" {
-		fmt.Fprintf(w, "likely cause: %s\n", a.LastHint)
+		fmt.Fprintf(w, "hint:         %s\n", a.LastHint)
 	}
 	printLines(w, "last deploy's log", a.LastLog)
 	if len(a.Certs) > 0 {
@@ -154,7 +166,7 @@ func printApp(w io.Writer, a status.App) {
 		if !u.Live {
 			live = " (not live)"
 		}
-		fmt.Fprintf(w, "  %s  %s/%s  %d restarts%s\n", u.Name, u.Active, u.Sub, u.Restarts, live)
+		fmt.Fprintf(w, "  %s  %s instance %d  %s/%s  %d restarts%s\n", u.Name, u.Stanza, u.Instance, u.Active, u.Sub, u.Restarts, live)
 		if u.Usage != nil {
 			fmt.Fprintf(w, "    this run: %s (since %s)\n", describe(u.Usage.Figures), u.Usage.Since.Local().Format(time.DateTime))
 		}

@@ -20,12 +20,21 @@ func main() {
 	exit := flag.Int("exit", -1, "exit at once with this code instead of serving")
 	neverReady := flag.Bool("never-ready", false, "run but never listen")
 	delay := flag.Duration("start-delay", 0, "wait this long before listening")
+	downFile := flag.String("down-file", "", "while this file exists, fail at start (after --down-delay), as an app does whose database is down")
+	downDelay := flag.Duration("down-delay", 0, "how long a start takes to fail while --down-file exists")
 	flag.Parse()
 
 	fmt.Printf("demoapp starting: message=%q pid=%d\n", *msg, os.Getpid())
 	if *exit >= 0 {
 		fmt.Printf("demoapp exiting with %d as asked\n", *exit)
 		os.Exit(*exit)
+	}
+	if *downFile != "" {
+		if _, err := os.Stat(*downFile); err == nil {
+			time.Sleep(*downDelay)
+			fmt.Printf("demoapp: %s is there, what it needs is down: exiting\n", *downFile)
+			os.Exit(1)
+		}
 	}
 	if *neverReady {
 		// A bare select{} would be reported as a deadlock and exit.

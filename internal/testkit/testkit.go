@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/keter-systemd/keter/internal/cgroup"
 )
 
 // InCI reports whether missing parts must fail instead of skip.
@@ -257,7 +259,7 @@ func quoteYAML(s string) string {
 // port map to the test's own connections.
 func OwnCgroup(t testing.TB) string {
 	t.Helper()
-	mount, err := cgroup2Mount()
+	mount, err := cgroup.Mount()
 	if err != nil {
 		Missing(t, "no cgroup2: %v", err)
 	}
@@ -295,7 +297,7 @@ func OwnCgroup(t testing.TB) string {
 // is called once the cgroup exists and before the script runs.
 func InCgroup(t testing.TB, script string, cg func(path string)) (string, error) {
 	t.Helper()
-	mount, err := cgroup2Mount()
+	mount, err := cgroup.Mount()
 	if err != nil {
 		Missing(t, "no cgroup2: %v", err)
 	}
@@ -308,17 +310,4 @@ func InCgroup(t testing.TB, script string, cg func(path string)) (string, error)
 	cg(path)
 	out, err := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && exec bash -c "$2"`, "in-cgroup", dir, script).CombinedOutput()
 	return string(out), err
-}
-
-func cgroup2Mount() (string, error) {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return "", err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 3 && f[2] == "cgroup2" {
-			return f[1], nil
-		}
-	}
-	return "", os.ErrNotExist
 }

@@ -1,0 +1,249 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/unitgen"
+
+	"github.com/keter-systemd/keter/internal/atomicfile"
+)
+
+// rollout brings one new version of an app up: read the bundle, start
+// every unit (each webapp stanza's instances on ports of their own), wait
+// until every instance is ready. The Manager then switches the front door
+// to it (golive) and retires the version it replaces. On failure, what
+// the rollout started is stopped and deleted; the live version is never
+// touched.
+type rollout struct {
+	m     *Manager
+	v     *version
+	cur   *version // the live version, nil on a first deploy
+	w     *worker  // tells whether a newer bundle is waiting
+	steps stepTimer
+}
+
+// startVersion runs a bundle up to live (see rollout); errUnchanged when
+// it is the live bundle again.
+func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker) (v *version, err error) {
+	r := &rollout{m: m, w: w, cur: m.liveVersion(name), steps: stepTimer{last: time.Now()}}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading bundle %s: %w", filepath.Base(path), err)
+	}
+	if r.cur != nil && r.cur.file == identify(fi) {
+		return nil, errUnchanged // the same file again: a second event for one change
+	}
+	id := m.newVersionID()
+	r.v = &version{app: name, id: id, bundle: path, dir: filepath.Join(m.cfg.Temp(), name+"-"+id), web: map[int][]*instance{}}
+	defer func() { r.v.steps = r.steps }()
+	defer func() {
+		// On shutdown nothing is discarded: stopping keter never stops an
+		// app, and the next start adopts or clears what is left.
+		if err != nil && ctx.Err() == nil {
+			m.discard(ctx, r.v)
+		}
+	}()
+	if err := r.read(ctx); err != nil {
+		return r.v, err
+	}
+	env, err := r.plugins(ctx)
+	if err != nil {
+		return r.v, err
+	}
+	if err := r.start(ctx, env); err != nil {
+		return r.v, err
+	}
+	if err := r.ready(ctx); err != nil {
+		return r.v, err
+	}
+	return r.v, m.golive(ctx, r)
+}
+
+// read unpacks the bundle, reads its config, claims its hosts and gives
+// each webapp instance a port and a front port.
+func (r *rollout) read(ctx context.Context) error {
+	m, v := r.m, r.v
+	lim := bundle.DefaultLimits()
+	lim.MaxTotalBytes = m.cfg.MaxUnpackedBytes
+	var err error
+	if v.digest, v.file, err = m.unpack(ctx, v.bundle, v.dir, lim); err != nil {
+		return fmt.Errorf("unpacking %s: %w", filepath.Base(v.bundle), err)
+	}
+	r.steps.mark("unpack")
+	if r.cur != nil && r.cur.digest == v.digest {
+		m.touchLive(v.app, v.file) // same content copied again
+		return errUnchanged
+	}
+	m.crashpoint("unpacked")
+	var warns []string
+	if v.cfg, warns, err = bundle.LoadWithWarnings(v.dir); err != nil {
+		return fmt.Errorf("reading %s: %w", filepath.Base(v.bundle), err)
+	}
+	for _, w := range warns {
+		m.log.Warn("bundle config: "+w, "app", v.app, "bundle", filepath.Base(v.bundle))
+	}
+	if err := m.reserveHosts(v.app, v.cfg.Hosts()); err != nil {
+		return err
+	}
+	for i, s := range v.cfg.Stanzas {
+		if s.WebApp == nil {
+			continue
+		}
+		n := s.WebApp.InstanceCount()
+		for k := range n {
+			port, err := m.ports.Take()
+			if err != nil {
+				return err
+			}
+			unit, err := instanceMeta(v.app, v.id, i, k, n).Unit()
+			if err != nil {
+				return fmt.Errorf("stanzas[%d]: %w", i, err)
+			}
+			v.web[i] = append(v.web[i], &instance{unit: unit, port: port})
+		}
+	}
+	// Fronts before units: each webapp unit's stop hook names its front.
+	return m.takeFronts(v, r.cur)
+}
+
+// plugins provisions what the bundle asks for (the postgres database).
+func (r *rollout) plugins(ctx context.Context) (map[string]string, error) {
+	pg := r.v.cfg.Plugins.Postgres
+	if pg == nil {
+		return nil, nil
+	}
+	if r.m.dbs == nil {
+		return nil, errors.New("bundle asks for the postgres plugin, but keter has no postgres connection")
+	}
+	return r.m.dbs.Ensure(ctx, r.v.app, pg) // the plugin names itself in errors
+}
+
+// start starts every unit: background stanzas first, then every webapp
+// instance.
+func (r *rollout) start(ctx context.Context, pluginEnv map[string]string) error {
+	units, err := r.units(pluginEnv)
+	if err != nil {
+		return err
+	}
+	for _, u := range units {
+		if err := r.startUnit(ctx, u); err != nil {
+			return err
+		}
+	}
+	r.steps.mark("start")
+	r.m.crashpoint("started")
+	return nil
+}
+
+func (r *rollout) units(pluginEnv map[string]string) ([]unitgen.Unit, error) {
+	m, v := r.m, r.v
+	var bg, web []unitgen.Unit
+	for i, s := range v.cfg.Stanzas {
+		if s.WebApp == nil && s.Background == nil {
+			continue
+		}
+		in := unitgen.Input{
+			App: v.app, Version: v.id, Index: i, Stanza: s, Dir: v.dir,
+			Global: m.cfg, PluginEnv: pluginEnv, LookupEnv: m.lookup, EnvDir: m.envDir(),
+		}
+		if s.Background != nil {
+			u, err := unitgen.Build(in)
+			if err != nil {
+				return nil, fmt.Errorf("stanzas[%d]: %w", i, err)
+			}
+			bg = append(bg, u)
+			continue
+		}
+		insts := v.web[i]
+		for k, inst := range insts {
+			in.Port = inst.port
+			if len(insts) > 1 {
+				in.Instance = k + 1
+			}
+			if m.hook != nil {
+				in.StopHook = m.hook(inst.front, inst.port, inst.unit)
+			}
+			u, err := unitgen.Build(in)
+			if err != nil {
+				return nil, fmt.Errorf("stanzas[%d]: %w", i, err)
+			}
+			web = append(web, u)
+		}
+	}
+	return append(bg, web...), nil
+}
+
+func (r *rollout) startUnit(ctx context.Context, u unitgen.Unit) error {
+	v := r.v
+	if u.EnvFile != "" {
+		if err := atomicfile.Write(u.EnvFile, u.Secrets, 0o600); err != nil {
+			return fmt.Errorf("writing environment of %s: %w", u.Name, err)
+		}
+		v.envFiles = append(v.envFiles, u.EnvFile)
+	}
+	if u.Launcher != "" {
+		if err := atomicfile.Write(u.Launcher, u.LauncherScript, 0o644); err != nil {
+			return fmt.Errorf("writing launcher of %s: %w", u.Name, err)
+		}
+	}
+	v.units = append(v.units, u.Name)
+	if err := r.m.units.Start(ctx, u); err != nil {
+		return fmt.Errorf("starting %s: %w", u.Name, err)
+	}
+	r.m.log.Info("unit started", "app", v.app, "version", v.id, "unit", u.Name)
+	return nil
+}
+
+// ready waits until every webapp instance answers. They started
+// together, so waiting for them in turn takes as long as the slowest.
+func (r *rollout) ready(ctx context.Context) error {
+	for i, s := range r.v.cfg.Stanzas {
+		if s.WebApp == nil {
+			continue
+		}
+		for _, in := range r.v.web[i] {
+			if err := r.m.waitReady(ctx, r.w, in.unit, in.port, s.WebApp); err != nil {
+				return err
+			}
+		}
+	}
+	r.steps.mark("ready")
+	r.m.crashpoint("ready")
+	return nil
+}
+
+// golive makes the rollout's version live: recorded first, then the front
+// door switched; the version it replaces retires. A failed switch puts the
+// previous version back.
+func (m *Manager) golive(ctx context.Context, r *rollout) error {
+	v := r.v
+	v.deployedAt = time.Now()
+	old := m.swapLive(v.app, v)
+	// State first: from here a crash or a restart re-adopts v, so what the
+	// state says live is never behind what nginx may already serve.
+	m.saveState()
+	m.crashpoint("saved")
+	if err := m.sync.Sync(ctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("switching nginx to the new version: %w", err)
+		}
+		m.swapLive(v.app, old)
+		m.saveState()
+		if rerr := m.sync.Sync(ctx); rerr != nil {
+			m.log.Error("restoring nginx after a failed switch", "app", v.app, "err", rerr)
+		}
+		return fmt.Errorf("switching nginx to the new version: %w", err)
+	}
+	r.steps.mark("switch")
+	m.crashpoint("switched")
+	if old != nil {
+		m.retire(ctx, old)
+	}
+	return nil
+}

@@ -1,0 +1,48 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"github.com/keter-systemd/keter/bundle"
+)
+
+// unpack reads the bundle once, hashing as it goes. A bundle renamed into
+// incoming is complete at once; one still being copied reads as cut short
+// or changes under us, and is then waited for and read again.
+func (m *Manager) unpack(ctx context.Context, path, dir string, lim bundle.Limits) (string, fileID, error) {
+	for attempt := 0; ; attempt++ {
+		before, err := os.Stat(path)
+		if err != nil {
+			return "", fileID{}, err
+		}
+		select {
+		case m.unpacking <- struct{}{}:
+		case <-ctx.Done():
+			return "", fileID{}, ctx.Err()
+		}
+		digest, err := bundle.UnpackDigest(ctx, path, dir, lim)
+		<-m.unpacking
+		after, serr := os.Stat(path)
+		if serr != nil {
+			return "", fileID{}, serr
+		}
+		changed := identify(before) != identify(after)
+		if !changed && (err == nil || !errors.Is(err, bundle.ErrCorrupt) || attempt > 0) {
+			return digest, identify(after), err
+		}
+		if attempt == 2 {
+			if err == nil {
+				err = errors.New("the file kept changing while it was read")
+			}
+			return "", fileID{}, err
+		}
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			return "", fileID{}, rerr
+		}
+		if err := bundle.WaitComplete(ctx, path, m.stable); err != nil {
+			return "", fileID{}, err
+		}
+	}
+}
