@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -306,5 +307,82 @@ func TestMaintenanceMode(t *testing.T) {
 	mustCLI(t, 0, "maintenance", "off", "static", "-c", k.config())
 	if code, body, err := k.Get(static, "/"); err != nil || code != 200 || body != "static index" {
 		t.Fatalf("static app after off: %d %q %v", code, body, err)
+	}
+}
+
+// TestMaintenanceWithInstances: an app of 3 instances goes into
+// maintenance and back under keep-alive load with no failed request and
+// no nginx reload: every instance's front points at the responder, and
+// afterwards at its own instance again, all three serving.
+func TestMaintenanceWithInstances(t *testing.T) {
+	k := startKeter(t, "")
+	tok := testkit.Token()
+	app, host := "minst"+tok, "minst-"+tok+".test"
+	src := filepath.Join(k.Root, app+".src")
+	stanzaBundle(t, src, host, "    instances: 3\n", "--message", "up")
+	k.Drop(src, app+".keter")
+	k.WaitBody(host, "up", 60*time.Second)
+	eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(k.Log(), `msg="version live" app=`+app+" ") {
+			return fmt.Errorf("not live yet")
+		}
+		return nil
+	})
+	before := k.mapOf(t)
+	if len(before) != 3 {
+		t.Fatalf("port map %v, want 3 fronts", before)
+	}
+	reloads := nginxReloads(t, k)
+
+	load := startMaintenanceLoad(k, host, 4, []string{"up"}, []string{"Down for maintenance"})
+	time.Sleep(300 * time.Millisecond)
+	mustCLI(t, 0, "maintenance", "on", app, "-c", k.config())
+	var f struct{ Port int }
+	if data, err := os.ReadFile(filepath.Join(k.Root, "etc", "maintenance.json")); err != nil || json.Unmarshal(data, &f) != nil || f.Port == 0 {
+		t.Fatalf("ROOT/etc/maintenance.json: %s %v", data, err)
+	}
+	for front, to := range k.mapOf(t) {
+		if to != f.Port {
+			t.Errorf("in maintenance front %d goes to %d, want the responder %d", front, to, f.Port)
+		}
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	for i := range 12 {
+		resp, body, err := k.getAll(c, host, "/")
+		if err == nil {
+			err = maintenancePage(resp, body, "Down for maintenance")
+		}
+		if err != nil {
+			t.Fatalf("request %d in maintenance: %v", i, err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	mustCLI(t, 0, "maintenance", "off", app, "-c", k.config())
+	if after := k.mapOf(t); !maps.Equal(after, before) {
+		t.Errorf("after off the map is %v, want %v again", after, before)
+	}
+	// All three serve again (one that lost a kept connection to keter's
+	// closing is left alone for a second).
+	pids := map[string]bool{}
+	for end := time.Now().Add(5 * time.Second); len(pids) < 3 && time.Now().Before(end); {
+		if code, body, err := k.Get(host, "/pid"); err == nil && code == 200 {
+			pids[body] = true
+		}
+	}
+	if len(pids) != 3 {
+		t.Errorf("after off, requests reached %d instances, want 3: %v", len(pids), pids)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if load.failed.Load() > 0 {
+		for _, l := range strings.Split(run(t, "journalctl", "--no-pager", "-o", "short-precise", "-u", k.Nginx), "\n") {
+			if strings.Contains(l, "[") && !strings.Contains(l, "no live upstreams") {
+				t.Log(l)
+			}
+		}
+		t.Log(k.Log())
+	}
+	load.stop(t)
+	if n := nginxReloads(t, k) - reloads; n != 0 {
+		t.Errorf("maintenance on and off reloaded nginx %d times, want 0", n)
 	}
 }

@@ -258,10 +258,16 @@ func (r *renderer) include() []byte {
 			w.open("upstream", u)
 			if len(s.ports) > 1 {
 				// Instances: the least busy first, and a failed one is
-				// left alone for a second while the others answer.
+				// left alone for a second while the others answer. Should
+				// all look failed at once (a kept connection keter closed
+				// as nginx picked it counts as a failure), they are tried
+				// again as backups rather than nginx answering 502.
 				w.line("least_conn")
 				for _, port := range s.ports {
 					w.line("server", hostPort("127.0.0.1", port), "max_fails=1", "fail_timeout=1s")
+				}
+				for _, port := range s.ports {
+					w.line("server", hostPort("127.0.0.1", port), "backup", "max_fails=0")
 				}
 			} else {
 				w.line("server", hostPort("127.0.0.1", s.ports[0]))

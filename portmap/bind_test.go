@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,5 +236,170 @@ func TestForgetStaleTranslation(t *testing.T) {
 		}
 		m.Forget(a)
 		m.Forget(b)
+	}
+}
+
+// TestCloseIdleFollowsConntrack: when two fronts lead to one port (apps in
+// maintenance share the responder), the kernel may give a client's
+// connection another source port on the way, so the old port's
+// connections do not name nginx's ends. CloseIdle must close the idle
+// connection that went from the front to the old port and not one that
+// happens to use the port number the kernel chose, now sent elsewhere.
+func TestCloseIdleFollowsConntrack(t *testing.T) {
+	m := needNft(t)
+	ctx := context.Background()
+	// The shared port answers with the client port it sees.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					fmt.Fprintf(c, "%d\n", c.RemoteAddr().(*net.TCPAddr).Port)
+				}
+			}()
+		}
+	}()
+	shared := l.Addr().(*net.TCPAddr).Port
+	other := nameServer(t, "P")
+	fa, fb := testkit.FreePort(t), testkit.FreePort(t)
+	if err := m.Apply(ctx, map[int]int{fa: shared, fb: shared}); err != nil {
+		t.Fatal(err)
+	}
+	dialFrom := func(local, front int) *conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: local}, Timeout: 2 * time.Second,
+			// Two connections from one local port, as the kernel's own
+			// port choice allows for different destinations.
+			Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
+				return serr
+			}}
+		c, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(front))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &conn{c, bufio.NewReader(c)}
+	}
+	x := testkit.FreePort(t)
+	viaB := dialFrom(x, fb)
+	if got := viaB.ask(t); got != strconv.Itoa(x) {
+		t.Fatalf("the first connection from %d arrived from %s", x, got)
+	}
+	viaA := dialFrom(x, fa) // its reply tuple would clash with viaB's
+	moved, err := strconv.Atoi(viaA.ask(t))
+	if err != nil || moved == x {
+		t.Fatalf("the second connection from %d arrived from %d %v; want another port", x, moved, err)
+	}
+	// Front A leaves the shared port; a new connection from the port
+	// number the kernel chose reaches the other server.
+	if err := m.Apply(ctx, map[int]int{fa: other, fb: shared}); err != nil {
+		t.Fatal(err)
+	}
+	stranger := dialFrom(moved, fa)
+	if got := stranger.ask(t); got != "P" {
+		t.Fatalf("a new connection through front A reached %q, want P", got)
+	}
+	n, err := m.CloseIdle(fa, shared)
+	if err != nil || n != 1 {
+		t.Fatalf("CloseIdle(A, shared) = %d, %v; want 1 (the connection that went there)", n, err)
+	}
+	if got := stranger.ask(t); got != "P" {
+		t.Fatalf("the connection to the other server after CloseIdle: %q", got)
+	}
+	viaA.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := viaA.Write([]byte("who\n")); err == nil {
+		if _, err := viaA.r.ReadString('\n'); err == nil {
+			t.Fatal("the idle connection from front A to the shared port still works")
+		}
+	}
+	if got := viaB.ask(t); got != strconv.Itoa(x) {
+		t.Fatalf("front B's connection: %q", got)
+	}
+}
+
+// TestCloseIdleForgetsResetByServer: a connection the server reset after
+// answering leaves a conntrack entry that would send a new connection from
+// the same local port to it again after the front moved on (conntrack
+// reopens entries with their translation unless the client closed or
+// reset them). CloseIdle forgets them.
+func TestCloseIdleForgetsResetByServer(t *testing.T) {
+	m := needNft(t)
+	ctx := context.Background()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+					c.Write([]byte("R\n"))
+					time.Sleep(20 * time.Millisecond)
+					c.(*net.TCPConn).SetLinger(0) // Close resets
+				}
+			}()
+		}
+	}()
+	closer := l.Addr().(*net.TCPAddr).Port
+	p := nameServer(t, "P")
+	front, local := testkit.FreePort(t), testkit.FreePort(t)
+	if err := m.Apply(ctx, map[int]int{front: closer}); err != nil {
+		t.Fatal(err)
+	}
+	dialFrom := func() *conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: local}, Timeout: 2 * time.Second}
+		var c net.Conn
+		var err error
+		for range 50 { // the local port may linger a moment
+			if c, err = d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(front)); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &conn{c, bufio.NewReader(c)}
+	}
+	first := dialFrom()
+	if got := first.ask(t); got != "R" {
+		t.Fatalf("got %q", got)
+	}
+	if _, err := first.r.ReadString('\n'); err == nil {
+		t.Fatal("the server kept the connection")
+	}
+	first.Close() // after the reset: the client sends nothing
+	time.Sleep(50 * time.Millisecond)
+	if err := m.Apply(ctx, map[int]int{front: p}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CloseIdle(front, closer); err != nil {
+		t.Fatal(err)
+	}
+	if got := dialFrom().ask(t); got != "P" {
+		t.Fatalf("a new connection from the same local port after the switch reached %q, want P", got)
 	}
 }

@@ -22,6 +22,16 @@ const (
 	ctaIPv4Src    = 1
 	ctaProtoNum   = 1
 	ctaProtoSrc   = 2
+	ctaProtoDst   = 3
+
+	ctaProtoInfo         = 4
+	ctaProtoInfoTCP      = 1
+	ctaProtoInfoTCPState = 1
+
+	// TCP conntrack states (enum tcp_conntrack).
+	tcpEstablished = 3
+	tcpTimeWait    = 7
+	tcpClose       = 8
 
 	nlaNested = 0x8000
 )
@@ -39,26 +49,14 @@ func (m *Map) Forget(port int) (int, error) {
 		return 0, fmt.Errorf("conntrack: %w", err)
 	}
 	defer c.Close()
-	msgs, err := c.Execute(netlink.Message{
-		Header: netlink.Header{Type: nfnlSubsysCTNetlink<<8 | ctGet, Flags: netlink.Request | netlink.Dump},
-		Data:   nfgen(),
-	})
+	entries, err := translations(c, port)
 	if err != nil {
-		return 0, fmt.Errorf("reading conntrack entries: %w", err)
+		return 0, err
 	}
 	var errs []error
 	n := 0
-	for _, msg := range msgs {
-		orig, ok := repliesFrom(msg.Data, port)
-		if !ok {
-			continue
-		}
-		del := append(nfgen(), attr(ctaTupleOrig|nlaNested, orig)...)
-		_, err := c.Execute(netlink.Message{
-			Header: netlink.Header{Type: nfnlSubsysCTNetlink<<8 | ctDelete, Flags: netlink.Request | netlink.Acknowledge},
-			Data:   del,
-		})
-		if err != nil && !errors.Is(err, unix.ENOENT) {
+	for _, e := range entries {
+		if err := forget(c, e); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -70,6 +68,99 @@ func (m *Map) Forget(port int) (int, error) {
 	return n, nil
 }
 
+// translation is one conntrack entry of a TCP connection on loopback
+// answered from a given port: the ports the client dialled from and to
+// (before the map's translation), and the original tuple, which names the
+// entry for deletion.
+type translation struct {
+	from, to int
+	state    uint8 // TCP conntrack state
+	orig     []byte
+}
+
+// finished reports an entry whose connection is over but which would
+// still hand its translation to a new connection from the same port.
+func (t translation) finished() bool { return t.state == tcpTimeWait || t.state == tcpClose }
+
+// translations reads the conntrack entries answered from 127.0.0.1:port.
+// Only they tie a client's end to the port the map sent it to: when two
+// fronts lead to one port, the kernel may also change the client's source
+// port on the way (two clients' tuples would clash there), so the server's
+// end does not name the client's.
+func translations(c *netlink.Conn, port int) ([]translation, error) {
+	msgs, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: nfnlSubsysCTNetlink<<8 | ctGet, Flags: netlink.Request | netlink.Dump},
+		Data:   nfgen(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading conntrack entries: %w", err)
+	}
+	var out []translation
+	for _, msg := range msgs {
+		if len(msg.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(msg.Data[4:])
+		if err != nil {
+			continue
+		}
+		var t translation
+		var orig, reply tuple
+		for ad.Next() {
+			switch ad.Type() {
+			case ctaTupleOrig:
+				t.orig = ad.Bytes()
+				orig = parseTuple(t.orig)
+			case ctaTupleReply:
+				reply = parseTuple(ad.Bytes())
+			case ctaProtoInfo:
+				t.state = tcpState(ad.Bytes())
+			}
+		}
+		if t.orig == nil || !orig.tcp || !reply.tcp || !reply.loopback || reply.src != port {
+			continue
+		}
+		t.from, t.to = orig.src, orig.dst
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// tcpState reads CTA_PROTOINFO_TCP_STATE from a CTA_PROTOINFO.
+func tcpState(b []byte) uint8 {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return 0
+	}
+	for ad.Next() {
+		if ad.Type() != ctaProtoInfoTCP {
+			continue
+		}
+		sub, err := netlink.NewAttributeDecoder(ad.Bytes())
+		if err != nil {
+			return 0
+		}
+		for sub.Next() {
+			if sub.Type() == ctaProtoInfoTCPState && len(sub.Bytes()) == 1 {
+				return sub.Bytes()[0]
+			}
+		}
+	}
+	return 0
+}
+
+// forget deletes one entry; one already gone counts.
+func forget(c *netlink.Conn, t translation) error {
+	_, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: nfnlSubsysCTNetlink<<8 | ctDelete, Flags: netlink.Request | netlink.Acknowledge},
+		Data:   append(nfgen(), attr(ctaTupleOrig|nlaNested, t.orig)...),
+	})
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
+}
+
 // nfgen is a struct nfgenmsg for IPv4.
 func nfgen() []byte { return []byte{unix.AF_INET, 0, 0, 0} }
 
@@ -78,60 +169,50 @@ func attr(typ uint16, data []byte) []byte {
 	return b
 }
 
-// repliesFrom reports whether a conntrack entry is TCP answered from
-// 127.0.0.1:port (its reply tuple's source), and returns its original
-// tuple, which names it for deletion.
-func repliesFrom(msg []byte, port int) ([]byte, bool) {
-	if len(msg) < 4 {
-		return nil, false
-	}
-	ad, err := netlink.NewAttributeDecoder(msg[4:])
-	if err != nil {
-		return nil, false
-	}
-	var orig []byte
-	match := false
-	for ad.Next() {
-		switch ad.Type() {
-		case ctaTupleOrig:
-			orig = ad.Bytes()
-		case ctaTupleReply:
-			match = tupleFrom(ad.Bytes(), port)
-		}
-	}
-	return orig, match && orig != nil
+// tuple is what keter reads of a conntrack tuple.
+type tuple struct {
+	loopback bool // source 127.0.0.1
+	tcp      bool
+	src, dst int
 }
 
-func tupleFrom(tuple []byte, port int) bool {
-	ad, err := netlink.NewAttributeDecoder(tuple)
+func parseTuple(b []byte) tuple {
+	var t tuple
+	ad, err := netlink.NewAttributeDecoder(b)
 	if err != nil {
-		return false
+		return t
 	}
-	loopback, tcp, from := false, false, false
 	for ad.Next() {
 		sub, err := netlink.NewAttributeDecoder(ad.Bytes())
 		if err != nil {
-			return false
+			return tuple{}
 		}
 		switch ad.Type() {
 		case ctaTupleIP:
 			for sub.Next() {
 				if sub.Type() == ctaIPv4Src {
 					b := sub.Bytes()
-					loopback = len(b) == 4 && b[0] == 127 && b[1] == 0 && b[2] == 0 && b[3] == 1
+					t.loopback = len(b) == 4 && b[0] == 127 && b[1] == 0 && b[2] == 0 && b[3] == 1
 				}
 			}
 		case ctaTupleProto:
 			for sub.Next() {
 				switch sub.Type() {
 				case ctaProtoNum:
-					tcp = len(sub.Bytes()) == 1 && sub.Bytes()[0] == unix.IPPROTO_TCP
-				case ctaProtoSrc:
-					b := sub.Bytes()
-					from = len(b) == 2 && int(binary.BigEndian.Uint16(b)) == port
+					t.tcp = len(sub.Bytes()) == 1 && sub.Bytes()[0] == unix.IPPROTO_TCP
+				case ctaProtoSrc, ctaProtoDst:
+					p := sub.Bytes()
+					if len(p) != 2 {
+						continue
+					}
+					if sub.Type() == ctaProtoSrc {
+						t.src = int(binary.BigEndian.Uint16(p))
+					} else {
+						t.dst = int(binary.BigEndian.Uint16(p))
+					}
 				}
 			}
 		}
 	}
-	return loopback && tcp && from
+	return t
 }
