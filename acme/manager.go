@@ -140,6 +140,9 @@ func New(o Options) (*Manager, error) {
 		Logger:  zl,
 		// nginx does not staple here, and Let's Encrypt ended OCSP.
 		OCSP: certmagic.OCSPConfig{DisableStapling: true},
+		// nginx opens a host's file twice per handshake (chain, then
+		// key): a renewal that kept the key cannot mismatch the two.
+		ReusePrivateKeys: true,
 	})
 	m.issuer = certmagic.NewACMEIssuer(m.magic, certmagic.ACMEIssuer{
 		CA:     g.ACME.Directory,

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -321,7 +322,8 @@ func TestACMEChallengeFails(t *testing.T) {
 }
 
 // TestACMERenewal: certificates living 40 s are renewed before they
-// expire, with no nginx reload and no failed handshake or request.
+// expire, keeping their key, with no nginx reload and no failed handshake
+// or request.
 func TestACMERenewal(t *testing.T) {
 	port := testkit.FreePort(t)
 	ca := testkit.Pebble(t, pebble.Options{HTTPPort: port, Validity: 40 * time.Second})
@@ -365,6 +367,11 @@ func TestACMERenewal(t *testing.T) {
 		}
 		if len(serials) == 0 || serials[len(serials)-1] != cur.SerialNumber.String() {
 			serials = append(serials, cur.SerialNumber.String())
+			// nginx reads chain and key by two opens: a renewal keeps
+			// the key, so a handshake between them cannot mismatch.
+			if !bytes.Equal(cur.RawSubjectPublicKeyInfo, first.RawSubjectPublicKeyInfo) {
+				t.Errorf("renewal %s changed the key", cur.SerialNumber)
+			}
 		}
 		// Past the first certificate's expiry, renewed at least twice.
 		if time.Now().Before(first.NotAfter.Add(2*time.Second)) || len(serials) < 3 {
