@@ -9,6 +9,7 @@ import (
 	"compress/gzip"
 	"crypto/rand"
 	"encoding/hex"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -110,25 +111,35 @@ var (
 )
 
 // FreePort returns a loopback port that was free a moment ago and that it
-// has not returned before: the kernel may offer a just-closed port again,
-// and a config with two listeners on one port is refused.
+// has not returned before: a config with two listeners on one port is
+// refused. It is taken above the kernel's ephemeral range (32768-60999 by
+// default), never from it: between our check and the bind that needs the
+// port, any process on the host (another test run shares the network)
+// may get a port of that range for a listener or an outgoing
+// connection, and once a status page did (bind: address in use).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
+	const from, to = 61000, 65499
+	for range 10 * (to - from) {
+		port := from + mrand.IntN(to-from+1)
 		portsMu.Lock()
 		seen := portsGone[port]
+		portsMu.Unlock()
+		if seen {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsMu.Lock()
 		portsGone[port] = true
 		portsMu.Unlock()
-		if !seen {
-			return port
-		}
+		return port
 	}
+	t.Fatalf("no free loopback port in %d-%d", from, to)
+	return 0
 }
 
 var (
