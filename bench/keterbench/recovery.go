@@ -132,6 +132,12 @@ func benchRecovery(ctx context.Context, e env, rounds int) (res recoveryResult, 
 			w.stop()
 			return res, fmt.Errorf("killing nginx (pid %d): %w", pid, err)
 		}
+		// Until systemd has killed the old workers they may still answer
+		// on the inherited sockets: served again means by a new master.
+		if err := untilNewPID(ctx, nginxUnit, pid, 30*time.Second); err != nil {
+			w.stop()
+			return res, err
+		}
 		back, err := untilServed(ctx, k.port, host, "alive", 30*time.Second)
 		if err != nil {
 			w.stop()
@@ -144,8 +150,27 @@ func benchRecovery(ctx context.Context, e env, rounds int) (res recoveryResult, 
 	if res.NginxLoad, err = w.wait(); err != nil {
 		return res, err
 	}
-	if entries, err := k.journal(ctx); err == nil {
+	// keter looks at nginx every 250 ms: give it time to see the last kill.
+	if entries, err := k.waitLog(ctx, "nginx restarted", len(res.Nginx), 5*time.Second); entries != nil {
 		res.NginxRestartsLogged = count(entries, "nginx restarted")
+	} else if err != nil {
+		return res, err
 	}
 	return res, nil
+}
+
+// untilNewPID waits until unit has a main process other than old.
+func untilNewPID(ctx context.Context, unit string, old int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		if pid, err := unitPID(ctx, unit); err == nil && pid != old {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s had no new main process %s after its old one (pid %d) was killed", unit, within, old)
+		}
+		if err := sleep(ctx, 5*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
