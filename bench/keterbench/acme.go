@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keter-systemd/keter/internal/freeport"
 	"github.com/keter-systemd/keter/internal/pebble"
 )
 
@@ -54,11 +55,11 @@ func cpuPer(runs []handshakeRun) float64 {
 }
 
 func benchACME(ctx context.Context, e env) (res acmeResult, err error) {
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return res, err
 	}
-	tlsPort, err := freePort()
+	tlsPort, err := freeport.Get()
 	if err != nil {
 		return res, err
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keter-systemd/keter/internal/freeport"
 )
 
 // env is what every benchmark needs.
@@ -288,7 +290,7 @@ func sumRPS(rs []wrkResult) float64 {
 // startPlainNginx runs nginx with the smallest keep-alive proxy config in
 // front of the app, outside keter, and returns its port and a stop func.
 func startPlainNginx(ctx context.Context, dir string, appPort int, upstreamExtra string) (int, func(), error) {
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return 0, nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keter-systemd/keter/internal/freeport"
 	"github.com/keter-systemd/keter/portmap"
 )
 
@@ -40,7 +40,7 @@ type keter struct {
 var keterEnv []string
 
 func startKeter(ctx context.Context, bin, base, name string) (*keter, error) {
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func startKeterWith(ctx context.Context, bin, base, name string, port int, liste
 			return nil, fmt.Errorf("opening %s to app users: %w", d, err)
 		}
 	}
-	statusPort, err := freePort()
+	statusPort, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}
@@ -309,15 +309,6 @@ func command(ctx context.Context, name string, args ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("running %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keter-systemd/keter/internal/freeport"
 )
 
 // Version is the Pebble release built and run.
@@ -100,7 +101,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	for _, p := range []*int{&o.ACMEPort, &o.MgmtPort, &o.DNSPort, &o.ChallPort, &o.TLSPort} {
 		if *p == 0 {
-			if *p, err = freePort(); err != nil {
+			if *p, err = freeport.Get(); err != nil {
 				return nil, err
 			}
 		}
@@ -274,13 +275,4 @@ func parsePEM(data []byte) (*x509.Certificate, error) {
 			return x509.ParseCertificate(block.Bytes)
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

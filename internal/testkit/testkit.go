@@ -9,8 +9,6 @@ import (
 	"compress/gzip"
 	"crypto/rand"
 	"encoding/hex"
-	mrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/keter-systemd/keter/internal/cgroup"
+	"github.com/keter-systemd/keter/internal/freeport"
 )
 
 // InCI reports whether missing parts must fail instead of skip.
@@ -105,41 +104,15 @@ func sanitize(s string) string {
 	}, s)
 }
 
-var (
-	portsMu   sync.Mutex
-	portsGone = map[int]bool{} // handed out by FreePort in this process
-)
-
-// FreePort returns a loopback port that was free a moment ago and that it
-// has not returned before: a config with two listeners on one port is
-// refused. It is taken above the kernel's ephemeral range (32768-60999 by
-// default), never from it: between our check and the bind that needs the
-// port, any process on the host (another test run shares the network)
-// may get a port of that range for a listener or an outgoing
-// connection, and once a status page did (bind: address in use).
+// FreePort returns a loopback port that was free a moment ago, above the
+// kernel's ephemeral range, never the same twice (see freeport.Get).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	const from, to = 61000, 65499
-	for range 10 * (to - from) {
-		port := from + mrand.IntN(to-from+1)
-		portsMu.Lock()
-		seen := portsGone[port]
-		portsMu.Unlock()
-		if seen {
-			continue
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		portsMu.Lock()
-		portsGone[port] = true
-		portsMu.Unlock()
-		return port
+	port, err := freeport.Get()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no free loopback port in %d-%d", from, to)
-	return 0
+	return port
 }
 
 var (
