@@ -17,8 +17,8 @@ import (
 // outgoing connection, and once a status page's port was (bind: address
 // already in use).
 const (
-	From = 61000
-	To   = 65499
+	from = 61000
+	to   = 65499
 )
 
 var (
@@ -30,12 +30,13 @@ var (
 // not returned before in this process: a config with two listeners on one
 // port is refused, and two servers of one test must not race for it.
 func Get() (int, error) {
-	for range 10 * (To - From) {
-		port := From + rand.IntN(To-From+1)
-		mu.Lock()
-		seen := gone[port]
-		mu.Unlock()
-		if seen {
+	// Held throughout: two callers checking one port in turn would both
+	// find it free.
+	mu.Lock()
+	defer mu.Unlock()
+	for range 10 * (to - from) {
+		port := from + rand.IntN(to-from+1)
+		if gone[port] {
 			continue
 		}
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
@@ -43,10 +44,8 @@ func Get() (int, error) {
 			continue
 		}
 		l.Close()
-		mu.Lock()
 		gone[port] = true
-		mu.Unlock()
 		return port, nil
 	}
-	return 0, fmt.Errorf("no free loopback port in %d-%d", From, To)
+	return 0, fmt.Errorf("no free loopback port in %d-%d", from, to)
 }
