@@ -50,13 +50,25 @@ func TestAppsCannotReachEachOther(t *testing.T) {
 			// mount namespace), read-only.
 			hooks := filepath.Join(k.Root, "etc", "hooks")
 			var keterFiles, hookFiles []string
-			filepath.WalkDir(filepath.Join(k.Root, "etc"), func(p string, d os.DirEntry, err error) error {
-				if err == nil && d.Type().IsRegular() {
-					if filepath.Dir(p) == hooks {
+			// Once keter has kept the bundles: a copy being written
+			// (".NAME.tmp-…") is renamed away under the test's feet.
+			eventually(t, 30*time.Second, func() error {
+				keterFiles, hookFiles = nil, nil
+				var writing []string
+				filepath.WalkDir(filepath.Join(k.Root, "etc"), func(p string, d os.DirEntry, err error) error {
+					switch {
+					case err != nil || !d.Type().IsRegular():
+					case strings.Contains(d.Name(), ".tmp-"):
+						writing = append(writing, p)
+					case filepath.Dir(p) == hooks:
 						hookFiles = append(hookFiles, p)
-					} else {
+					default:
 						keterFiles = append(keterFiles, p)
 					}
+					return nil
+				})
+				if len(writing) > 0 {
+					return fmt.Errorf("keter is still writing %v", writing)
 				}
 				return nil
 			})
