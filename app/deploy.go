@@ -66,27 +66,6 @@ func (m *Manager) discard(ctx context.Context, v *version) {
 	m.stopVersion(ctx, v)
 }
 
-// retire drains and stops an old version in the background.
-func (m *Manager) retire(ctx context.Context, v *version) {
-	drain := m.drain
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		select {
-		case <-time.After(drain):
-		case <-ctx.Done():
-			return // the next start stops it as an orphan
-		}
-		m.crashpoint("draining")
-		ports := v.portList()
-		m.stopVersion(context.WithoutCancel(ctx), v)
-		if m.retired != nil {
-			m.retired(ports)
-		}
-		m.log.Info("old version stopped", "app", v.app, "version", v.id)
-	}()
-}
-
 // stopVersion stops units (webapps first), frees ports, deletes files.
 func (m *Manager) stopVersion(ctx context.Context, v *version) {
 	for i := len(v.units) - 1; i >= 0; i-- {

@@ -191,7 +191,10 @@ func (m *Manager) maintenanceStatus(name string) *MaintenanceStatus {
 
 // SetMaintenance turns app name's maintenance on (with message, which
 // replaces a previous one) or off, and returns once the proxy serves it
-// to every new request: with on, no new request reaches the app. The state is saved
+// to every new request. With on it returns once no new request can reach
+// the app: the proxy may still send one on a connection it kept from
+// before the switch until its bound (MinDrain) has passed; an answer in
+// flight (a stream, a WebSocket) runs on. The state is saved
 // before the proxy is switched, as a deploy's is; if the switch fails the
 // previous state is put back.
 func (m *Manager) SetMaintenance(ctx context.Context, name string, on bool, message string) error {
@@ -241,6 +244,12 @@ func (m *Manager) SetMaintenance(ctx context.Context, name string, on bool, mess
 			}
 		}
 		return fmt.Errorf("switching maintenance of %q %s: %w", name, onOff(on), err)
+	}
+	if on && !was {
+		select {
+		case <-time.After(m.minDrain):
+		case <-ctx.Done():
+		}
 	}
 	if on {
 		m.log.Info("maintenance on: the app's hosts answer 503", "app", name, "message", message)

@@ -37,10 +37,14 @@ type Options struct {
 	// StopHook, when set, is the command each webapp unit runs after it
 	// stops, to take its front port's element out of the port map.
 	StopHook func(front, port int, unit string) []string
-	// MinDrain is the least time an old version keeps running after the
-	// switch (the proxy's bound on connections that may still reach it),
-	// whatever graceful-drain-micros says.
+	// MinDrain is the least drain time of an old version after the switch
+	// (the proxy's bound on kept connections that may still reach it),
+	// whatever graceful-drain-micros or the bundle's drain say.
 	MinDrain time.Duration
+	// Serving counts the connections the programs listening on ports
+	// still serve; an old version is stopped once it serves none. nil:
+	// it drains for its whole drain time.
+	Serving func(ports []int) (int, error)
 	// DeployGID, when not 0, is the operators' group, which may enter
 	// incoming/; otherwise only root may.
 	DeployGID int
@@ -54,21 +58,23 @@ type Options struct {
 
 // Manager owns every app's lifecycle.
 type Manager struct {
-	cfg     *config.Config
-	units   Units
-	proxy   Proxy
-	dbs     Databases
-	log     *slog.Logger
-	lookup  func(string) (string, bool)
-	stable  time.Duration
-	ready   func()
-	hook    func(front, port int, unit string) []string
-	drain   time.Duration
-	gid     int
-	retired func(ports []int)
-	ports   *ports
-	sync    *syncer
-	rescan  chan struct{}
+	cfg      *config.Config
+	units    Units
+	proxy    Proxy
+	dbs      Databases
+	log      *slog.Logger
+	lookup   func(string) (string, bool)
+	stable   time.Duration
+	ready    func()
+	hook     func(front, port int, unit string) []string
+	drain    time.Duration // graceful-drain-micros
+	minDrain time.Duration
+	serving  func(ports []int) (int, error)
+	gid      int
+	retired  func(ports []int)
+	ports    *ports
+	sync     *syncer
+	rescan   chan struct{}
 	// unpacking bounds concurrent unpacks: each holds megabytes of
 	// buffers, and inflating more bundles than cores gains nothing.
 	unpacking chan struct{}
@@ -81,8 +87,10 @@ type Manager struct {
 	pending map[string][]string // hosts of versions being deployed, by app
 	workers map[string]*worker
 	status  map[string]*AppStatus
-	lastID  int64
-	wg      sync.WaitGroup
+	// draining are old versions still serving, with their deadlines.
+	draining map[*version]time.Time
+	lastID   int64
+	wg       sync.WaitGroup
 
 	metrics metrics // deploy counters for /metrics
 	maint   maintenance
@@ -105,7 +113,10 @@ func New(o Options) (*Manager, error) {
 	m := &Manager{
 		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
 		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook, gid: o.DeployGID, retired: o.Retired,
-		drain:     max(o.MinDrain, time.Duration(o.Config.GracefulDrainMicros)*time.Microsecond),
+		drain:     time.Duration(o.Config.GracefulDrainMicros) * time.Microsecond,
+		minDrain:  o.MinDrain,
+		serving:   o.Serving,
+		draining:  map[*version]time.Time{},
 		ports:     newPorts(o.Config.PortManager.Ranges),
 		rescan:    make(chan struct{}, 1),
 		unpacking: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
@@ -301,6 +312,7 @@ func (m *Manager) saveState() {
 	for name, v := range m.live {
 		s.Apps[name] = v.record()
 	}
+	s.Draining = m.drainingRecords()
 	err := saveState(m.statePath(), s)
 	m.mu.Unlock()
 	if err != nil {

@@ -53,8 +53,15 @@ func (m *Manager) reconcile(ctx context.Context) error {
 		m.log.Info("re-adopted running version", "app", name, "version", v.id, "units", v.units)
 	}
 
+	var drained []*version
+	for _, d := range st.Draining {
+		if v := m.adoptDraining(d, byName); v != nil {
+			drained = append(drained, v)
+		}
+	}
+
 	keepUnits, keepDirs, keepFiles := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for _, v := range m.live {
+	for _, v := range append(m.liveList(), drained...) {
 		for _, u := range v.units {
 			keepUnits[u] = true
 		}
@@ -78,7 +85,20 @@ func (m *Manager) reconcile(ctx context.Context) error {
 	if err := m.sync.Sync(ctx); err != nil {
 		return fmt.Errorf("applying nginx config at start-up: %w", err)
 	}
+	for _, v := range drained {
+		m.drainThenStop(ctx, v, m.draining[v])
+	}
 	return nil
+}
+
+// liveList is every live version; only reconcile calls it, before any
+// deploy runs.
+func (m *Manager) liveList() []*version {
+	out := make([]*version, 0, len(m.live))
+	for _, v := range m.live {
+		out = append(out, v)
+	}
+	return out
 }
 
 // adoptable rebuilds a version from its record when all of its units are
@@ -97,18 +117,28 @@ func (m *Manager) adoptable(name string, rec liveRecord, running map[string]unit
 	if err != nil {
 		return nil, "unpacked folder unreadable: " + err.Error()
 	}
+	v, why := rebuild(name, rec, cfg)
+	if why != "" {
+		return nil, why
+	}
+	return v, ""
+}
+
+// rebuild makes a version from its record; cfg may be nil for a version
+// that only drains.
+func rebuild(name string, rec liveRecord, cfg *bundle.AppConfig) (*version, string) {
 	v := &version{
 		app: name, id: rec.Version, digest: rec.Digest, file: rec.File, bundle: rec.Bundle, dir: rec.Dir,
 		cfg: cfg, units: rec.Units, envFiles: rec.EnvFiles, deployedAt: rec.DeployedAt, web: map[int][]*instance{},
 	}
 	for i, ports := range rec.Ports {
-		if i < 0 || i >= len(cfg.Stanzas) || cfg.Stanzas[i].WebApp == nil {
-			return nil, fmt.Sprintf("state names a port for stanza %d, which is no webapp", i)
+		if cfg != nil && (i < 0 || i >= len(cfg.Stanzas) || cfg.Stanzas[i].WebApp == nil) {
+			return v, fmt.Sprintf("state names a port for stanza %d, which is no webapp", i)
 		}
 		for k, p := range ports {
 			unit, err := instanceMeta(name, rec.Version, i, k, len(ports)).Unit()
 			if err != nil {
-				return nil, err.Error()
+				return v, err.Error()
 			}
 			in := &instance{unit: unit, port: p}
 			if k < len(rec.Fronts[i]) {

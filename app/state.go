@@ -15,6 +15,9 @@ import (
 // this file says which version of each app is live.
 type stateFile struct {
 	Apps map[string]liveRecord `json:"apps"`
+	// Draining are old versions still serving what they were sent before
+	// a switch, with their deadlines.
+	Draining []drainRecord `json:"draining,omitempty"`
 }
 
 // liveRecord is one app's live version.

@@ -1,5 +1,7 @@
 package bundle
 
+import "time"
+
 // AppConfig is a bundle's config/keter.yaml in stanza form, whichever of
 // Keter's formats it was written in. Paths inside are relative to the
 // bundle's root folder (already resolved from the config/ folder and
@@ -7,7 +9,14 @@ package bundle
 type AppConfig struct {
 	Stanzas []Stanza `json:"stanzas"`
 	Plugins Plugins  `json:"plugins"`
+	// Drain is how long an old version may go on serving connections
+	// opened before a switch (streams, downloads, WebSockets) before it
+	// is stopped; 0 means keter-config.yaml's graceful-drain-micros.
+	Drain time.Duration `json:"drain,omitempty"`
 }
+
+// MaxDrain bounds a bundle's drain.
+const MaxDrain = 24 * time.Hour
 
 // StanzaType is Keter's `type` key.
 type StanzaType string

@@ -56,6 +56,7 @@ func ParseWithWarnings(data []byte) (*AppConfig, []string, error) {
 		return nil, nil, errors.Join(w.errs...)
 	}
 	c := &AppConfig{Stanzas: []Stanza{}}
+	c.Drain, _ = top.duration("drain", MaxDrain)
 	if _, ok := top.vals["stanzas"]; ok {
 		parseStanzaFormat(w, top, c)
 	} else {

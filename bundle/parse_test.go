@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -424,6 +425,43 @@ func TestAppName(t *testing.T) {
 			got, err := AppName(tt.path)
 			if (err == nil) != tt.ok || got != tt.want {
 				t.Errorf("AppName(%q) = %q, %v; want %q ok=%v", tt.path, got, err, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestDrainKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       time.Duration
+		err        string
+	}{
+		{"stanza format", "drain: 30s\nstanzas:\n  - type: webapp\n    exec: ../a\n    host: a.test\n", 30 * time.Second, ""},
+		{"flat format", "drain: 1m30s\nexec: ../a\nhost: a.test\n", 90 * time.Second, ""},
+		{"absent", "exec: ../a\nhost: a.test\n", 0, ""},
+		{"bare number", "drain: 30\nexec: ../a\nhost: a.test\n", 0, "must be a duration with its unit"},
+		{"not a duration", "drain: soon\nexec: ../a\nhost: a.test\n", 0, "must be a duration with its unit, such as 30s or 2m, found \"soon\""},
+		{"zero", "drain: 0s\nexec: ../a\nhost: a.test\n", 0, "must be more than 0s"},
+		{"too long", "drain: 48h\nexec: ../a\nhost: a.test\n", 0, "must be more than 0s and at most 24h0m0s, found 48h0m0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, warns, err := ParseWithWarnings([]byte(tc.yaml))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Drain != tc.want {
+				t.Fatalf("Drain = %s, want %s", c.Drain, tc.want)
+			}
+			for _, w := range warns {
+				if strings.Contains(w, "drain") {
+					t.Fatalf("warning about drain: %s", w)
+				}
 			}
 		})
 	}

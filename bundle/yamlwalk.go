@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -204,6 +205,31 @@ func (o *obj) intRange(key string, lo, hi int64) (int64, bool) {
 		return 0, false
 	}
 	return v, ok
+}
+
+// duration reads an optional Go-style duration ("30s", "2m30s") within
+// (0, hi]; a bare number is refused, since Keter's numbers are
+// microseconds and a silent guess at the unit would be worse.
+func (o *obj) duration(key string, hi time.Duration) (time.Duration, bool) {
+	n := o.get(key)
+	if n == nil {
+		return 0, false
+	}
+	p := join(o.path, key)
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!int" || n.Tag == "!!float" {
+		o.w.failf(p, "must be a duration with its unit, such as 30s or 2m, found %s", kind(n))
+		return 0, false
+	}
+	d, err := time.ParseDuration(n.Value)
+	if err != nil {
+		o.w.failf(p, "must be a duration with its unit, such as 30s or 2m, found %s", describe(n.Value))
+		return 0, false
+	}
+	if d <= 0 || d > hi {
+		o.w.failf(p, "must be more than 0s and at most %s, found %s", hi, d)
+		return 0, false
+	}
+	return d, true
 }
 
 // strList reads a list of strings; a single string is accepted as a list

@@ -2,7 +2,6 @@ package nginx
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"html"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/internal/atomicfile"
@@ -24,10 +22,13 @@ import (
 // maintenance by writing its page and pointing its webapps' front ports at
 // the responder in the port map, the same atomic switch a deploy makes:
 // no reload, and no connection a client made is touched. Its other
-// stanzas (static files, redirects, reverse proxies), and every stanza
-// without a port map, are rendered to proxy to the responder: one reload.
-// The pages and the map live outside keter, so all of it keeps working
-// while keter is stopped.
+// stanzas (static files, redirects, reverse proxies) are rendered ahead
+// with a gate: while the app's flag file exists (gateName), their
+// requests go to the responder, so they switch without a reload too (at
+// the cost of one stat per request). Without a port map every stanza is
+// rendered to proxy to the responder: one reload. The pages, the flags
+// and the map live outside keter, so all of it keeps working while keter
+// is stopped.
 
 // Maintenance is an app in maintenance as the front door sees it.
 type Maintenance struct {
@@ -67,9 +68,50 @@ func WithMaintenance(port int) Option { return func(m *Manager) { m.maintenance 
 func pageName(app string) string { return "app-" + app + ".html" }
 
 // maintained reports whether a site of a is rendered to proxy to the
-// responder: a webapp behind a port map is sent there by the map instead.
+// responder: behind a port map a webapp is sent there by the map and
+// other stanzas by their gate instead.
 func (r *model) maintained(a App, st bundle.Stanza) bool {
-	return a.Maintenance != nil && r.p.Maintenance != 0 && (st.WebApp == nil || !r.p.Mapped)
+	return a.Maintenance != nil && r.p.Maintenance != 0 && !r.p.Mapped
+}
+
+// gate is the flag file of a's maintenance for a stanza that is not a
+// webapp, behind a port map; "" when the stanza has none.
+func (r *model) gate(a App, st bundle.Stanza) string {
+	if st.WebApp != nil || r.p.Maintenance == 0 || !r.p.Mapped {
+		return ""
+	}
+	return filepath.Join(r.p.MaintenanceDir, gateName(a.Name))
+}
+
+// gateName is the flag file that puts app's gated stanzas in maintenance.
+func gateName(app string) string { return "app-" + app + ".on" }
+
+// locGate is the named location a gated stanza's requests go to while its
+// flag file exists.
+const locGate = "@keter_maintenance"
+
+// gateServer renders what a gated site's server needs: its 503s go to
+// the responder, which answers with the page of the request's host.
+func (r *renderer) gateServer(w *writer, s *site) {
+	if s.gate == "" {
+		return
+	}
+	w.line("error_page", "503", "=", locGate)
+	w.open("location", locGate)
+	w.line("proxy_pass", "http://"+hostPort("127.0.0.1", r.p.Maintenance))
+	w.line("proxy_set_header", "Host", "$host")
+	w.close()
+}
+
+// gateCheck, first in each of a gated site's locations, answers 503 (to
+// the responder, by gateServer's error_page) while the flag file exists.
+func gateCheck(w *writer, s *site) {
+	if s.gate == "" {
+		return
+	}
+	w.open("if", "(-f", q(s.gate)+")")
+	w.line("return", "503")
+	w.close()
 }
 
 // checkMaintenance validates what the responder's server is made of.
@@ -148,45 +190,6 @@ func mapMaintenance(want map[int]int, apps []App, responder int) {
 			}
 		}
 	}
-}
-
-// quietPass is how often quietApps looks for idle connections.
-const quietPass = 50 * time.Millisecond
-
-// quietApps keeps closing nginx's idle kept connections to the apps whose
-// fronts moved to the responder until none can carry a request any more:
-// a connection busy at the switch goes back to nginx's cache after it,
-// where it could wait and carry one request to the app at any time later;
-// after UpstreamKeepaliveTime each is too old to be kept once its
-// request ends. So when Apply returns no new request reaches an app it
-// put in maintenance.
-func (m *Manager) quietApps(ctx context.Context, want, moved map[int]int) {
-	toResponder := map[int]int{}
-	for f, old := range moved {
-		if want[f] == m.paths.Maintenance && m.paths.Maintenance != 0 {
-			toResponder[f] = old
-		}
-	}
-	if len(toResponder) == 0 {
-		return
-	}
-	closed := 0
-	for end := time.Now().Add(UpstreamKeepaliveTime + 100*time.Millisecond); time.Now().Before(end); {
-		select {
-		case <-time.After(quietPass):
-		case <-ctx.Done():
-			return
-		}
-		for f, old := range toResponder {
-			n, err := m.pm.CloseIdle(f, old)
-			if err != nil {
-				m.log.Warn("closing nginx's idle connections to an app in maintenance; a request may still reach it within keepalive_time", "port", old, "err", err)
-				return
-			}
-			closed += n
-		}
-	}
-	m.log.Debug("closed idle connections to apps put in maintenance", "connections", closed)
 }
 
 // Page is what the responder serves for a's hosts: the bundle's own
@@ -297,6 +300,44 @@ func (m *Manager) writePages(apps []App) error {
 	return nil
 }
 
+// writeGates makes the flag file of each app in maintenance and removes
+// every other, after the pages are written: a gated site is sent to the
+// responder only once its page is there.
+func (m *Manager) writeGates(apps []App) error {
+	if m.paths.Maintenance == 0 || !m.paths.Mapped {
+		return nil
+	}
+	dir := m.paths.MaintenanceDir
+	on := map[string]bool{}
+	var errs []error
+	for _, a := range apps {
+		if a.Maintenance == nil {
+			continue
+		}
+		on[gateName(a.Name)] = true
+		path := filepath.Join(dir, gateName(a.Name))
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
+		if err := atomicfile.Write(path, nil, 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("switching maintenance of %s on: %w", a.Name, err))
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("reading the maintenance page folder: %w", err))...)
+	}
+	for _, e := range entries {
+		if on[e.Name()] || !strings.HasPrefix(e.Name(), "app-") || !strings.HasSuffix(e.Name(), ".on") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("switching maintenance of %s off: %w", strings.TrimSuffix(strings.TrimPrefix(e.Name(), "app-"), ".on"), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // cleanPages removes the pages of apps no longer deployed. An app out of
 // maintenance keeps its page: nginx may send a request on a connection
 // to the responder that was busy at the switch for keepalive_time more,
@@ -314,7 +355,7 @@ func (m *Manager) cleanPages(apps []App) {
 		return
 	}
 	for _, e := range entries {
-		if keep[e.Name()] || !strings.HasPrefix(e.Name(), "app-") {
+		if keep[e.Name()] || !strings.HasPrefix(e.Name(), "app-") || !strings.HasSuffix(e.Name(), ".html") {
 			continue
 		}
 		if err := os.Remove(filepath.Join(m.paths.MaintenanceDir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -122,8 +122,11 @@ func TestMaintenanceConfigChanges(t *testing.T) {
 	if off, on := render(webOnly(false), false), render(webOnly(true), false); off == on || strings.Count(on, "proxy_pass http://127.0.0.1:43999;") != 2 {
 		t.Errorf("without a map: %d sites proxy to the responder, want shop's two", strings.Count(on, "proxy_pass http://127.0.0.1:43999;"))
 	}
-	if render(maintenanceApps(false), true) == render(maintenanceApps(true), true) {
-		t.Error("mapped: a static site's maintenance did not change the config")
+	// Behind a map the other stanzas are gated ahead: no config change.
+	if on := render(maintenanceApps(true), true); render(maintenanceApps(false), true) != on {
+		t.Error("mapped: a static site's maintenance changed the config")
+	} else if !strings.Contains(on, `if (-f "/srv/keter/etc/maintenance/app-docs.on")`) || !strings.Contains(on, "error_page 503 = @keter_maintenance;") {
+		t.Error("mapped: the static site has no maintenance gate")
 	}
 	// No responder, no maintenance server.
 	out, err := Render(g, maintenanceApps(true), goldenPaths())

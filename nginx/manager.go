@@ -66,9 +66,10 @@ type PortMap interface {
 	// StartHook is what nginx's unit runs before each start to bind the
 	// map to the cgroup of that start, with the scripts in the folder hooks.
 	StartHook(hooks string) []string
-	// CloseIdle closes nginx's idle connections to front that went to
-	// port; it returns how many.
-	CloseIdle(front, port int) (int, error)
+	// ForgetFinished forgets the kernel's translations of finished
+	// connections from front to port, so that no new connection takes
+	// one; open connections are left to nginx.
+	ForgetFinished(front, port int) (int, error)
 }
 
 // WithPortMap switches versions by pm: nginx proxies to each webapp's
@@ -406,40 +407,23 @@ func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 		}
 		m.mapped = want
 	}
-	m.closeIdle(ctx, moved)
-	m.quietApps(ctx, want, moved)
+	if err := m.writeGates(apps); err != nil {
+		return err
+	}
+	m.forgetFinished(moved)
 	return nil
 }
 
-// closeIdle closes nginx's idle kept connections to the versions the map
-// no longer sends fronts to, so the next request on them goes to the new
-// version. A few passes catch connections that were busy a moment ago;
-// busy ones left are bounded by UpstreamKeepaliveTime.
-func (m *Manager) closeIdle(ctx context.Context, moved map[int]int) {
-	if len(moved) == 0 {
-		return
-	}
-	closed := 0
-	for _, pause := range closePasses {
-		select {
-		case <-time.After(pause):
-		case <-ctx.Done():
-			return
-		}
-		for f, old := range moved {
-			n, err := m.pm.CloseIdle(f, old)
-			if err != nil {
-				m.log.Warn("closing nginx's idle connections to an old version; they end within keepalive_time", "port", old, "err", err)
-				return
-			}
-			closed += n
+// forgetFinished forgets the finished connections to the ports the map
+// no longer sends fronts to. Open ones are nginx's: it retires them within
+// SwitchBound, and the old version serves them until then.
+func (m *Manager) forgetFinished(moved map[int]int) {
+	for f, old := range moved {
+		if _, err := m.pm.ForgetFinished(f, old); err != nil {
+			m.log.Warn("forgetting finished connections to an old version", "port", old, "err", err)
 		}
 	}
-	m.log.Debug("closed idle connections to old versions", "connections", closed)
 }
-
-// closePasses are the pauses before each pass of closeIdle.
-var closePasses = []time.Duration{0, 5 * time.Millisecond, 15 * time.Millisecond}
 
 // prepared is a rendered config installed (tested) but not yet loaded.
 type prepared struct {

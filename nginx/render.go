@@ -41,14 +41,20 @@ type Paths struct {
 	MaintenanceDir string
 }
 
-// Kept upstream connections of a mapped upstream. At a switch keter
-// closes the idle ones to the old version; one busy then takes no new
-// request once it is older than UpstreamKeepaliveTime (nginx closes it
-// when a request ends), so an old version must run that long after the
-// switch. A short time costs throughput: nginx reconnects that often.
+// Kept upstream connections of a mapped upstream are retired by nginx
+// itself, never cut by keter: nginx closes one when a request returns it
+// to the cache after UpstreamKeepaliveTime, or when it has sat idle for
+// UpstreamKeepaliveTimeout. So after a switch a request can reach the old
+// version only on a connection opened before it, and only if it starts
+// within SwitchBound; the old version must run that long (it is stopped
+// sooner once it serves no connection). Shorter times cost throughput:
+// nginx reconnects that often (BENCHMARKS.md, the front door).
 const (
-	UpstreamKeepaliveTime    = 1 * time.Second
-	UpstreamKeepaliveTimeout = 60 * time.Second
+	UpstreamKeepaliveTime    = 500 * time.Millisecond
+	UpstreamKeepaliveTimeout = 500 * time.Millisecond
+	// SwitchBound is the latest a request can start on the old version
+	// after a switch, on a connection nginx kept.
+	SwitchBound = UpstreamKeepaliveTime + UpstreamKeepaliveTimeout
 )
 
 // ControlHost is the reserved server name of the control server; .invalid
@@ -441,6 +447,7 @@ func (r *renderer) siteServers(w *writer, s *site) {
 			r.maintenanceLocation(w)
 			return
 		}
+		r.gateServer(w, s)
 		switch {
 		case s.stanza.WebApp != nil:
 			r.proxyErrors(w)
@@ -451,6 +458,7 @@ func (r *renderer) siteServers(w *writer, s *site) {
 			w.close()
 		case s.stanza.StaticFiles != nil:
 			w.open("location", "/")
+			gateCheck(w, s)
 			w.line("root", q(s.root))
 			if s.stanza.StaticFiles.DirectoryListing {
 				w.line("autoindex", "on")
@@ -460,11 +468,12 @@ func (r *renderer) siteServers(w *writer, s *site) {
 			r.addHeaders(w, s)
 			w.close()
 		case s.stanza.Redirect != nil:
-			r.redirect(w, s.stanza.Redirect)
+			r.redirect(w, s)
 		case s.stanza.ReverseProxy != nil:
 			rp := s.stanza.ReverseProxy
 			r.proxyErrors(w)
 			w.open("location", "/")
+			gateCheck(w, s)
 			scheme := "http://"
 			if rp.ReversedSSL {
 				scheme = "https://"
@@ -527,7 +536,8 @@ func (r *renderer) addHeaders(w *writer, s *site) {
 
 // redirect follows Keter: the first action whose path equals the request
 // path wins, a path-less action matches everything, else 404.
-func (r *renderer) redirect(w *writer, rd *bundle.Redirect) {
+func (r *renderer) redirect(w *writer, s *site) {
+	rd := s.stanza.Redirect
 	status := rd.Status
 	if status == 0 {
 		status = 303
@@ -558,10 +568,12 @@ func (r *renderer) redirect(w *writer, rd *bundle.Redirect) {
 		}
 		seen[a.Path] = true
 		w.open("location", "=", q(a.Path))
+		gateCheck(w, s)
 		w.line("return", strconv.Itoa(status), target(a))
 		w.close()
 	}
 	w.open("location", "/")
+	gateCheck(w, s)
 	if fallback != "" {
 		w.line("return", strconv.Itoa(status), fallback)
 	} else {

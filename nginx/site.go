@@ -62,6 +62,7 @@ type site struct {
 	sni     *cert // per-stanza certificate
 	stanza  bundle.Stanza
 	maint   bool   // proxied to the maintenance responder
+	gate    string // the file whose presence sends it to the responder; "": none
 	ports   []int  // webapp: its instances' ports (or front ports)
 	root    string // static-files, absolute
 	timeout string // proxy read/send timeout
@@ -248,6 +249,7 @@ func (r *model) app(a App) error {
 			continue
 		}
 		s.maint = r.maintained(a, st)
+		s.gate = r.gate(a, st)
 		r.sites = append(r.sites, s)
 	}
 	return errors.Join(errs...)

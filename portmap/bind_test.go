@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,9 +77,10 @@ func TestStartHookBindsItsOwnCgroup(t *testing.T) {
 	}
 }
 
-// TestCloseIdleClosesOnlyIdle: after a switch, the kept idle connection to
-// the old port is closed and a busy one (its answer not yet sent) is not.
-func TestCloseIdleClosesOnlyIdle(t *testing.T) {
+// TestSwitchLeavesOpenConnections: after a switch, a kept idle
+// connection and a busy one both still reach the old port (nginx retires
+// them itself); a new connection reaches the new one.
+func TestSwitchLeavesOpenConnections(t *testing.T) {
 	m := needNft(t)
 	ctx := context.Background()
 	a := nameServer(t, "A")
@@ -108,22 +108,17 @@ func TestCloseIdleClosesOnlyIdle(t *testing.T) {
 	if err := m.Apply(ctx, map[int]int{front: b, front2: b}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := m.CloseIdle(front, a)
-	if err != nil || n != 1 {
-		t.Fatalf("CloseIdle(%d, %d) = %d, %v; want 1", front, a, n, err)
-	}
-	if n, err := m.CloseIdle(front2, slow); err != nil || n != 0 {
-		t.Fatalf("CloseIdle of the busy connection = %d, %v; want 0", n, err)
-	}
-	idle.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := idle.Write([]byte("who\n")); err == nil {
-		if _, err := idle.r.ReadString('\n'); err == nil {
-			t.Fatal("the idle connection to the old port still works")
+	for f, p := range map[int]int{front: a, front2: slow} {
+		if _, err := m.ForgetFinished(f, p); err != nil {
+			t.Fatal(err)
 		}
 	}
 	busy.SetDeadline(time.Now().Add(5 * time.Second))
 	if s, err := busy.r.ReadString('\n'); err != nil || s != "A\n" {
 		t.Fatalf("the busy connection: %q %v, want its answer from the old port", s, err)
+	}
+	if got := idle.ask(t); got != "A" {
+		t.Fatalf("the kept connection after the switch: %q, want the old port's answer", got)
 	}
 	if got := whoAt(t, front); got != "B" {
 		t.Fatalf("a new connection reached %q, want B", got)
@@ -239,105 +234,12 @@ func TestForgetStaleTranslation(t *testing.T) {
 	}
 }
 
-// TestCloseIdleFollowsConntrack: when two fronts lead to one port (apps in
-// maintenance share the responder), the kernel may give a client's
-// connection another source port on the way, so the old port's
-// connections do not name nginx's ends. CloseIdle must close the idle
-// connection that went from the front to the old port and not one that
-// happens to use the port number the kernel chose, now sent elsewhere.
-func TestCloseIdleFollowsConntrack(t *testing.T) {
-	m := needNft(t)
-	ctx := context.Background()
-	// The shared port answers with the client port it sees.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					if _, err := r.ReadString('\n'); err != nil {
-						return
-					}
-					fmt.Fprintf(c, "%d\n", c.RemoteAddr().(*net.TCPAddr).Port)
-				}
-			}()
-		}
-	}()
-	shared := l.Addr().(*net.TCPAddr).Port
-	other := nameServer(t, "P")
-	fa, fb := testkit.FreePort(t), testkit.FreePort(t)
-	if err := m.Apply(ctx, map[int]int{fa: shared, fb: shared}); err != nil {
-		t.Fatal(err)
-	}
-	dialFrom := func(local, front int) *conn {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: local}, Timeout: 2 * time.Second,
-			// Two connections from one local port, as the kernel's own
-			// port choice allows for different destinations.
-			Control: func(_, _ string, rc syscall.RawConn) error {
-				var serr error
-				rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
-				return serr
-			}}
-		c, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(front))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return &conn{c, bufio.NewReader(c)}
-	}
-	x := testkit.FreePort(t)
-	viaB := dialFrom(x, fb)
-	if got := viaB.ask(t); got != strconv.Itoa(x) {
-		t.Fatalf("the first connection from %d arrived from %s", x, got)
-	}
-	viaA := dialFrom(x, fa) // its reply tuple would clash with viaB's
-	moved, err := strconv.Atoi(viaA.ask(t))
-	if err != nil || moved == x {
-		t.Fatalf("the second connection from %d arrived from %d %v; want another port", x, moved, err)
-	}
-	// Front A leaves the shared port; a new connection from the port
-	// number the kernel chose reaches the other server.
-	if err := m.Apply(ctx, map[int]int{fa: other, fb: shared}); err != nil {
-		t.Fatal(err)
-	}
-	stranger := dialFrom(moved, fa)
-	if got := stranger.ask(t); got != "P" {
-		t.Fatalf("a new connection through front A reached %q, want P", got)
-	}
-	n, err := m.CloseIdle(fa, shared)
-	if err != nil || n != 1 {
-		t.Fatalf("CloseIdle(A, shared) = %d, %v; want 1 (the connection that went there)", n, err)
-	}
-	if got := stranger.ask(t); got != "P" {
-		t.Fatalf("the connection to the other server after CloseIdle: %q", got)
-	}
-	viaA.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := viaA.Write([]byte("who\n")); err == nil {
-		if _, err := viaA.r.ReadString('\n'); err == nil {
-			t.Fatal("the idle connection from front A to the shared port still works")
-		}
-	}
-	if got := viaB.ask(t); got != strconv.Itoa(x) {
-		t.Fatalf("front B's connection: %q", got)
-	}
-}
-
 // TestCloseIdleForgetsResetByServer: a connection the server reset after
 // answering leaves a conntrack entry that would send a new connection from
 // the same local port to it again after the front moved on (conntrack
 // reopens entries with their translation unless the client closed or
-// reset them). CloseIdle forgets them.
-func TestCloseIdleForgetsResetByServer(t *testing.T) {
+// reset them). ForgetFinished forgets them.
+func TestForgetFinishedForgetsResetByServer(t *testing.T) {
 	m := needNft(t)
 	ctx := context.Background()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -396,8 +298,8 @@ func TestCloseIdleForgetsResetByServer(t *testing.T) {
 	if err := m.Apply(ctx, map[int]int{front: p}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.CloseIdle(front, closer); err != nil {
-		t.Fatal(err)
+	if n, err := m.ForgetFinished(front, closer); err != nil {
+		t.Fatalf("ForgetFinished = %d, %v; want the reset connection's entry", n, err)
 	}
 	if got := dialFrom().ask(t); got != "P" {
 		t.Fatalf("a new connection from the same local port after the switch reached %q, want P", got)

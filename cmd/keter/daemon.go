@@ -19,6 +19,7 @@ import (
 	"github.com/keter-systemd/keter/app"
 	"github.com/keter-systemd/keter/config"
 	"github.com/keter-systemd/keter/dbus"
+	"github.com/keter-systemd/keter/internal/sockdiag"
 	"github.com/keter-systemd/keter/nginx"
 	"github.com/keter-systemd/keter/portmap"
 	"github.com/keter-systemd/keter/postgres"
@@ -90,7 +91,9 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 
 	var nopts []nginx.Option
 	var stopHook func(front, port int, unit string) []string
-	var minDrain time.Duration
+	// nginx retires its kept connections to an old version within
+	// SwitchBound; the margin covers a request that starts just inside it.
+	minDrain := nginx.SwitchBound + 300*time.Millisecond
 	var retired func([]int)
 	if pm, err := portMap(ctx, cfg, log); err != nil {
 		return err
@@ -106,7 +109,6 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 				}
 			}
 		}
-		minDrain = nginx.UpstreamKeepaliveTime + 100*time.Millisecond
 	}
 	// An unreadable maintenance state stops keter: running without it
 	// would serve apps an operator put in maintenance. nginx and the port
@@ -143,6 +145,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Log:       log,
 		StopHook:  stopHook,
 		MinDrain:  minDrain,
+		Serving:   func(ports []int) (int, error) { return sockdiag.Serving(ports...) },
 		DeployGID: gid,
 		Retired:   retired,
 		// The port nginx listens on for maintenance is never an app's.
