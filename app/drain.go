@@ -145,15 +145,20 @@ func (m *Manager) adoptDraining(d drainRecord, running map[string]unitgen.Status
 		cfg = nil // its drain is then graceful-drain-micros; its deadline is kept anyway
 	}
 	v, _ := rebuild(d.App, d.liveRecord, cfg)
-	for _, insts := range v.web {
-		for _, in := range insts {
-			m.ports.Hold(in.port)
-			if in.front != 0 {
-				m.ports.Hold(in.front)
-			}
-		}
-	}
+	m.holdPorts(v)
 	m.draining[v] = d.Until
 	m.log.Info("taking up a version that was draining", "app", v.app, "version", v.id, "until", d.Until.Format(time.RFC3339Nano))
 	return v
+}
+
+// holdPorts keeps an adopted version's ports and fronts from being taken.
+func (m *Manager) holdPorts(v *version) {
+	for i, insts := range v.web {
+		for _, in := range insts {
+			m.ports.Hold(in.port)
+		}
+		for _, f := range v.frontsOf(i) {
+			m.ports.Hold(f)
+		}
+	}
 }

@@ -26,9 +26,10 @@ func (h *harness) dropInstances(name, host string, n int) {
 }
 
 // TestInstances: instances: 3 starts three units, each on a port of its
-// own behind a front port of its own; 3 → 1 keeps the first front port and
-// gives the others back once the old version stopped; a restarted keter
-// re-adopts all three without starting anything.
+// own behind a front port of its own, with a spare front (minFronts);
+// 3 → 1 → 4 keeps every front (no reload: nginx's servers stay as they
+// are) and gives the old versions' ports back once they stopped; a
+// restarted keter re-adopts all three without starting anything.
 func TestInstances(t *testing.T) {
 	units := newFakeUnits()
 	h := newHarness(t, units)
@@ -37,13 +38,13 @@ func TestInstances(t *testing.T) {
 	s := h.waitStatus("web", func(s AppStatus) bool { return s.LastResult == "live" && s.Live != nil })
 	waitFor(t, func() bool { return live().Version == s.Live.Version })
 	three := live()
-	if len(three.Ports[0]) != 3 || len(three.Fronts[0]) != 3 {
-		t.Fatalf("ports %v fronts %v, want three instances", three.Ports, three.Fronts)
+	if len(three.Ports[0]) != 3 || len(three.Fronts[0]) != minFronts {
+		t.Fatalf("ports %v fronts %v, want three instances and %d fronts", three.Ports, three.Fronts, minFronts)
 	}
 	all := append(slices.Clone(three.Ports[0]), three.Fronts[0]...)
 	slices.Sort(all)
-	if len(slices.Compact(all)) != 6 {
-		t.Fatalf("ports %v and fronts %v are not six different ports", three.Ports, three.Fronts)
+	if len(slices.Compact(all)) != 3+minFronts {
+		t.Fatalf("ports %v and fronts %v are not %d different ports", three.Ports, three.Fronts, 3+minFronts)
 	}
 	if len(s.Live.Units) != 3 || !strings.HasSuffix(s.Live.Units[2], "-web0.3.service") {
 		t.Fatalf("units %v, want web0.1 to web0.3", s.Live.Units)
@@ -65,12 +66,17 @@ func TestInstances(t *testing.T) {
 	h.dropInstances("web.keter", "web.test", 1)
 	waitFor(t, func() bool { v := live().Version; return v != "" && v != s.Live.Version })
 	one := live()
-	if len(one.Fronts[0]) != 1 || one.Fronts[0][0] != three.Fronts[0][0] {
-		t.Fatalf("3 → 1: fronts %v, want the first of %v", one.Fronts, three.Fronts)
+	if !slices.Equal(one.Fronts[0], three.Fronts[0]) || len(one.Ports[0]) != 1 {
+		t.Fatalf("3 → 1: ports %v fronts %v, want one port and the fronts %v", one.Ports, one.Fronts, three.Fronts)
 	}
 	waitFor(t, func() bool {
 		h.m.ports.mu.Lock()
 		defer h.m.ports.mu.Unlock()
-		return len(units.names()) == 1 && len(h.m.ports.held) == 2 // the one port and its front
+		return len(units.names()) == 1 && len(h.m.ports.held) == 1+minFronts // the one port and the fronts
 	})
+	h.dropInstances("web.keter", "web.test", 4)
+	waitFor(t, func() bool { v := live().Version; return v != "" && v != one.Version })
+	if four := live(); !slices.Equal(four.Fronts[0], three.Fronts[0]) || len(four.Ports[0]) != 4 {
+		t.Fatalf("1 → 4: ports %v fronts %v, want four ports and the fronts %v", four.Ports, four.Fronts, three.Fronts)
+	}
 }

@@ -67,6 +67,13 @@ func (p *ports) Take() (int, error) {
 	return 0, fmt.Errorf("taking a port: %w", ErrNoPorts)
 }
 
+// plenty reports whether more than half of the ports are free to take.
+func (p *ports) plenty() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.held)*2 < len(p.list)
+}
+
 // Hold marks a port as used by an adopted version.
 func (p *ports) Hold(port int) {
 	p.mu.Lock()

@@ -35,15 +35,8 @@ func (m *Manager) reconcile(ctx context.Context) error {
 			m.log.Warn("not re-adopting app; its bundle will be deployed again", "app", name, "version", rec.Version, "reason", why)
 			continue
 		}
-		for _, insts := range v.web {
-			for _, in := range insts {
-				m.ports.Hold(in.port)
-				if in.front != 0 {
-					m.ports.Hold(in.front)
-				}
-			}
-		}
-		// State written before front ports has none: take them.
+		m.holdPorts(v)
+		// State written before front ports (or spares) has none: take them.
 		if err := m.takeFronts(v, v); err != nil {
 			return err
 		}
@@ -145,6 +138,12 @@ func rebuild(name string, rec liveRecord, cfg *bundle.AppConfig) (*version, stri
 				in.front = rec.Fronts[i][k]
 			}
 			v.web[i] = append(v.web[i], in)
+		}
+		if len(rec.Fronts[i]) > len(ports) {
+			if v.spare == nil {
+				v.spare = map[int][]int{}
+			}
+			v.spare[i] = rec.Fronts[i][len(ports):]
 		}
 	}
 	return v, ""

@@ -21,6 +21,7 @@ type version struct {
 	dir        string
 	cfg        *bundle.AppConfig
 	web        map[int][]*instance // webapp stanza index → its instances
+	spare      map[int][]int       // webapp stanza index → its spare fronts
 	units      []string            // background first, then webapps
 	envFiles   []string
 	deployedAt time.Time
@@ -86,8 +87,18 @@ func (v *version) slots(f func(*instance) int) slots {
 	return out
 }
 
-func (v *version) portSlots() slots  { return v.slots(func(in *instance) int { return in.port }) }
-func (v *version) frontSlots() slots { return v.slots(func(in *instance) int { return in.front }) }
+func (v *version) portSlots() slots { return v.slots(func(in *instance) int { return in.port }) }
+
+// frontSlots is each webapp stanza's fronts, spares after its instances'.
+func (v *version) frontSlots() slots {
+	out := slots{}
+	for i := range v.web {
+		if fs := v.frontsOf(i); len(fs) > 0 {
+			out[i] = fs
+		}
+	}
+	return out
+}
 
 // portList is every instance's own port.
 func (v *version) portList() []int {

@@ -109,7 +109,7 @@ func gateCheck(w *writer, s *site) {
 	if s.gate == "" {
 		return
 	}
-	w.open("if", "(-f", q(s.gate)+")")
+	w.open("if", "(-f", q(s.gate), ")")
 	w.line("return", "503")
 	w.close()
 }

@@ -125,7 +125,7 @@ func TestMaintenanceConfigChanges(t *testing.T) {
 	// Behind a map the other stanzas are gated ahead: no config change.
 	if on := render(maintenanceApps(true), true); render(maintenanceApps(false), true) != on {
 		t.Error("mapped: a static site's maintenance changed the config")
-	} else if !strings.Contains(on, `if (-f "/srv/keter/etc/maintenance/app-docs.on")`) || !strings.Contains(on, "error_page 503 = @keter_maintenance;") {
+	} else if !strings.Contains(on, `if (-f "/srv/keter/etc/maintenance/app-docs.on" )`) || !strings.Contains(on, "error_page 503 = @keter_maintenance;") {
 		t.Error("mapped: the static site has no maintenance gate")
 	}
 	// No responder, no maintenance server.
@@ -245,5 +245,29 @@ func TestPagesFiles(t *testing.T) {
 	m.cleanPages(apps[1:])
 	if got := strings.Join(names(), " "); got != "app-docs.html default.html" {
 		t.Fatalf("pages after shop was removed: %q", got)
+	}
+}
+
+func TestMapFronts(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		fronts, ports []int
+		down          map[int]bool
+		want          map[int]int
+	}{
+		{"one instance, three spares", []int{1, 2, 3, 4}, []int{10}, nil, map[int]int{1: 10, 2: 10, 3: 10, 4: 10}},
+		{"two instances", []int{1, 2, 3, 4}, []int{10, 20}, nil, map[int]int{1: 10, 2: 20, 3: 10, 4: 20}},
+		{"three instances", []int{1, 2, 3, 4}, []int{10, 20, 30}, nil, map[int]int{1: 10, 2: 20, 3: 30, 4: 10}},
+		{"one down: its front goes nowhere, spares to the others", []int{1, 2, 3, 4}, []int{10, 20}, map[int]bool{10: true}, map[int]int{2: 20, 3: 20, 4: 20}},
+		{"all down", []int{1, 2}, []int{10}, map[int]bool{10: true}, map[int]int{}},
+		{"more instances than fronts", []int{1}, []int{10, 20}, nil, map[int]int{1: 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[int]int{}
+			mapFronts(got, tc.fronts, tc.ports, tc.down)
+			if !maps.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

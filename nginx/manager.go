@@ -357,11 +357,7 @@ func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 	front := make([]App, len(apps))
 	for i, a := range apps {
 		for idx, fronts := range a.Fronts {
-			for k, f := range fronts {
-				if k < len(a.Ports[idx]) && !a.Down[a.Ports[idx][k]] {
-					want[f] = a.Ports[idx][k]
-				}
-			}
+			mapFronts(want, fronts, a.Ports[idx], a.Down)
 		}
 		a.Ports = a.Fronts
 		front[i] = a
@@ -412,6 +408,29 @@ func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 	}
 	m.forgetFinished(moved)
 	return nil
+}
+
+// mapFronts sends each of a stanza's fronts to its instance's port, and
+// each spare front (beyond the instances) to the instances that are up,
+// in turn. A front of an instance that is down has no element: nginx's
+// connection is refused and it tries another server.
+func mapFronts(want map[int]int, fronts, ports []int, down map[int]bool) {
+	var up []int
+	for _, p := range ports {
+		if !down[p] {
+			up = append(up, p)
+		}
+	}
+	for k, f := range fronts {
+		switch {
+		case k < len(ports):
+			if !down[ports[k]] {
+				want[f] = ports[k]
+			}
+		case len(up) > 0:
+			want[f] = up[(k-len(ports))%len(up)]
+		}
+	}
 }
 
 // forgetFinished forgets the finished connections to the ports the map

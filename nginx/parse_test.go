@@ -157,7 +157,8 @@ var allowed = map[string]map[string]bool{
 		"real_ip_recursive", "location", "error_page", "http2", "keepalive_timeout"),
 	"location": set("internal", "types", "default_type", "alias", "return", "proxy_pass", "proxy_http_version",
 		"proxy_set_header", "proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name",
-		"proxy_hide_header", "add_header", "root", "autoindex", "try_files"),
+		"proxy_hide_header", "add_header", "root", "autoindex", "try_files", "if"),
+	"if":    set("return"), // only maintenance gates: if (-f FLAG) { return 503; }
 	"types": set(),
 }
 
@@ -192,7 +193,7 @@ func checkShape(ds []directive, ctx string, st *confStats) error {
 		if !allowed[ctx][d.name] {
 			return fmt.Errorf("directive %q is not allowed in %s", d.name, ctx)
 		}
-		wantBlock := map[string]bool{"events": true, "http": true, "map": true, "upstream": true, "location": true, "types": true}[d.name] ||
+		wantBlock := map[string]bool{"events": true, "http": true, "map": true, "upstream": true, "location": true, "types": true, "if": true}[d.name] ||
 			(d.name == "server" && ctx == "http")
 		if d.isBlk != wantBlock {
 			return fmt.Errorf("directive %q in %s: block=%v", d.name, ctx, d.isBlk)

@@ -29,8 +29,9 @@ type App struct {
 	// → one per instance); nginx balances them.
 	Ports map[int][]int
 	// Fronts are the app's stable front ports, one per instance in the
-	// same order, which a PortMap points at Ports; nginx proxies to them
-	// when it has a map.
+	// same order, then spares, which a PortMap points at Ports (spares at
+	// the instances in turn); nginx proxies to them all when it has a map,
+	// so a change in the number of instances needs no reload.
 	Fronts map[int][]int
 	// Down are instance ports whose unit stopped for good: a PortMap sends
 	// their front nowhere.
