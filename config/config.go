@@ -111,6 +111,11 @@ type Postgres struct {
 type Status struct {
 	Listen string `yaml:"listen"` // "" or "off" disables the page
 	Socket string `yaml:"socket"` // unix socket for the CLI
+	// RemoteLogs shows app log lines on the page to callers keter cannot
+	// identify (those on other hosts, when listen is not a loopback
+	// address): anyone who reaches the address reads every app's logs.
+	// Callers on this host are judged by their user either way.
+	RemoteLogs bool `yaml:"remote-logs"`
 }
 
 const (

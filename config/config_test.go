@@ -30,11 +30,22 @@ func TestDefaults(t *testing.T) {
 		{"external ports", [2]int{c.ExternalHTTPPort, c.ExternalHTTPSPort}, [2]int{80, 443}},
 		{"incoming", c.Incoming(), "/etc/keter/state/incoming"},
 		{"socket", c.Status.Socket, "/etc/keter/state/etc/keter.sock"},
+		{"no log lines to callers keter cannot identify", c.Status.RemoteLogs, false},
 	}
 	for _, ch := range checks {
 		if s1, s2 := sprint(ch.got), sprint(ch.want); s1 != s2 {
 			t.Errorf("%s: got %s, want %s", ch.name, s1, s2)
 		}
+	}
+}
+
+func TestStatusRemoteLogs(t *testing.T) {
+	c, warns, err := Parse([]byte("root: /r\nstatus:\n  listen: 10.0.0.1:9394\n  remote-logs: true\n"), "/")
+	if err != nil || len(warns) != 0 {
+		t.Fatalf("%v %v", warns, err)
+	}
+	if !c.Status.RemoteLogs || c.Status.Listen != "10.0.0.1:9394" {
+		t.Fatalf("status %+v, want remote-logs on", c.Status)
 	}
 }
 

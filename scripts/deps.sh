@@ -7,6 +7,7 @@ set -euo pipefail
 PKGS=(
 	make git ca-certificates curl util-linux procps   # build + sandbox (unshare, nsenter)
 	systemd dbus                                      # the real systemd the tests boot
+	iproute2 passwd                                   # status tests: a network namespace, temporary users
 	nginx-light                                       # the front door
 	nftables                                          # the port map that switches versions
 	postgresql                                        # the postgres plugin's tests

@@ -16,13 +16,16 @@ import (
 	"github.com/keter-systemd/keter/internal/sockdiag"
 )
 
-// appGuard refuses the page, the API and /metrics to keter's apps: they
-// show every app's log lines and layout. A client on this host is looked
-// up by its socket: when it belongs to a unit under the apps' slice, it
-// gets 403. Everyone else is let in (root, an operator's SSH tunnel,
-// Prometheus under its own user, nginx).
+// appGuard refuses the page, the API and /metrics to keter's apps, and
+// decides who of the rest reads the apps' log lines. A client on this
+// host is looked up by its socket: when it belongs to a unit under the
+// apps' slice, it gets 403; otherwise its user decides (see logPolicy).
+// A client keter does not find on this host is on another one (or in
+// another network namespace): it gets the page, with log lines only when
+// the operator turned that on.
 type appGuard struct {
 	slice string // cgroup v2 path of the apps' slice, e.g. keter.slice
+	logs  logPolicy
 
 	mu      sync.Mutex
 	ids     map[uint64]bool // cgroup ids under slice
@@ -31,33 +34,40 @@ type appGuard struct {
 
 func (g *appGuard) wrap(next http.Handler, log func(msg string, args ...any)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		app, err := g.fromApp(r)
+		c, err := g.caller(r)
 		if err != nil {
 			log("status page: cannot tell who is asking; refusing", "remote", r.RemoteAddr, "err", err)
 			http.Error(w, "keter cannot tell who is asking", http.StatusForbidden)
 			return
 		}
-		if app {
+		if c.app {
 			http.Error(w, "keter's status is not for apps", http.StatusForbidden)
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(withLogs(r.Context(), g.logs.hidden(c))))
 	})
 }
 
-// fromApp reports whether the request comes from a process of an app unit.
-func (g *appGuard) fromApp(r *http.Request) (bool, error) {
+// caller is who is at the other end of a connection to the page.
+type caller struct {
+	local bool   // a socket of this host, so uid and app are known
+	uid   uint32 // the user that made the client's socket
+	app   bool   // a process of an app unit
+}
+
+// caller looks the request's client up among this host's sockets.
+func (g *appGuard) caller(r *http.Request) (caller, error) {
 	remote, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
-		return false, err
+		return caller{}, err
 	}
 	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	if !ok {
-		return false, nil
+		return caller{}, nil
 	}
 	lap, err := netip.ParseAddrPort(local.String())
 	if err != nil {
-		return false, err
+		return caller{}, err
 	}
 	family := uint8(unix.AF_INET)
 	if remote.Addr().Unmap().Is6() {
@@ -65,14 +75,14 @@ func (g *appGuard) fromApp(r *http.Request) (bool, error) {
 	}
 	socks, err := sockdiag.Dump(family, 1<<sockdiag.StateEstablished)
 	if err != nil {
-		return false, err
+		return caller{}, err
 	}
 	for _, s := range socks {
 		if s.Local == remote && s.Remote == lap {
-			return g.isApp(s.CgroupID), nil
+			return caller{local: true, uid: s.UID, app: g.isApp(s.CgroupID)}, nil
 		}
 	}
-	return false, nil // not a socket of this host: a remote client
+	return caller{}, nil // not a socket of this host: a remote client
 }
 
 // isApp reports whether id is the apps' slice or a cgroup under it. The

@@ -4,5 +4,7 @@
 // operator's actions (wait for a deploy, rollback, drop a database) on a
 // root-only unix socket that the keter CLI talks to. Client is that CLI
 // side. It reads the core and the units; it never changes an app except
-// through the core's own entry points.
+// through the core's own entry points. Over TCP it refuses apps, and shows
+// the apps' log lines only to those journald would show them to (see
+// logs.go); it never shows an app's environment.
 package status

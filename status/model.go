@@ -32,6 +32,8 @@ type App struct {
 	State string   `json:"state"`
 	Units []Unit   `json:"units"`
 	Log   []string `json:"log,omitempty"` // recent lines of the live units
+	// LogHidden says why Log and LastLog are left out for this caller.
+	LogHidden string `json:"log_hidden,omitempty"`
 	// Usage is per stanza: memory and tasks now, keter's totals since
 	// each stanza's since for the rest.
 	Usage []usage.Stanza `json:"usage,omitempty"`
@@ -66,8 +68,13 @@ type Keter struct {
 
 // apps gathers every app; logLines > 0 adds that many recent lines per
 // live unit. Units or journal errors leave those parts empty: the page
-// must still show what the core knows.
+// must still show what the core knows. A caller who may not read log
+// lines (see logsHidden) gets none, a failed deploy's neither.
 func (s *Server) apps(ctx context.Context, logLines int) []App {
+	hidden := logsHidden(ctx)
+	if hidden != "" {
+		logLines = 0
+	}
 	listedAt := time.Now()
 	units, err := s.o.Units.List(ctx, "keter-app-")
 	if err != nil {
@@ -148,6 +155,11 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 				AppStatus: app.AppStatus{Name: name, LastBundle: filepath.Join(s.o.Incoming, e.Name())},
 				State:     StateQueued, Units: []Unit{},
 			})
+		}
+	}
+	if hidden != "" {
+		for i := range out {
+			out[i].Log, out[i].LastLog, out[i].LogHidden = nil, nil, hidden
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

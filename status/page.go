@@ -36,12 +36,13 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	host, _ := os.Hostname()
 	data := struct {
-		Host    string
-		Keter   Keter
-		Apps    []App
-		Reloads uint64
-		Certs   []Cert
-	}{host, s.keter(), s.apps(r.Context(), 8), 0, s.certs()}
+		Host      string
+		Keter     Keter
+		Apps      []App
+		Reloads   uint64
+		Certs     []Cert
+		LogHidden string
+	}{host, s.keter(), s.apps(r.Context(), 8), 0, s.certs(), logsHidden(r.Context())}
 	if s.o.Reloads != nil {
 		data.Reloads = s.o.Reloads()
 	}

@@ -55,10 +55,17 @@ type Options struct {
 	// AppSlice is the cgroup v2 path of the apps' slice; processes in it
 	// are refused the page, the API and /metrics.
 	AppSlice string
-	Root     string
-	Incoming string
-	Version  string
-	Log      *slog.Logger
+	// DeployGroup names the operators' group, whose members read the
+	// apps' log lines on the page as root and JournalGroups do; "" for
+	// none.
+	DeployGroup string
+	// RemoteLogs shows log lines on the page to callers on other hosts,
+	// whom keter cannot identify.
+	RemoteLogs bool
+	Root       string
+	Incoming   string
+	Version    string
+	Log        *slog.Logger
 
 	// Certs lists the hosts' ACME certificates; nil without ACME.
 	Certs func() []Cert
@@ -82,7 +89,8 @@ func New(o Options) *Server {
 	if o.AppSlice == "" {
 		o.AppSlice = "keter.slice"
 	}
-	return &Server{o: o, started: time.Now(), guard: &appGuard{slice: o.AppSlice}}
+	guard := &appGuard{slice: o.AppSlice, logs: logPolicy{deployGroup: o.DeployGroup, remote: o.RemoteLogs}}
+	return &Server{o: o, started: time.Now(), guard: guard}
 }
 
 // SetReady marks keter ready (after its first reconcile).
@@ -146,13 +154,21 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("status server: Listen first")
 	}
 	var wg sync.WaitGroup
-	servers := []*http.Server{{Handler: s.socketHandler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeer}}
+	// Only root and the operators' group reach the socket: they read log lines.
+	mux := s.socketHandler()
+	socket := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r.WithContext(withLogs(r.Context(), "")))
+	})
+	servers := []*http.Server{{Handler: socket, ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeer}}
 	listeners := []net.Listener{s.unix}
 	if s.tcp != nil {
 		page := s.guard.wrap(s.pageHandler(), s.o.Log.Warn)
 		servers = append(servers, &http.Server{Handler: page, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: time.Minute})
 		listeners = append(listeners, s.tcp)
 		s.o.Log.Info("status page listening", "listen", s.tcp.Addr().String())
+		if s.o.RemoteLogs && !isLoopback(s.tcp.Addr()) {
+			s.o.Log.Warn("status page shows every app's log lines to anyone on another host who reaches it (status.remote-logs)", "listen", s.tcp.Addr().String())
+		}
 	}
 	for i := range servers {
 		wg.Add(1)

@@ -64,26 +64,43 @@ func running(mem, cpu, tasks uint64) unitgen.Usage {
 	return u
 }
 
-func startServer(t *testing.T, core *fakeCore, units fakeUnits) (*Server, *Client) {
+func startServer(t *testing.T, core *fakeCore, units fakeUnits, opts ...func(*Options)) (*Server, *Client) {
+	t.Helper()
+	s := newServer(t, core, units, opts...)
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	return s, serve(t, s)
+}
+
+// newServer makes a Server on 127.0.0.1:0 and a socket in a fresh root,
+// with opts applied; it does not listen yet.
+func newServer(t *testing.T, core *fakeCore, units fakeUnits, opts ...func(*Options)) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "incoming"), 0o755)
 	os.WriteFile(filepath.Join(dir, "incoming", "waiting.keter"), nil, 0o644)
 	os.WriteFile(filepath.Join(dir, "incoming", ".hidden.keter"), nil, 0o644)
-	s := New(Options{
+	o := Options{
 		Core: core, Units: units, Usage: usage.New(units, "keter-app-", nil),
 		Reloads: func() uint64 { return 7 }, MapSwitches: func() uint64 { return 11 },
 		Listen: "127.0.0.1:0", Socket: filepath.Join(dir, "etc", "keter.sock"),
 		Root: dir, Incoming: filepath.Join(dir, "incoming"), Version: "test",
-	})
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
 	}
+	for _, f := range opts {
+		f(&o)
+	}
+	return New(o)
+}
+
+// serve serves s, which listens already, until the test ends.
+func serve(t *testing.T, s *Server) *Client {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return s, NewClient(filepath.Join(dir, "etc", "keter.sock"))
+	return NewClient(s.o.Socket)
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -160,10 +160,16 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		return err
 	}
 	use := appusage.New(bus, unitgen.Prefix, log.With("part", "usage"))
+	// The operators' group reads the apps' log lines on the page as on the socket.
+	var operators string
+	if gid > 0 {
+		operators = cfg.DeployGroup
+	}
 	// The socket listens before READY, so the CLI works once start returns.
 	st = status.New(status.Options{
 		Core: mgr, Units: bus, Usage: use, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
 		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket, SocketGID: gid,
+		DeployGroup: operators, RemoteLogs: cfg.Status.RemoteLogs,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
 		Certs: statusCerts(certs),
 	})
