@@ -51,6 +51,9 @@ func (g *appGuard) wrap(next http.Handler, log func(msg string, args ...any)) ht
 // caller is who is at the other end of a connection to the page.
 type caller struct {
 	local bool   // a socket of this host, so uid and app are known
+	// network: the connection came to a non-loopback address, where
+	// another host could have made it just as well.
+	network bool
 	uid   uint32 // the user that made the client's socket
 	app   bool   // a process of an app unit
 }
@@ -79,10 +82,10 @@ func (g *appGuard) caller(r *http.Request) (caller, error) {
 	}
 	for _, s := range socks {
 		if s.Local == remote && s.Remote == lap {
-			return caller{local: true, uid: s.UID, app: g.isApp(s.CgroupID)}, nil
+			return caller{local: true, network: !lap.Addr().Unmap().IsLoopback(), uid: s.UID, app: g.isApp(s.CgroupID)}, nil
 		}
 	}
-	return caller{}, nil // not a socket of this host: a remote client
+	return caller{network: true}, nil // not a socket of this host: a remote client
 }
 
 // isApp reports whether id is the apps' slice or a cgroup under it. The

@@ -20,10 +20,11 @@ import (
 // JournalGroups are the groups journald shows every user's logs to.
 var JournalGroups = []string{"adm", "systemd-journal"}
 
-// logPolicy decides who reads log lines over TCP. Callers on this host
+// logPolicy decides who reads log lines over TCP. Callers over loopback
 // are judged by their user: root and members (primary or supplementary,
-// from the group database) of the deploy group or of JournalGroups.
-// Callers on other hosts cannot be identified: remote decides for them.
+// from the group database) of the deploy group or of JournalGroups. A
+// connection to a non-loopback address could come from any host, so
+// whoever made it, remote decides.
 type logPolicy struct {
 	deployGroup string // "" when keter has none
 	remote      bool
@@ -39,7 +40,7 @@ func (p logPolicy) groups() []string {
 
 // hidden is why c may not read log lines, "" when it may.
 func (p logPolicy) hidden(c caller) string {
-	if !c.local {
+	if !c.local || c.network {
 		if p.remote {
 			return ""
 		}
