@@ -50,12 +50,12 @@ func (g *appGuard) wrap(next http.Handler, log func(msg string, args ...any)) ht
 
 // caller is who is at the other end of a connection to the page.
 type caller struct {
-	local bool   // a socket of this host, so uid and app are known
+	local bool // a socket of this host, so uid and app are known
 	// network: the connection came to a non-loopback address, where
 	// another host could have made it just as well.
 	network bool
-	uid   uint32 // the user that made the client's socket
-	app   bool   // a process of an app unit
+	uid     uint32 // the user that made the client's socket
+	app     bool   // a process of an app unit
 }
 
 // caller looks the request's client up among this host's sockets.
