@@ -139,6 +139,8 @@ func Start(ctx context.Context, o Options) (*Run, error) {
 	r := &Run{o: o, start: time.Now(), stop: make(chan struct{}), counts: map[Behaviour]*Counts{}}
 	for _, b := range o.Behaviours {
 		r.counts[b] = &Counts{FailedBy: map[string]int64{}, Versions: map[string]int64{}, LastStarted: map[string]time.Time{}, LastEnded: map[string]time.Time{}}
+	}
+	for _, b := range o.Behaviours {
 		methods := o.Methods
 		if b == WS {
 			methods = []string{"GET"}
