@@ -53,8 +53,10 @@ func (c *conn) idle() bool {
 	alive := false
 	var buf [1]byte
 	err = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		// Nothing to read is what an idle connection has; bytes, an end
+		// or an error mean it cannot take a request.
+		_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
 		return true // never wait for readiness
 	})
 	return err == nil && alive
@@ -101,6 +103,7 @@ func (r *Run) exchange(ctx context.Context, c **conn, b Behaviour, method, path 
 	}
 	r.sent(b)
 	if *c == nil {
+		r.dialled(b)
 		nc, err := dial(ctx, r.o.Addr, r.o.Timeout)
 		if err != nil {
 			return false, fail("dial", err)

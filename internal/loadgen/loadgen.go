@@ -76,6 +76,9 @@ const MaxFailures = 20
 // Stop closes the socket, is neither OK nor Failed.
 type Counts struct {
 	Sent, OK, Failed, Closed int64
+	// Dialled counts the connections opened (tried): far fewer than Sent
+	// while connections are kept.
+	Dialled int64
 	// FailedBy counts failures per stage (see Failures).
 	FailedBy map[string]int64
 	// Versions counts OK answers per version (header X-Version).
@@ -110,7 +113,7 @@ func (r Result) String() string {
 	var b strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(r.PerBehaviour)) {
 		c := r.PerBehaviour[name]
-		fmt.Fprintf(&b, "%s: sent %d ok %d failed %d %v closed %d versions %v\n", name, c.Sent, c.OK, c.Failed, c.FailedBy, c.Closed, c.Versions)
+		fmt.Fprintf(&b, "%s: sent %d ok %d failed %d %v closed %d dialled %d versions %v\n", name, c.Sent, c.OK, c.Failed, c.FailedBy, c.Closed, c.Dialled, c.Versions)
 		for _, f := range c.Failures {
 			fmt.Fprintf(&b, "  %s\n", f)
 		}
@@ -274,6 +277,12 @@ func (r *Run) ok(b Behaviour, v string) {
 	c.OK++
 	c.Versions[v]++
 	c.LastEnded[v] = time.Now()
+}
+
+func (r *Run) dialled(b Behaviour) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[b].Dialled++
 }
 
 func (r *Run) closed(b Behaviour) {

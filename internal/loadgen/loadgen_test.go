@@ -85,6 +85,9 @@ func TestEveryBehaviourAnswersWhole(t *testing.T) {
 		if c.Sent == 0 || c.OK == 0 || c.Failed != 0 || c.Closed != 0 || c.Versions["v1"] != c.OK || len(c.Versions) != 1 {
 			t.Errorf("%s: sent %d ok %d failed %d closed %d versions %v: want some sent, all OK from v1", b, c.Sent, c.OK, c.Failed, c.Closed, c.Versions)
 		}
+		if b != WS && c.Dialled != 2*2 {
+			t.Errorf("%s: %d connections for 2 workers per method: not kept", b, c.Dialled)
+		}
 		if c.LastStarted["v1"].IsZero() || c.LastEnded["v1"].IsZero() {
 			t.Errorf("%s: no last answer times for v1", b)
 		}
@@ -174,4 +177,43 @@ func hasFailure(c *Counts, part string) bool {
 		}
 	}
 	return false
+}
+
+func TestIdleSeesTheServersEnd(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	c, err := dial(t.Context(), ln.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.c.Close()
+	srv := <-accepted
+	if srv == nil {
+		t.Fatal("no connection accepted")
+	}
+	if !c.idle() {
+		t.Fatal("an open connection is not idle")
+	}
+	srv.Write([]byte("x"))
+	time.Sleep(50 * time.Millisecond)
+	if c.idle() {
+		t.Fatal("a connection with unread bytes is idle")
+	}
+	c.br.ReadByte()
+	srv.Close()
+	time.Sleep(50 * time.Millisecond)
+	if c.idle() {
+		t.Fatal("a connection the server ended is idle")
+	}
 }

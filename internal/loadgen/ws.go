@@ -48,6 +48,7 @@ type frameOrErr struct {
 // stops. A clean close by either side returns nil.
 func (r *Run) wsSession(ctx context.Context) error {
 	r.sent(WS)
+	r.dialled(WS)
 	c, err := dial(ctx, r.o.Addr, r.o.Timeout)
 	if err != nil {
 		return fail("dial", err)
