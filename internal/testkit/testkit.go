@@ -1,6 +1,6 @@
 // Package testkit holds what keter's integration tests share: finding the
 // real parts (sandbox systemd, nginx, PostgreSQL), a test root that
-// DynamicUser units can read, the demo app and bundle builders.
+// DynamicUser units can read, the demo and behave apps and bundle builders.
 package testkit
 
 import (
@@ -115,35 +115,45 @@ func FreePort(t testing.TB) int {
 	return port
 }
 
-var (
-	demoOnce sync.Once
-	demoPath string
-	demoErr  error
-)
+// builds are the test apps built in this test binary, by package name.
+var builds sync.Map // string → func() (string, error)
 
 // DemoApp builds internal/demoapp once per test binary and returns its path.
 func DemoApp(t testing.TB) string {
 	t.Helper()
-	demoOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "keter-demoapp-")
+	return buildApp(t, "demoapp")
+}
+
+// BehaveApp builds internal/behaveapp once per test binary and returns its
+// path.
+func BehaveApp(t testing.TB) string {
+	t.Helper()
+	return buildApp(t, "behaveapp")
+}
+
+// buildApp builds internal/NAME once per test binary and returns its path.
+func buildApp(t testing.TB, name string) string {
+	t.Helper()
+	f, _ := builds.LoadOrStore(name, sync.OnceValues(func() (string, error) {
+		dir, err := os.MkdirTemp("", "keter-"+name+"-")
 		if err != nil {
-			demoErr = err
-			return
+			return "", err
 		}
-		demoPath = filepath.Join(dir, "demoapp")
+		path := filepath.Join(dir, name)
 		_, self, _, _ := runtime.Caller(0)
-		src := filepath.Join(filepath.Dir(self), "..", "demoapp")
-		cmd := exec.Command("go", "build", "-o", demoPath, ".")
-		cmd.Dir = src
+		cmd := exec.Command("go", "build", "-o", path, ".")
+		cmd.Dir = filepath.Join(filepath.Dir(self), "..", name)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			demoErr = &buildError{out: string(out), err: err}
+			return "", &buildError{out: string(out), err: err}
 		}
-	})
-	if demoErr != nil {
-		t.Fatalf("building demo app: %v", demoErr)
+		return path, nil
+	}))
+	path, err := f.(func() (string, error))()
+	if err != nil {
+		t.Fatalf("building %s: %v", name, err)
 	}
-	return demoPath
+	return path
 }
 
 type buildError struct {
@@ -219,18 +229,37 @@ func BundleBytes(t testing.TB, files map[string]File) []byte {
 // with the given extra args to path.
 func DemoBundle(t testing.TB, path, host string, args ...string) {
 	t.Helper()
-	bin, err := os.ReadFile(DemoApp(t))
+	appBundle(t, path, DemoApp(t), "demoapp", host, "", args)
+}
+
+// BehaveBundle writes a flat-format bundle running the behave app (see
+// internal/behaveapp: give it "--version", V) for host with the given args
+// to path. extraYAML, if any, is appended to keter.yaml as it is.
+func BehaveBundle(t testing.TB, path, host string, extraYAML string, args ...string) {
+	t.Helper()
+	appBundle(t, path, BehaveApp(t), "behaveapp", host, extraYAML, args)
+}
+
+func appBundle(t testing.TB, path, binPath, name, host, extraYAML string, args []string) {
+	t.Helper()
+	bin, err := os.ReadFile(binPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var y strings.Builder
-	y.WriteString("exec: ../bin/demoapp\nhost: " + host + "\nargs:\n")
+	y.WriteString("exec: ../bin/" + name + "\nhost: " + host + "\nargs:\n")
 	for _, a := range args {
 		y.WriteString("  - " + quoteYAML(a) + "\n")
 	}
+	if extraYAML != "" {
+		y.WriteString(extraYAML)
+		if !strings.HasSuffix(extraYAML, "\n") {
+			y.WriteString("\n")
+		}
+	}
 	Bundle(t, path, map[string]File{
 		"config/keter.yaml": {Body: []byte(y.String())},
-		"bin/demoapp":       {Body: bin, Mode: 0o755},
+		"bin/" + name:       {Body: bin, Mode: 0o755},
 	})
 }
 
