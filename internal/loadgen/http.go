@@ -147,6 +147,10 @@ func (r *Run) exchange(ctx context.Context, c **conn, b Behaviour, method, path 
 		r.started(b, v)
 	}
 	if resp.StatusCode != http.StatusOK {
+		if r.maintenancePage(b, resp) {
+			_, err := io.Copy(io.Discard, resp.Body)
+			return err == nil && !resp.Close, nil
+		}
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return false, failf("status", "%s from version %q", resp.Status, v)
 	}

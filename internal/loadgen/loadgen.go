@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -61,6 +62,10 @@ type Options struct {
 	Timeout time.Duration
 	// Pause is how long a worker waits between two requests; 0 means none.
 	Pause time.Duration
+	// Maintenance counts a 503 with Retry-After (keter's maintenance
+	// page) as Paged instead of Failed: the answer an app in maintenance
+	// should give.
+	Maintenance bool
 }
 
 // MaxFailures is how many failure descriptions Counts keeps.
@@ -76,6 +81,8 @@ const MaxFailures = 20
 // Stop closes the socket, is neither OK nor Failed.
 type Counts struct {
 	Sent, OK, Failed, Closed int64
+	// Paged counts maintenance pages, with Options.Maintenance.
+	Paged int64
 	// Dialled counts the connections opened (tried): far fewer than Sent
 	// while connections are kept.
 	Dialled int64
@@ -113,7 +120,7 @@ func (r Result) String() string {
 	var b strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(r.PerBehaviour)) {
 		c := r.PerBehaviour[name]
-		fmt.Fprintf(&b, "%s: sent %d ok %d failed %d %v closed %d dialled %d versions %v\n", name, c.Sent, c.OK, c.Failed, c.FailedBy, c.Closed, c.Dialled, c.Versions)
+		fmt.Fprintf(&b, "%s: sent %d ok %d failed %d %v closed %d paged %d dialled %d versions %v\n", name, c.Sent, c.OK, c.Failed, c.FailedBy, c.Closed, c.Paged, c.Dialled, c.Versions)
 		for _, f := range c.Failures {
 			fmt.Fprintf(&b, "  %s\n", f)
 		}
@@ -277,6 +284,18 @@ func (r *Run) ok(b Behaviour, v string) {
 	c.OK++
 	c.Versions[v]++
 	c.LastEnded[v] = time.Now()
+}
+
+// maintenancePage counts resp as Paged when it is a maintenance page the
+// run accepts; the caller then drains its body.
+func (r *Run) maintenancePage(b Behaviour, resp *http.Response) bool {
+	if !r.o.Maintenance || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[b].Paged++
+	return true
 }
 
 func (r *Run) dialled(b Behaviour) {

@@ -24,6 +24,9 @@ func (r *Run) wsWorker(ctx context.Context) {
 	for !r.stopping(ctx) {
 		err := r.wsSession(ctx)
 		pause := time.Duration(0)
+		if errors.Is(err, errPaged) {
+			err, pause = nil, failPause
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -36,6 +39,9 @@ func (r *Run) wsWorker(ctx context.Context) {
 		}
 	}
 }
+
+// errPaged ends a session whose handshake got a maintenance page.
+var errPaged = errors.New("maintenance page")
 
 // frameOrErr is what a WebSocket's reader hands its session.
 type frameOrErr struct {
@@ -82,6 +88,9 @@ func (r *Run) wsSession(ctx context.Context) error {
 		r.started(WS, v)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
+		if r.maintenancePage(WS, resp) {
+			return errPaged
+		}
 		return failf("status", "%s from version %q", resp.Status, v)
 	}
 	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != wsframe.Accept(key) || v == "" {
