@@ -28,6 +28,8 @@ type harness struct {
 	stop  func()
 	// maintPort is the maintenance responder's port start gives New.
 	maintPort int
+	// serving, when set, is the Options' connection counter.
+	serving func([]int) (int, error)
 }
 
 func newHarness(t *testing.T, units *fakeUnits) *harness {
@@ -50,7 +52,7 @@ func newHarness(t *testing.T, units *fakeUnits) *harness {
 
 func (h *harness) start() {
 	ready := make(chan struct{})
-	m, err := New(Options{Config: h.cfg, Units: h.units, Proxy: h.proxy, OnReady: func() { close(ready) }, StableWait: time.Millisecond, MaintenancePort: h.maintPort,
+	m, err := New(Options{Config: h.cfg, Units: h.units, Proxy: h.proxy, OnReady: func() { close(ready) }, StableWait: time.Millisecond, MaintenancePort: h.maintPort, Serving: h.serving,
 		StopHook: func(front, port int, unit string) []string {
 			return []string{"/hook", strconv.Itoa(front), strconv.Itoa(port), unit}
 		}})
