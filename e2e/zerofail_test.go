@@ -125,8 +125,15 @@ func checkZero(t *testing.T, what string, res loadgen.Result, minVersions int) {
 			t.Errorf("%s: %s: nothing answered: %+v", what, b, c)
 			continue
 		}
-		if len(c.Versions) < minVersions {
-			t.Errorf("%s: %s: answers from %d versions %v, want at least %d (switches under load)", what, b, len(c.Versions), c.Versions, minVersions)
+		want := minVersions
+		switch b {
+		case loadgen.Stream, loadgen.SSE, loadgen.Poll:
+			want = (minVersions + 1) / 2 // 3 s each: fewer answers
+		case loadgen.WS:
+			want = min(minVersions, 3) // open until the old version's drain ends
+		}
+		if len(c.Versions) < want {
+			t.Errorf("%s: %s: answers from %d versions %v, want at least %d (switches under load)", what, b, len(c.Versions), c.Versions, want)
 		}
 	}
 	if n := res.Failed(); n != 0 {
@@ -234,7 +241,8 @@ func TestZeroFailedMaintenance(t *testing.T) {
 	res := run.Stop()
 	checkZero(t, "maintenance", res, 1)
 	for _, b := range loadgen.All() {
-		if res.PerBehaviour[b].Paged == 0 {
+		// A WebSocket opened before runs on at the app, as it should.
+		if b != loadgen.WS && res.PerBehaviour[b].Paged == 0 {
 			t.Errorf("%s: no maintenance page while the app was in maintenance", b)
 		}
 	}
@@ -269,7 +277,9 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 // TestTwoWriteAppUnderWrk: wrk -t2 -c16 (keep-alive, no retries) at a
 // Python app that answers in two writes, across five redeploys.
 func TestTwoWriteAppUnderWrk(t *testing.T) {
-	python := testkit.NeedBinary(t, "python3", "apt-get install python3")
+	// Debian's, not a developer's pyenv shim under /root, which the
+	// app's sandbox hides.
+	python := testkit.NeedBinary(t, "/usr/bin/python3", "apt-get install python3")
 	wrk := testkit.NeedBinary(t, "wrk", "apt-get install wrk")
 	k := startKeter(t, "")
 	deploy := func(v string) {
