@@ -62,6 +62,10 @@ func TestDrainFollowsConnections(t *testing.T) {
 		t.Fatalf("state's draining versions: %+v %v, want %s", st.Draining, err, v1.Version)
 	}
 
+	if s := h.waitStatus("web", func(AppStatus) bool { return true }); len(s.Draining) != 1 || s.Draining[0].Version != v1.Version || !s.Draining[0].Until.After(time.Now()) {
+		t.Fatalf("status draining: %+v, want %s with its deadline", s.Draining, v1.Version)
+	}
+
 	open.Store(0)
 	waitFor(t, func() bool {
 		_, err := os.Stat(v1.Dir)
@@ -69,6 +73,9 @@ func TestDrainFollowsConnections(t *testing.T) {
 	})
 	if st, _ := loadState(h.m.statePath()); len(st.Draining) != 0 {
 		t.Fatalf("a stopped version is still recorded as draining: %+v", st.Draining)
+	}
+	if s := h.waitStatus("web", func(AppStatus) bool { return true }); len(s.Draining) != 0 {
+		t.Fatalf("status still shows a stopped version draining: %+v", s.Draining)
 	}
 
 	// v2's own drain is 1s: it is stopped then, connections or not.

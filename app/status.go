@@ -21,6 +21,18 @@ type AppStatus struct {
 	Duration   time.Duration  `json:"last_duration_ns,omitempty"`
 	// Maintenance is set while the app is in maintenance.
 	Maintenance *MaintenanceStatus `json:"maintenance,omitempty"`
+	// Draining are old versions still serving what they were sent before
+	// a switch.
+	Draining []DrainingStatus `json:"draining,omitempty"`
+}
+
+// DrainingStatus is an old version that drains: it is stopped once no
+// connection to Ports is left, or at Until.
+type DrainingStatus struct {
+	Version string        `json:"version"`
+	Ports   map[int][]int `json:"ports"`
+	Units   []string      `json:"units"`
+	Until   time.Time     `json:"until"`
 }
 
 // VersionStatus describes a live version.
@@ -51,6 +63,12 @@ func (m *Manager) Status() []AppStatus {
 			}
 		}
 		c.Maintenance = m.maintenanceStatus(name)
+		for v, until := range m.draining {
+			if v.app == name {
+				c.Draining = append(c.Draining, DrainingStatus{Version: v.id, Ports: v.portSlots(), Units: v.units, Until: until})
+			}
+		}
+		sort.Slice(c.Draining, func(i, j int) bool { return c.Draining[i].Version < c.Draining[j].Version })
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

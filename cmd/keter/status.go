@@ -142,6 +142,10 @@ func printApp(w io.Writer, a status.App) {
 		fmt.Fprintf(w, "version:      %s (since %s)\ndigest:       %s\nhosts:        %s\nports:        %s\nfolder:       %s\n",
 			v.Version, v.DeployedAt.Local().Format(time.DateTime), v.Digest, strings.Join(v.Hosts, ", "), portList(v.Ports, v.Fronts), v.Dir)
 	}
+	for _, d := range a.Draining {
+		fmt.Fprintf(w, "draining:     %s on %s, until %s at the latest (stopped once no connection is left)\n",
+			d.Version, portList(d.Ports, nil), d.Until.Local().Format(time.DateTime))
+	}
 	fmt.Fprintf(w, "last deploy:  %s", lastDeploy(a))
 	if a.Duration > 0 {
 		fmt.Fprintf(w, " (took %s)", a.Duration.Round(time.Millisecond))
