@@ -71,9 +71,8 @@ func TestDrainFollowsConnections(t *testing.T) {
 		_, err := os.Stat(v1.Dir)
 		return !running(v1.Units[0]) && errors.Is(err, os.ErrNotExist)
 	})
-	if st, _ := loadState(h.m.statePath()); len(st.Draining) != 0 {
-		t.Fatalf("a stopped version is still recorded as draining: %+v", st.Draining)
-	}
+	// The state forgets it once it is stopped.
+	waitFor(t, func() bool { st, _ := loadState(h.m.statePath()); return len(st.Draining) == 0 })
 	if s := h.waitStatus("web", func(AppStatus) bool { return true }); len(s.Draining) != 0 {
 		t.Fatalf("status still shows a stopped version draining: %+v", s.Draining)
 	}
