@@ -18,8 +18,8 @@ const minFronts = 4
 // spares: from's for the same stanza, in order (the live version's, so
 // nginx's config stays as it is), then fresh ones. from may be v itself,
 // to fill in what it lacks. v.web must hold each stanza's instances.
-// Spares are taken only while most of the port ranges are free: they
-// save a reload, not a deploy.
+// Spares are taken only while three quarters of the port ranges are
+// free: they save a reload, not a deploy.
 func (m *Manager) takeFronts(v, from *version) error {
 	if v.spare == nil {
 		v.spare = map[int][]int{}

@@ -67,11 +67,13 @@ func (p *ports) Take() (int, error) {
 	return 0, fmt.Errorf("taking a port: %w", ErrNoPorts)
 }
 
-// plenty reports whether more than half of the ports are free to take.
+// plenty reports whether more than three quarters of the ports are free
+// to take: spare fronts are taken only then, so that they never crowd out
+// the ports later apps need (two each).
 func (p *ports) plenty() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.held)*2 < len(p.list)
+	return len(p.held)*4 < len(p.list)
 }
 
 // Hold marks a port as used by an adopted version.

@@ -84,9 +84,10 @@ func startKeterNginx(t *testing.T, nginxYAML, extra string) *keter {
 		// order, and a port a test before this one used may still be held
 		// (a draining app, another sandbox's keter on this host).
 		// Below the kernel's ephemeral ports, so nothing needs reserving.
-		// 250: a hundred apps take two each, the maintenance responder one.
-		from := 20000 + rand.IntN(48)*250
-		cfg += fmt.Sprintf("port-manager:\n  reserve: false\n  ranges: [{from: %d, to: %d}]\n", from, from+249)
+		// 300: a hundred apps take two each, the maintenance responder
+		// one, and the first few apps spare fronts (see app/fronts.go).
+		from := 20000 + rand.IntN(40)*300
+		cfg += fmt.Sprintf("port-manager:\n  reserve: false\n  ranges: [{from: %d, to: %d}]\n", from, from+299)
 	}
 	keterBinary(t)
 	if err := os.WriteFile(filepath.Join(k.Root, "keter-config.yaml"), []byte(cfg), 0o644); err != nil {
