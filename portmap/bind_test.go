@@ -234,7 +234,7 @@ func TestForgetStaleTranslation(t *testing.T) {
 	}
 }
 
-// TestCloseIdleForgetsResetByServer: a connection the server reset after
+// TestForgetFinishedForgetsResetByServer: a connection the server reset after
 // answering leaves a conntrack entry that would send a new connection from
 // the same local port to it again after the front moved on (conntrack
 // reopens entries with their translation unless the client closed or
