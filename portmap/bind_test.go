@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -303,5 +304,57 @@ func TestForgetFinishedForgetsResetByServer(t *testing.T) {
 	}
 	if got := dialFrom().ask(t); got != "P" {
 		t.Fatalf("a new connection from the same local port after the switch reached %q, want P", got)
+	}
+}
+
+// TestStopHookTakesEveryFrontOfItsPort: a unit stopped for good takes
+// its own front and the spares that point at its port out of the map,
+// and leaves fronts pointing elsewhere (another instance, or a newer
+// version keter switched its own front to).
+func TestStopHookTakesEveryFrontOfItsPort(t *testing.T) {
+	m := needNft(t)
+	ctx := context.Background()
+	hooks := t.TempDir()
+	for name, body := range Hooks() {
+		if err := os.WriteFile(filepath.Join(hooks, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// systemctl as the hook asks it: a stop job is under way for unit,
+	// or not.
+	bin := t.TempDir()
+	fake := "#!/bin/sh\n[ \"$STOPPING\" = \"$4\" ] && echo \"1 $4 stop running\"\nexit 0\n"
+	if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hook := func(front, port int, unit, stopping string) {
+		t.Helper()
+		args := StopHook(hooks, m.Table(), front, port, unit)
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "STOPPING="+stopping, "SERVICE_RESULT=success")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("hook: %v %s", err, out)
+		}
+	}
+	f1, f2, f3, f4 := 41001, 41002, 41003, 41004
+	p1, p2 := 42001, 42002
+	if err := m.Apply(ctx, map[int]int{f1: p1, f2: p2, f3: p1, f4: p2}); err != nil {
+		t.Fatal(err)
+	}
+	hook(f1, p1, "a.service", "") // a restart: no stop job
+	if cur, _ := m.Current(ctx); len(cur) != 4 {
+		t.Fatalf("a restart changed the map: %v", cur)
+	}
+	hook(f1, p1, "a.service", "a.service")
+	if cur, _ := m.Current(ctx); !maps.Equal(cur, map[int]int{f2: p2, f4: p2}) {
+		t.Fatalf("after instance 1 stopped: %v, want only instance 2's fronts", cur)
+	}
+	// keter already switched f2 to a newer version's port: it stays.
+	if err := m.Apply(ctx, map[int]int{f2: 42003, f4: p2}); err != nil {
+		t.Fatal(err)
+	}
+	hook(f2, p2, "b.service", "b.service")
+	if cur, _ := m.Current(ctx); !maps.Equal(cur, map[int]int{f2: 42003}) {
+		t.Fatalf("after instance 2 stopped: %v, want the newer version's front only", cur)
 	}
 }
