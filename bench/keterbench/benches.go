@@ -23,6 +23,8 @@ type env struct {
 	recoveryRounds   int
 	keterBin         string
 	app              []byte // the benchmark app's binary
+	behaveApp        string // internal/behaveapp's binary
+	switches         int    // replacements of the behave app
 	base             string // parent of every keter root
 	deploys          int
 	apps             int

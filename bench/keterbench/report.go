@@ -25,6 +25,7 @@ type results struct {
 	ACME       *outcome[acmeResult]       `json:",omitempty"`
 	Recovery   *outcome[recoveryResult]   `json:",omitempty"`
 	Instances  *outcome[instancesResult]  `json:",omitempty"`
+	Behaviours *outcome[behavioursResult] `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -179,6 +180,21 @@ func (r *results) rows() []row {
 			rows = append(rows, row{fmt.Sprintf("10. instances: a single-threaded app, 2 ms CPU per request: req/s with `instances: 2` / `instances: 1`, median of %d alternating rounds", len(x.One)),
 				fmt.Sprintf("%.2f× (rounds: %s); %.0f vs %.0f req/s", x.Gain(), joinF(ratios(x.Two, x.One)), sumRPS(x.Two)/float64(len(x.Two)), sumRPS(x.One)/float64(len(x.One))),
 				"≥ 1.6×", verdict(len(x.One) >= 3 && x.Gain() >= 1.6)})
+		}
+	}
+	if o := r.Behaviours; o != nil {
+		if o.Err != "" {
+			failed("11. every kind of app across switches", o.Err)
+		} else {
+			x := o.V
+			failed, sent := x.failed()
+			var per []string
+			for _, b := range x.behaviours() {
+				per = append(per, fmt.Sprintf("%s %d/%d", b, x.Counts[b].Failed, x.Counts[b].Sent))
+			}
+			rows = append(rows, row{fmt.Sprintf("11. every kind of app (behaveapp: one write, two writes, stream, SSE, 20 MiB download, long poll, WebSocket; GET and POST) across %d switches under a strict client: failed requests, nginx reloads", len(x.Switches)),
+				fmt.Sprintf("%d failed of %d requests (failed/sent: %s); %d nginx reloads", failed, sent, strings.Join(per, ", "), x.Reloads),
+				"0 failed, 0 reloads", verdict(failed == 0 && x.Reloads == 0)})
 		}
 	}
 	return rows
@@ -478,6 +494,59 @@ func (r *results) details(p func(string, ...any)) {
 			p("| %d | %.0f | %.0f | %.2f |", i+1, x.One[i].RPS(), x.Two[i].RPS(), x.Two[i].RPS()/x.One[i].RPS())
 		}
 	}
+	if o := r.Behaviours; o != nil && o.Err == "" {
+		x := o.V
+		p("")
+		p("### 11. Every kind of app across switches")
+		p("")
+		p("internal/behaveapp, bundled with `drain: %s`, replaced %d times under internal/loadgen: a strict", x.Drain, len(x.Switches))
+		p("client (keep-alive, no retries, every answer checked to its last byte; a WebSocket closed by the")
+		p("server with 1000 or 1001 counts as closed, not failed) with one worker per behaviour and method")
+		p("(GET and POST; one WebSocket), each pausing %s between requests, through keter's nginx.", x.Pause)
+		p("Each replacement is dropped %s after the last went live, so 3 s streams, SSE, long polls, downloads", x.Between)
+		p("and the WebSocket are in flight at every switch. A switch's time is when the new version first")
+		p("answered a new `GET /` (polled every 5 ms); the load ran %s and ended once every old version had", x.Load.Round(100*time.Millisecond))
+		p("been stopped (%s). nginx reloaded %d times during the load.", drainedCounts(x.Drained), x.Reloads)
+		if len(x.Live) == len(x.Switches) && len(x.Live) > 0 {
+			var gaps []time.Duration
+			for i := range x.Live {
+				gaps = append(gaps, x.Switches[i].Sub(x.Live[i]))
+			}
+			p("keter's `version live` line → the first fresh answer from the new version: median %s, max %s.", signedMs(median(gaps)), signedMs(slices.Max(gaps)))
+		}
+		p("")
+		p("Switch time per behaviour, over the switches whose versions the behaviour met: *new* is how long")
+		p("after the switch the behaviour's first answer from the new version began (its head; for the")
+		p("WebSocket its first echo: a WebSocket stays with its version until that version's drain time")
+		p("ends, then reconnects to whichever is live); *old* is how long after the switch its last answer")
+		p("from the version the switch replaced ended (negative: before the switch). A behaviour whose")
+		p("answers last 3 s can skip a version that was live for less than that.")
+		p("")
+		p("| behaviour | sent | failed | answers per version | new: median | new: max | old ended: median | old ended: max |")
+		p("|---|---|---|---|---|---|---|---|")
+		for _, b := range x.behaviours() {
+			c := x.Counts[b]
+			firstNew, lastOld := x.switchTimes(b)
+			failedBy := ""
+			if c.Failed > 0 {
+				failedBy = fmt.Sprintf(" (%v)", c.FailedBy)
+			}
+			p("| %s | %d | %d%s | %s | %s | %s | %s | %s |", b, c.Sent, c.Failed, failedBy, versionCounts(c.Versions),
+				medianOf(firstNew, len(x.Switches)), maxOf(firstNew), medianOf(lastOld, len(x.Switches)), maxOf(lastOld))
+		}
+		var failures []string
+		for _, b := range x.behaviours() {
+			failures = append(failures, x.Counts[b].Failures...)
+		}
+		if len(failures) > 0 {
+			p("")
+			p("Failures (the first of each behaviour, as loadgen saw them):")
+			p("")
+			for _, f := range failures {
+				p("- `%s`", f)
+			}
+		}
+	}
 	if errs := r.errs(); len(errs) > 0 {
 		p("")
 		p("### Benchmarks that did not finish")
@@ -541,6 +610,9 @@ func (r *results) errs() []string {
 	}
 	if r.Recovery != nil {
 		add("recovery", r.Recovery.Err)
+	}
+	if r.Behaviours != nil {
+		add("behaviours", r.Behaviours.Err)
 	}
 	return out
 }
