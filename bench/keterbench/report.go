@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/keter-systemd/keter/nginx"
 )
 
 // results collects every benchmark's outcome; nil means not run.
@@ -101,9 +103,10 @@ func (r *results) rows() []row {
 				fmt.Sprintf("%.3f (rounds: %s); keter's nginx %.0f req/s, plain nginx %.0f req/s, direct %.0f req/s (keter %.2f of direct)",
 					t.VsPlain(), joinF(ratios(t.Proxied, t.Plain)), sumRPS(t.Proxied)/n, sumRPS(t.Plain)/n, sumRPS(t.Direct)/n, t.Ratio()),
 				"≥ 0.97", verdict(t.VsPlain() >= goalThroughput)})
-			rows = append(rows, row{"3. A/B: a plain nginx bounding kept upstream connections by keepalive_time, / the plain nginx (median)",
-				fmt.Sprintf("50ms (the port map's former bound): %.3f (rounds: %s); 1s (today's, for busy connections at a switch): %.3f (rounds: %s)",
-					medianF(ratios(t.Plain50ms, t.Plain)), joinF(ratios(t.Plain50ms, t.Plain)), medianF(ratios(t.Plain1s, t.Plain)), joinF(ratios(t.Plain1s, t.Plain))),
+			rows = append(rows, row{"3. A/B: a plain nginx bounding kept upstream connections by time, / the plain nginx (median)",
+				fmt.Sprintf("keter's `%s`: %.3f (rounds: %s); `keepalive_time 50ms` (the port map's former bound): %.3f (rounds: %s)",
+					t.KeterKeepalive, medianF(ratios(t.PlainKeter, t.Plain)), joinF(ratios(t.PlainKeter, t.Plain)),
+					medianF(ratios(t.Plain50ms, t.Plain)), joinF(ratios(t.Plain50ms, t.Plain))),
 				"", ""})
 		}
 	}
@@ -281,8 +284,8 @@ func (r *results) markdown() string {
 	p("  the proxied rates over the sum of the direct ones.")
 	p("- Timings inside keter come from its journal: `version live` carries `duration` (bundle event →")
 	p("  live) and `steps` (wait = bundle stable + gzip check, unpack, start = unit started over D-Bus,")
-	p("  ready = first good HTTP probe, switch = the new port in force: the port map switched and")
-	p("  nginx's kept upstream connections to the old version retired, or nginx reloaded).")
+	p("  ready = first good HTTP probe, switch = the new port in force: the port map switched, or")
+	p("  nginx reloaded).")
 	return b.String()
 }
 
@@ -332,11 +335,13 @@ func (r *results) details(p func(string, ...any)) {
 		p("")
 		if len(d.Nginx["test"]) == 0 {
 			p("No replacement reloaded nginx: keter switched each by one update of its nftables port map")
-			p("(under 1 ms). nginx's kept upstream connections to the old version close within 50 ms")
-			p("(`keepalive_time`), so the first 200 from the new version follows the switch by a few to")
-			p("50 ms; keter calls the version live 120 ms after the switch, when no kept connection can still")
-			p("reach the old one, which is why `version live` comes after the first 200. What is left is")
-			p("keter's unpack (inflate-bound) and systemd's start of a sandboxed unit.")
+			p("(under 1 ms) and logs `version live` right after it. keter closes no connection at a switch:")
+			p("a request nginx sends on an upstream connection it kept from before the switch still reaches")
+			p("the old version, until nginx retires that connection (when a finished request hands it back")
+			p("older than `keepalive_time` %s, or after `keepalive_timeout` %s idle). So the first 200 from",
+				nginx.UpstreamKeepaliveTime, nginx.UpstreamKeepaliveTimeout)
+			p("the new version can follow `version live` by up to %s (the row above). The rest is keter's", nginx.SwitchBound)
+			p("unpack (inflate-bound) and systemd's start of a sandboxed unit.")
 		} else {
 			p("What bounds it: the `switch` step is nginx's. keter tests the new config (`nginx -t`, about")
 			p("30 ms) and sends SIGHUP; nginx's master then starts new workers and retires the old ones")
@@ -355,7 +360,7 @@ func (r *results) details(p func(string, ...any)) {
 		p("")
 		p("First %s of load without replacements. Then the same load (stopped with SIGINT once done) while", x.Baseline.Duration.Round(time.Second))
 		p("the app was replaced %d times back to back (each waits until the new body is served), until every", x.Replacements)
-		p("old version had drained (1 s) and been stopped (%d of them while the load ran; nginx reloaded %d times).", x.StoppedUnderLoad, x.NginxReloadsDuringReplace)
+		p("old version had drained (no connection left, or its drain time: at least 1.3 s) and been stopped (%d of them while the load ran; nginx reloaded %d times).", x.StoppedUnderLoad, x.NginxReloadsDuringReplace)
 		p("Two more runs separate keter's switch from nginx's reload: the same keep-alive load while")
 		p("`systemctl reload` hits keter's nginx once per replacement (what switching by reload, keter's")
 		p("fallback without nftables, costs), with no deploy at all; and %d replacements under", x.ReplacementsClose)
@@ -397,17 +402,20 @@ func (r *results) details(p func(string, ...any)) {
 		p("(`worker_processes auto`, `access_log off`, upstream `keepalive 64`, HTTP/1.1, `Connection \"\"`).")
 		p("It shows what nginx itself can do on this machine at this moment; the runs alternate round by")
 		p("round. keter's config differs from it in what keter needs (forwarded headers, WebSocket")
-		p("upgrade, timeouts) and, with the port map, in `keepalive_time 1s` on the upstream: at a switch")
-		p("keter closes nginx's idle kept connections to the old version, and a connection busy then takes")
-		p("no new request once it is 1 s old. The two more plain nginx runs are the A/B of that bound:")
-		p("the same plain config with `keepalive_time 50ms` (the port map's bound before) and `1s`.")
+		p("upgrade, timeouts) and, with the port map, in `%s` on the upstream: keter", t.KeterKeepalive)
+		p("closes no connection at a switch; nginx itself retires a kept connection to the old version when")
+		p("a finished request hands it back older than `keepalive_time` or when it has sat idle for")
+		p("`keepalive_timeout`, so no request starts on the old version later than their sum after the")
+		p("switch. The two more plain nginx runs are the A/B of bounding kept connections by time: the same")
+		p("plain config with keter's `%s`, and with `keepalive_time 50ms` (the port map's", t.KeterKeepalive)
+		p("bound before).")
 		p("")
-		p("| round | direct | keter's nginx | plain nginx | plain, keepalive_time 50ms | plain, 1s | keter / plain | 50ms / plain | 1s / plain |")
+		p("| round | direct | keter's nginx | plain nginx | plain, keter's bounds | plain, keepalive_time 50ms | keter / plain | keter's bounds / plain | 50ms / plain |")
 		p("|---|---|---|---|---|---|---|---|---|")
-		for i := range t.Direct {
+		for i := range min(len(t.Direct), len(t.Proxied), len(t.Plain), len(t.PlainKeter), len(t.Plain50ms)) {
 			d, x, n := t.Direct[i], t.Proxied[i], t.Plain[i]
-			a, b := t.Plain50ms[i], t.Plain1s[i]
-			p("| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.3f | %.3f | %.3f |", i+1, d.RPS(), x.RPS(), n.RPS(), a.RPS(), b.RPS(), x.RPS()/n.RPS(), a.RPS()/n.RPS(), b.RPS()/n.RPS())
+			k, a := t.PlainKeter[i], t.Plain50ms[i]
+			p("| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.3f | %.3f | %.3f |", i+1, d.RPS(), x.RPS(), n.RPS(), k.RPS(), a.RPS(), x.RPS()/n.RPS(), k.RPS()/n.RPS(), a.RPS()/n.RPS())
 		}
 		p("")
 		p("(requests per second)")
