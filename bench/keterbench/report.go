@@ -274,7 +274,8 @@ func (r *results) markdown() string {
 	p("  runs with `bind: address already in use`: an outgoing connection (nginx to an upstream, a client)")
 	p("  took the app's port between keter's probe and the app's bind.")
 	p("- Apps are bench/app (a minimal Go HTTP server answering a fixed body),")
-	p("  bundled in the flat format (`exec: ../bin/app`, `host`, `args: [--message, M]`).")
+	p("  bundled in the flat format (`exec: ../bin/app`, `host`, `args: [--message, M]`); benchmark 11")
+	p("  deploys internal/behaveapp the same way (`exec: ../bin/behaveapp`, `args: [--version, vN]`, `drain: 8s`).")
 	p("- Bundles are dropped the way an operator's `mv` does: written to `incoming/.NAME.keter.tmp`,")
 	p("  then renamed to `incoming/NAME.keter`; the clock starts just before the rename.")
 	p("- Failed requests are responses other than 2xx (counted by bench/keterbench/wrk-count.lua)")
@@ -520,7 +521,9 @@ func (r *results) details(p func(string, ...any)) {
 			for i := range x.Live {
 				gaps = append(gaps, x.Switches[i].Sub(x.Live[i]))
 			}
-			p("keter's `version live` line → the first fresh answer from the new version: median %s, max %s.", signedMs(median(gaps)), signedMs(slices.Max(gaps)))
+			p("keter's `version live` line → the first fresh answer from the new version: median %s, max %s", signedMs(median(gaps)), signedMs(slices.Max(gaps)))
+			p("(that request, too, may go out on a connection nginx kept to the old version; so a behaviour's")
+			p("*new* below can be negative: the load met the new version before the fresh `GET /` did).")
 		}
 		p("")
 		p("Switch time per behaviour, over the switches whose versions the behaviour met: *new* is how long")
