@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
 # make bench: measure keter's speed goals (issue 10) on loopback and write
 # BENCHMARKS.md. As root on Debian 12. Installs what it needs, builds keter,
-# the benchmark app and the driver, and runs bench/keterbench once per
+# the benchmark app, the behave app and the driver, and runs bench/keterbench once per
 # benchmark, each in a fresh sandbox systemd when PID 1 is not systemd (a
 # stopped keter-nginx.service can stay loaded there and block the next
 # keter). Always tears down.
 #   bash bench/run.sh                      every benchmark, writes BENCHMARKS.md
 #   BENCHES="deploy scale" bash bench/run.sh   a subset (deploy replace
 #                                          throughput scale restart unpack
-#                                          status acme recovery instances);
+#                                          status acme recovery instances
+#                                          behaviours);
 #                                          BENCH_MD= leaves BENCHMARKS.md alone
-# Extra arguments go to every keterbench run (see bin/keterbench -h).
+# Extra arguments go to every keterbench run (see bin/keterbench -h), e.g.
+#   BENCHES="behaviours throughput" BENCH_MD= bash bench/run.sh -switches 5 -throughput-rounds 3 -wrk 5s
+# behaviours: internal/behaveapp (bin/behaveapp) replaced -switches times
+# (default 10) under internal/loadgen at every behaviour, GET and POST;
+# goal 0 failed requests and 0 nginx reloads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (it boots a systemd and starts units)" >&2; exit 1; }
-BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery instances}
+BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery instances behaviours}
 BENCH_MD=${BENCH_MD-BENCHMARKS.md}
 
 bash scripts/deps.sh
 export PATH=/usr/local/go/bin:$PATH
 make -s build
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/bench-app ./bench/app
+CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/behaveapp ./internal/behaveapp
 go build -o bin/keterbench ./bench/keterbench
 
 ROOT=/srv/keter-bench
@@ -38,12 +44,12 @@ started=$(date +%s)
 for b in $BENCHES; do
 	if [ "$(cat /proc/1/comm)" = systemd ]; then
 		bin/keterbench -only "$b" -state "$WORK/state.json" -table=false \
-			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -root "$ROOT" "$@" || true
+			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -behave-app "$PWD/bin/behaveapp" -root "$ROOT" "$@" || true
 	else
 		SANDBOX=$WORK/sandbox-$b
 		bash scripts/sandbox.sh up "$SANDBOX"
 		bash scripts/sandbox.sh exec "$SANDBOX" bin/keterbench -only "$b" -state "$WORK/state.json" -table=false \
-			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -root "$ROOT" "$@" || true
+			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -behave-app "$PWD/bin/behaveapp" -root "$ROOT" "$@" || true
 		bash scripts/sandbox.sh down "$SANDBOX"
 		SANDBOX=""
 	fi

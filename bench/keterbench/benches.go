@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keter-systemd/keter/internal/freeport"
+	"github.com/keter-systemd/keter/nginx"
 )
 
 // env is what every benchmark needs.
@@ -23,6 +24,8 @@ type env struct {
 	recoveryRounds   int
 	keterBin         string
 	app              []byte // the benchmark app's binary
+	behaveApp        string // internal/behaveapp's binary
+	switches         int    // replacements of the behave app
 	base             string // parent of every keter root
 	deploys          int
 	apps             int
@@ -248,9 +251,19 @@ func benchReplace(ctx context.Context, e env) (res replaceResult, err error) {
 type throughputResult struct {
 	Direct, Proxied, Plain []wrkResult
 	// The A/B of bounding kept upstream connections by time, on the plain
-	// nginx: keepalive_time 50ms (the port map's former bound) and 1s
-	// (today's, for connections busy at a switch).
-	Plain50ms, Plain1s []wrkResult
+	// nginx: keepalive_time 50ms (the port map's former bound), and
+	// keter's own bounds (KeterKeepalive, the upstream directives keter's
+	// nginx renders for a mapped upstream).
+	Plain50ms, PlainKeter []wrkResult
+	KeterKeepalive        string
+}
+
+// keterKeepalive is the upstream keep-alive bound keter's nginx renders
+// for a mapped upstream (nginx.UpstreamKeepaliveTime and -Timeout), as
+// nginx directives.
+func keterKeepalive() string {
+	return fmt.Sprintf("keepalive_time %dms; keepalive_timeout %dms;",
+		nginx.UpstreamKeepaliveTime.Milliseconds(), nginx.UpstreamKeepaliveTimeout.Milliseconds())
 }
 
 func (r throughputResult) Ratio() float64 { return sumRPS(r.Proxied) / sumRPS(r.Direct) }
@@ -369,8 +382,9 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 	if _, err := waitBody(ctx, appPort, host, "hello", 5*time.Millisecond, 5*time.Second); err != nil {
 		return res, err
 	}
+	res.KeterKeepalive = keterKeepalive()
 	plain := map[string]int{}
-	for _, v := range []struct{ name, extra string }{{"plain-nginx", ""}, {"plain-nginx-50ms", " keepalive_time 50ms;"}, {"plain-nginx-1s", " keepalive_time 1s;"}} {
+	for _, v := range []struct{ name, extra string }{{"plain-nginx", ""}, {"plain-nginx-50ms", " keepalive_time 50ms;"}, {"plain-nginx-keter", " " + res.KeterKeepalive}} {
 		port, stop, err := startPlainNginx(ctx, filepath.Join(e.base, v.name), appPort, v.extra)
 		if err != nil {
 			return res, err
@@ -391,7 +405,7 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 			into *[]wrkResult
 		}{
 			{"", appPort, &res.Direct}, {host, k.port, &res.Proxied}, {host, plain["plain-nginx"], &res.Plain},
-			{host, plain["plain-nginx-50ms"], &res.Plain50ms}, {host, plain["plain-nginx-1s"], &res.Plain1s},
+			{host, plain["plain-nginx-50ms"], &res.Plain50ms}, {host, plain["plain-nginx-keter"], &res.PlainKeter},
 		} {
 			w, err := runWrk(ctx, 32, half, x.host, url(x.port), false)
 			if err != nil {
@@ -400,9 +414,9 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 			*x.into = append(*x.into, w)
 		}
 		i := len(res.Direct) - 1
-		e.logf("  round %d: direct %.0f, keter %.0f, plain %.0f, plain+keepalive_time 50ms %.0f, 1s %.0f req/s: keter/plain %.3f",
-			round+1, res.Direct[i].RPS(), res.Proxied[i].RPS(), res.Plain[i].RPS(), res.Plain50ms[i].RPS(), res.Plain1s[i].RPS(),
-			res.Proxied[i].RPS()/res.Plain[i].RPS())
+		e.logf("  round %d: direct %.0f, keter %.0f, plain %.0f, plain+keepalive_time 50ms %.0f, plain+keter's %q %.0f req/s: keter/plain %.3f, keter's-bounds/plain %.3f",
+			round+1, res.Direct[i].RPS(), res.Proxied[i].RPS(), res.Plain[i].RPS(), res.Plain50ms[i].RPS(), res.KeterKeepalive, res.PlainKeter[i].RPS(),
+			res.Proxied[i].RPS()/res.Plain[i].RPS(), res.PlainKeter[i].RPS()/res.Plain[i].RPS())
 	}
 	return res, nil
 }

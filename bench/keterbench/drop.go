@@ -23,6 +23,12 @@ func makeBundle(app []byte, host, msg string) ([]byte, error) {
 // makeBundleYAML builds a bundle of the benchmark app (bin/app) with yaml
 // as its config/keter.yaml.
 func makeBundleYAML(app []byte, yaml string) ([]byte, error) {
+	return makeAppBundle(app, "app", yaml)
+}
+
+// makeAppBundle builds a bundle of the binary app as bin/NAME with yaml
+// as its config/keter.yaml.
+func makeAppBundle(app []byte, name, yaml string) ([]byte, error) {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	tw := tar.NewWriter(zw)
@@ -34,7 +40,7 @@ func makeBundleYAML(app []byte, yaml string) ([]byte, error) {
 		{"config/", 0o755, nil},
 		{"config/keter.yaml", 0o644, []byte(yaml)},
 		{"bin/", 0o755, nil},
-		{"bin/app", 0o755, app},
+		{"bin/" + name, 0o755, app},
 	} {
 		h := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg, ModTime: time.Now()}
 		if f.body == nil {

@@ -20,17 +20,19 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
 	appBin := flag.String("app", "bin/bench-app", "benchmark app binary (bench/app)")
+	behaveBin := flag.String("behave-app", "bin/behaveapp", "behave app binary (internal/behaveapp), for the behaviours benchmark")
 	base := flag.String("root", "/srv/keter-bench", "parent folder of every keter root (not under /tmp)")
 	only := flag.String("only", strings.Join(allBenches, ","), "comma-separated benchmarks to run (empty: only report)")
 	md := flag.String("md", "", "write the report as Markdown to this file (empty: do not)")
 	cmdline := flag.String("command", "make bench", "the command that reproduces the run, for the report")
 	deploys := flag.Int("deploys", 20, "deploys timed for deploy latency")
 	replaces := flag.Int("replaces", 20, "replacements under load")
+	switches := flag.Int("switches", 10, "replacements of the behave app under load at every behaviour")
 	apps := flag.Int("apps", 100, "apps dropped at once")
 	unpackRuns := flag.Int("unpack-runs", 3, "runs of each unpacker")
 	acmeHosts := flag.Int("acme-hosts", 7, "new hosts timed to their first verified HTTPS answer")
@@ -52,7 +54,7 @@ func main() {
 		fail(err)
 	}
 	e := env{
-		keterBin: *keterBin, app: app, base: *base, deploys: *deploys, apps: *apps,
+		keterBin: *keterBin, app: app, behaveApp: *behaveBin, switches: *switches, base: *base, deploys: *deploys, apps: *apps,
 		replaces: *replaces, wrkDur: *wrkDur, acmeHosts: *acmeHosts, throughputRounds: *tpRounds, recoveryRounds: *recRounds,
 		logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	}
@@ -92,6 +94,10 @@ func main() {
 	run("recovery", "9. crash recovery", func() string {
 		r.Recovery = ptr(benchRecovery(ctx, e, e.recoveryRounds))
 		return r.Recovery.Err
+	})
+	run("behaviours", "11. every kind of app across switches", func() string {
+		r.Behaviours = ptr(benchBehaviours(ctx, e))
+		return r.Behaviours.Err
 	})
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/keter-systemd/keter/nginx"
 )
 
 // results collects every benchmark's outcome; nil means not run.
@@ -25,6 +27,7 @@ type results struct {
 	ACME       *outcome[acmeResult]       `json:",omitempty"`
 	Recovery   *outcome[recoveryResult]   `json:",omitempty"`
 	Instances  *outcome[instancesResult]  `json:",omitempty"`
+	Behaviours *outcome[behavioursResult] `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -100,9 +103,10 @@ func (r *results) rows() []row {
 				fmt.Sprintf("%.3f (rounds: %s); keter's nginx %.0f req/s, plain nginx %.0f req/s, direct %.0f req/s (keter %.2f of direct)",
 					t.VsPlain(), joinF(ratios(t.Proxied, t.Plain)), sumRPS(t.Proxied)/n, sumRPS(t.Plain)/n, sumRPS(t.Direct)/n, t.Ratio()),
 				"≥ 0.97", verdict(t.VsPlain() >= goalThroughput)})
-			rows = append(rows, row{"3. A/B: a plain nginx bounding kept upstream connections by keepalive_time, / the plain nginx (median)",
-				fmt.Sprintf("50ms (the port map's former bound): %.3f (rounds: %s); 1s (today's, for busy connections at a switch): %.3f (rounds: %s)",
-					medianF(ratios(t.Plain50ms, t.Plain)), joinF(ratios(t.Plain50ms, t.Plain)), medianF(ratios(t.Plain1s, t.Plain)), joinF(ratios(t.Plain1s, t.Plain))),
+			rows = append(rows, row{"3. A/B: a plain nginx bounding kept upstream connections by time, / the plain nginx (median)",
+				fmt.Sprintf("keter's `%s`: %.3f (rounds: %s); `keepalive_time 50ms` (the port map's former bound): %.3f (rounds: %s)",
+					t.KeterKeepalive, medianF(ratios(t.PlainKeter, t.Plain)), joinF(ratios(t.PlainKeter, t.Plain)),
+					medianF(ratios(t.Plain50ms, t.Plain)), joinF(ratios(t.Plain50ms, t.Plain))),
 				"", ""})
 		}
 	}
@@ -181,6 +185,21 @@ func (r *results) rows() []row {
 				"≥ 1.6×", verdict(len(x.One) >= 3 && x.Gain() >= 1.6)})
 		}
 	}
+	if o := r.Behaviours; o != nil {
+		if o.Err != "" {
+			failed("11. every kind of app across switches", o.Err)
+		} else {
+			x := o.V
+			failed, sent := x.failed()
+			var per []string
+			for _, b := range x.behaviours() {
+				per = append(per, fmt.Sprintf("%s %d/%d", b, x.Counts[b].Failed, x.Counts[b].Sent))
+			}
+			rows = append(rows, row{fmt.Sprintf("11. every kind of app (behaveapp: one write, two writes, stream, SSE, 20 MiB download, long poll, WebSocket; GET and POST) across %d switches under a strict client: failed requests, nginx reloads", len(x.Switches)),
+				fmt.Sprintf("%d failed of %d requests (failed/sent: %s); %d nginx reloads", failed, sent, strings.Join(per, ", "), x.Reloads),
+				"0 failed, 0 reloads", verdict(failed == 0 && x.Reloads == 0)})
+		}
+	}
 	return rows
 }
 
@@ -255,7 +274,8 @@ func (r *results) markdown() string {
 	p("  runs with `bind: address already in use`: an outgoing connection (nginx to an upstream, a client)")
 	p("  took the app's port between keter's probe and the app's bind.")
 	p("- Apps are bench/app (a minimal Go HTTP server answering a fixed body),")
-	p("  bundled in the flat format (`exec: ../bin/app`, `host`, `args: [--message, M]`).")
+	p("  bundled in the flat format (`exec: ../bin/app`, `host`, `args: [--message, M]`); benchmark 11")
+	p("  deploys internal/behaveapp the same way (`exec: ../bin/behaveapp`, `args: [--version, vN]`, `drain: 8s`).")
 	p("- Bundles are dropped the way an operator's `mv` does: written to `incoming/.NAME.keter.tmp`,")
 	p("  then renamed to `incoming/NAME.keter`; the clock starts just before the rename.")
 	p("- Failed requests are responses other than 2xx (counted by bench/keterbench/wrk-count.lua)")
@@ -265,8 +285,8 @@ func (r *results) markdown() string {
 	p("  the proxied rates over the sum of the direct ones.")
 	p("- Timings inside keter come from its journal: `version live` carries `duration` (bundle event →")
 	p("  live) and `steps` (wait = bundle stable + gzip check, unpack, start = unit started over D-Bus,")
-	p("  ready = first good HTTP probe, switch = the new port in force: the port map switched and")
-	p("  nginx's kept upstream connections to the old version retired, or nginx reloaded).")
+	p("  ready = first good HTTP probe, switch = the new port in force: the port map switched, or")
+	p("  nginx reloaded).")
 	return b.String()
 }
 
@@ -316,11 +336,13 @@ func (r *results) details(p func(string, ...any)) {
 		p("")
 		if len(d.Nginx["test"]) == 0 {
 			p("No replacement reloaded nginx: keter switched each by one update of its nftables port map")
-			p("(under 1 ms). nginx's kept upstream connections to the old version close within 50 ms")
-			p("(`keepalive_time`), so the first 200 from the new version follows the switch by a few to")
-			p("50 ms; keter calls the version live 120 ms after the switch, when no kept connection can still")
-			p("reach the old one, which is why `version live` comes after the first 200. What is left is")
-			p("keter's unpack (inflate-bound) and systemd's start of a sandboxed unit.")
+			p("(under 1 ms) and logs `version live` right after it. keter closes no connection at a switch:")
+			p("a request nginx sends on an upstream connection it kept from before the switch still reaches")
+			p("the old version, until nginx retires that connection (when a finished request hands it back")
+			p("older than `keepalive_time` %s, or after `keepalive_timeout` %s idle). So the first 200 from",
+				nginx.UpstreamKeepaliveTime, nginx.UpstreamKeepaliveTimeout)
+			p("the new version can follow `version live` by up to %s (the row above). The rest is keter's", nginx.SwitchBound)
+			p("unpack (inflate-bound) and systemd's start of a sandboxed unit.")
 		} else {
 			p("What bounds it: the `switch` step is nginx's. keter tests the new config (`nginx -t`, about")
 			p("30 ms) and sends SIGHUP; nginx's master then starts new workers and retires the old ones")
@@ -339,7 +361,7 @@ func (r *results) details(p func(string, ...any)) {
 		p("")
 		p("First %s of load without replacements. Then the same load (stopped with SIGINT once done) while", x.Baseline.Duration.Round(time.Second))
 		p("the app was replaced %d times back to back (each waits until the new body is served), until every", x.Replacements)
-		p("old version had drained (1 s) and been stopped (%d of them while the load ran; nginx reloaded %d times).", x.StoppedUnderLoad, x.NginxReloadsDuringReplace)
+		p("old version had drained (no connection left, or its drain time: at least 1.3 s) and been stopped (%d of them while the load ran; nginx reloaded %d times).", x.StoppedUnderLoad, x.NginxReloadsDuringReplace)
 		p("Two more runs separate keter's switch from nginx's reload: the same keep-alive load while")
 		p("`systemctl reload` hits keter's nginx once per replacement (what switching by reload, keter's")
 		p("fallback without nftables, costs), with no deploy at all; and %d replacements under", x.ReplacementsClose)
@@ -381,17 +403,20 @@ func (r *results) details(p func(string, ...any)) {
 		p("(`worker_processes auto`, `access_log off`, upstream `keepalive 64`, HTTP/1.1, `Connection \"\"`).")
 		p("It shows what nginx itself can do on this machine at this moment; the runs alternate round by")
 		p("round. keter's config differs from it in what keter needs (forwarded headers, WebSocket")
-		p("upgrade, timeouts) and, with the port map, in `keepalive_time 1s` on the upstream: at a switch")
-		p("keter closes nginx's idle kept connections to the old version, and a connection busy then takes")
-		p("no new request once it is 1 s old. The two more plain nginx runs are the A/B of that bound:")
-		p("the same plain config with `keepalive_time 50ms` (the port map's bound before) and `1s`.")
+		p("upgrade, timeouts) and, with the port map, in `%s` on the upstream: keter", t.KeterKeepalive)
+		p("closes no connection at a switch; nginx itself retires a kept connection to the old version when")
+		p("a finished request hands it back older than `keepalive_time` or when it has sat idle for")
+		p("`keepalive_timeout`, so no request starts on the old version later than their sum after the")
+		p("switch. The two more plain nginx runs are the A/B of bounding kept connections by time: the same")
+		p("plain config with keter's `%s`, and with `keepalive_time 50ms` (the port map's", t.KeterKeepalive)
+		p("bound before).")
 		p("")
-		p("| round | direct | keter's nginx | plain nginx | plain, keepalive_time 50ms | plain, 1s | keter / plain | 50ms / plain | 1s / plain |")
+		p("| round | direct | keter's nginx | plain nginx | plain, keter's bounds | plain, keepalive_time 50ms | keter / plain | keter's bounds / plain | 50ms / plain |")
 		p("|---|---|---|---|---|---|---|---|---|")
-		for i := range t.Direct {
+		for i := range min(len(t.Direct), len(t.Proxied), len(t.Plain), len(t.PlainKeter), len(t.Plain50ms)) {
 			d, x, n := t.Direct[i], t.Proxied[i], t.Plain[i]
-			a, b := t.Plain50ms[i], t.Plain1s[i]
-			p("| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.3f | %.3f | %.3f |", i+1, d.RPS(), x.RPS(), n.RPS(), a.RPS(), b.RPS(), x.RPS()/n.RPS(), a.RPS()/n.RPS(), b.RPS()/n.RPS())
+			k, a := t.PlainKeter[i], t.Plain50ms[i]
+			p("| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.3f | %.3f | %.3f |", i+1, d.RPS(), x.RPS(), n.RPS(), k.RPS(), a.RPS(), x.RPS()/n.RPS(), k.RPS()/n.RPS(), a.RPS()/n.RPS())
 		}
 		p("")
 		p("(requests per second)")
@@ -478,6 +503,62 @@ func (r *results) details(p func(string, ...any)) {
 			p("| %d | %.0f | %.0f | %.2f |", i+1, x.One[i].RPS(), x.Two[i].RPS(), x.Two[i].RPS()/x.One[i].RPS())
 		}
 	}
+	if o := r.Behaviours; o != nil && o.Err == "" {
+		x := o.V
+		p("")
+		p("### 11. Every kind of app across switches")
+		p("")
+		p("internal/behaveapp, bundled with `drain: %s`, replaced %d times under internal/loadgen: a strict", x.Drain, len(x.Switches))
+		p("client (keep-alive, no retries, every answer checked to its last byte; a WebSocket closed by the")
+		p("server with 1000 or 1001 counts as closed, not failed) with one worker per behaviour and method")
+		p("(GET and POST; one WebSocket), each pausing %s between requests, through keter's nginx.", x.Pause)
+		p("Each replacement is dropped %s after the last went live, so 3 s streams, SSE, long polls, downloads", x.Between)
+		p("and the WebSocket are in flight at every switch. A switch's time is when the new version first")
+		p("answered a new `GET /` (polled every 5 ms); the load ran %s and ended once every old version had", x.Load.Round(100*time.Millisecond))
+		p("been stopped (%s). nginx reloaded %d times during the load.", drainedCounts(x.Drained), x.Reloads)
+		if len(x.Live) == len(x.Switches) && len(x.Live) > 0 {
+			var gaps []time.Duration
+			for i := range x.Live {
+				gaps = append(gaps, x.Switches[i].Sub(x.Live[i]))
+			}
+			p("keter's `version live` line → the first fresh answer from the new version: median %s, max %s", signedMs(median(gaps)), signedMs(slices.Max(gaps)))
+			p("(that request, too, may go out on a connection nginx kept to the old version; so a behaviour's")
+			p("*new* below can be negative: the load met the new version before the fresh `GET /` did).")
+		}
+		p("")
+		p("Switch time per behaviour, over the switches whose versions the behaviour met: *new* is how long")
+		p("after the switch the behaviour's first answer from the new version began (its head; for the")
+		p("WebSocket its first echo: a WebSocket stays with its version until that version's drain time")
+		p("ends, then reconnects to whichever is live); *old* is how long after the switch its last answer")
+		p("from the version the switch replaced ended (negative: before the switch). A long poll's head")
+		p("comes with its answer, 3 s after its request, so its *new* is at least that. A behaviour whose")
+		p("answers last 3 s can skip a version that was live for less than that.")
+		p("")
+		p("| behaviour | sent | failed | answers per version | new: median | new: max | old ended: median | old ended: max |")
+		p("|---|---|---|---|---|---|---|---|")
+		for _, b := range x.behaviours() {
+			c := x.Counts[b]
+			firstNew, lastOld := x.switchTimes(b)
+			failedBy := ""
+			if c.Failed > 0 {
+				failedBy = fmt.Sprintf(" (%v)", c.FailedBy)
+			}
+			p("| %s | %d | %d%s | %s | %s | %s | %s | %s |", b, c.Sent, c.Failed, failedBy, versionCounts(c.Versions),
+				medianOf(firstNew, len(x.Switches)), maxOf(firstNew), medianOf(lastOld, len(x.Switches)), maxOf(lastOld))
+		}
+		var failures []string
+		for _, b := range x.behaviours() {
+			failures = append(failures, x.Counts[b].Failures...)
+		}
+		if len(failures) > 0 {
+			p("")
+			p("Failures (the first of each behaviour, as loadgen saw them):")
+			p("")
+			for _, f := range failures {
+				p("- `%s`", f)
+			}
+		}
+	}
 	if errs := r.errs(); len(errs) > 0 {
 		p("")
 		p("### Benchmarks that did not finish")
@@ -541,6 +622,9 @@ func (r *results) errs() []string {
 	}
 	if r.Recovery != nil {
 		add("recovery", r.Recovery.Err)
+	}
+	if r.Behaviours != nil {
+		add("behaviours", r.Behaviours.Err)
 	}
 	return out
 }

@@ -144,7 +144,7 @@ func (r *Run) exchange(ctx context.Context, c **conn, b Behaviour, method, path 
 	defer resp.Body.Close()
 	v := resp.Header.Get(headerVersion)
 	if v != "" {
-		r.started(b, v)
+		r.started(b, v, true)
 	}
 	if resp.StatusCode != http.StatusOK {
 		if r.maintenancePage(b, resp) {

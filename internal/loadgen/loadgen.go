@@ -90,6 +90,10 @@ type Counts struct {
 	FailedBy map[string]int64
 	// Versions counts OK answers per version (header X-Version).
 	Versions map[string]int64
+	// FirstStarted is, per version, when its first answer's headers (or,
+	// for WS, its first echo) arrived: with a switch's time, how soon a
+	// behaviour met the new version.
+	FirstStarted map[string]time.Time
 	// LastStarted is, per version, when its last answer's headers (or, for
 	// WS, its last echo) arrived; LastEnded when its last OK answer ended.
 	LastStarted, LastEnded map[string]time.Time
@@ -148,7 +152,8 @@ func Start(ctx context.Context, o Options) (*Run, error) {
 	}
 	r := &Run{o: o, start: time.Now(), stop: make(chan struct{}), counts: map[Behaviour]*Counts{}}
 	for _, b := range o.Behaviours {
-		r.counts[b] = &Counts{FailedBy: map[string]int64{}, Versions: map[string]int64{}, LastStarted: map[string]time.Time{}, LastEnded: map[string]time.Time{}}
+		r.counts[b] = &Counts{FailedBy: map[string]int64{}, Versions: map[string]int64{},
+			FirstStarted: map[string]time.Time{}, LastStarted: map[string]time.Time{}, LastEnded: map[string]time.Time{}}
 	}
 	for _, b := range o.Behaviours {
 		methods := o.Methods
@@ -225,6 +230,7 @@ func (r *Run) Snapshot() Result {
 	for b, c := range r.counts {
 		cc := *c
 		cc.Versions = maps.Clone(c.Versions)
+		cc.FirstStarted = maps.Clone(c.FirstStarted)
 		cc.LastStarted = maps.Clone(c.LastStarted)
 		cc.LastEnded = maps.Clone(c.LastEnded)
 		cc.FailedBy = maps.Clone(c.FailedBy)
@@ -269,11 +275,18 @@ func (r *Run) sent(b Behaviour) {
 	r.counts[b].Sent++
 }
 
-// started records that an answer from version v began.
-func (r *Run) started(b Behaviour, v string) {
+// started records that an answer from version v began; first says it
+// may be v's first (an HTTP answer's head or a WebSocket's echo, not its
+// handshake).
+func (r *Run) started(b Behaviour, v string, first bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.counts[b].LastStarted[v] = time.Now()
+	c := r.counts[b]
+	now := time.Now()
+	c.LastStarted[v] = now
+	if _, seen := c.FirstStarted[v]; first && !seen {
+		c.FirstStarted[v] = now
+	}
 }
 
 // ok records a whole, correct answer from version v.

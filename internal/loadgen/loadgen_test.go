@@ -91,6 +91,9 @@ func TestEveryBehaviourAnswersWhole(t *testing.T) {
 		if c.LastStarted["v1"].IsZero() || c.LastEnded["v1"].IsZero() {
 			t.Errorf("%s: no last answer times for v1", b)
 		}
+		if first := c.FirstStarted["v1"]; first.IsZero() || first.After(c.LastStarted["v1"]) {
+			t.Errorf("%s: first answer of v1 at %v, last at %v", b, first, c.LastStarted["v1"])
+		}
 	}
 }
 

@@ -85,7 +85,7 @@ func (r *Run) wsSession(ctx context.Context) error {
 	}
 	v := resp.Header.Get(headerVersion)
 	if v != "" {
-		r.started(WS, v)
+		r.started(WS, v, false)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		if r.maintenancePage(WS, resp) {
@@ -189,7 +189,7 @@ func (r *Run) wsSession(ctx context.Context) error {
 				if pending == "" || string(f.Payload) != want {
 					return failf("check", "message %q, want %q", f.Payload, want)
 				}
-				r.started(WS, v)
+				r.started(WS, v, true)
 				r.ok(WS, v)
 				pending = ""
 			default:
