@@ -275,14 +275,16 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 `
 
 // TestTwoWriteAppUnderWrk: wrk -t2 -c16 (keep-alive, no retries) at a
-// Python app that answers in two writes, across five redeploys.
+// Python app that answers in two writes, across five redeploys one a
+// second, then 30 drops in quick succession (each superseding the one
+// before mid-deploy), as the issue's report did.
 func TestTwoWriteAppUnderWrk(t *testing.T) {
 	// Debian's, not a developer's pyenv shim under /root, which the
 	// app's sandbox hides.
 	python := testkit.NeedBinary(t, "/usr/bin/python3", "apt-get install python3")
 	wrk := testkit.NeedBinary(t, "wrk", "apt-get install wrk")
 	k := startKeter(t, "")
-	deploy := func(v string) {
+	bundle := func(v string) string {
 		t.Helper()
 		dir := filepath.Join(k.Root, "src", v)
 		os.MkdirAll(dir, 0o755)
@@ -291,7 +293,11 @@ func TestTwoWriteAppUnderWrk(t *testing.T) {
 			"config/keter.yaml": {Body: []byte(fmt.Sprintf("exec: %s\nhost: py.test\nargs: [app.py, %s]\n", python, v))},
 			"app.py":            {Body: []byte(twoWriteApp)},
 		})
-		mustCLI(t, 0, "deploy", "-c", k.config(), path)
+		return path
+	}
+	deploy := func(v string) {
+		t.Helper()
+		mustCLI(t, 0, "deploy", "-c", k.config(), bundle(v))
 		k.WaitBody("py.test", "hello from python "+v, 30*time.Second)
 	}
 	deploy("v0")
@@ -306,8 +312,14 @@ func TestTwoWriteAppUnderWrk(t *testing.T) {
 		deploy("v" + strconv.Itoa(i))
 		time.Sleep(time.Second)
 	}
+	for i := 6; i <= 35; i++ {
+		k.Drop(bundle("v"+strconv.Itoa(i)), "py.keter")
+		time.Sleep(100 * time.Millisecond)
+	}
+	k.WaitBody("py.test", "hello from python v35", 60*time.Second)
+	time.Sleep(2 * time.Second)
 	if failed := w.stop(t); failed != 0 {
-		t.Fatalf("wrk saw %d failed requests across 5 redeploys", failed)
+		t.Fatalf("wrk saw %d failed requests across 5 redeploys and 30 quick drops", failed)
 	}
 	if !strings.Contains(w.out.String(), "requests in") {
 		t.Fatalf("wrk printed no summary:\n%s", w.out.String())
