@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -197,6 +198,15 @@ func (r *renderer) main(inc []byte) []byte {
 	w.open("http")
 	w.line("include", q(r.p.MimeTypes))
 	w.line("default_type", "application/octet-stream")
+	if r.p.Prefix != "" {
+		// Temp files of keter's own: the compiled-in /var/lib/nginx is
+		// shared with every other nginx on the host, and each one's start
+		// (or nginx -t) hands it to its own worker user, locking the
+		// others' workers out of buffering bodies (500s, cut downloads).
+		for _, t := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+			w.line(t+"_temp_path", q(filepath.Join(r.p.Prefix, t+"_temp")))
+		}
+	}
 	w.line("sendfile", "on")
 	w.line("tcp_nopush", "on")
 	w.line("server_tokens", "off")

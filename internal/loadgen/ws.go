@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/keter-systemd/keter/internal/wsframe"
@@ -160,7 +161,9 @@ func (r *Run) wsSession(ctx context.Context) error {
 			}
 		case fe := <-frames:
 			if fe.err != nil {
-				if errors.Is(fe.err, io.EOF) || errors.Is(fe.err, io.ErrUnexpectedEOF) {
+				// A killed server's kernel ends it with a FIN, or with a
+				// reset when data was unread: a 1006 to the client either way.
+				if errors.Is(fe.err, io.EOF) || errors.Is(fe.err, io.ErrUnexpectedEOF) || errors.Is(fe.err, syscall.ECONNRESET) {
 					return failf("body", "version %q ended the WebSocket without a close frame (1006): %v", v, fe.err)
 				}
 				return fail("body", fe.err)
