@@ -10,6 +10,7 @@ import (
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/coreos/go-systemd/v22/journal"
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/keter-systemd/keter/unitgen"
@@ -31,7 +32,8 @@ const oneOffPoll = 50 * time.Millisecond
 // When ctx ends, the unit is stopped; its end is still returned (a unit
 // stopped by SIGTERM is collected at once: ActiveState "inactive" and no
 // exit status).
-func (c *Client) RunOnce(ctx context.Context, name string, props []sddbus.Property, started func()) (unitgen.Status, error) {
+func (c *Client) RunOnce(ctx context.Context, u unitgen.Unit, started func()) (unitgen.Status, error) {
+	name, props := u.Name, u.Properties
 	props = slices.DeleteFunc(slices.Clone(props), func(p sddbus.Property) bool {
 		return p.Name == "CollectMode" || p.Name == "RemainAfterExit"
 	})
@@ -163,4 +165,14 @@ func (c *Client) stopOneOff(name string) {
 		// The caller sees it when the unit does not end.
 		slog.Warn("stopping one-off unit", "unit", name, "err", err)
 	}
+}
+
+// Record writes one entry to the journal with fields of keter's choosing
+// (the app's KETER_* fields), so `journalctl KETER_APP=APP` shows it
+// among the app's lines: who ran which command, and how it ended.
+func (c *Client) Record(msg string, fields map[string]string) error {
+	if !journal.Enabled() {
+		return errors.New("journald is not running")
+	}
+	return journal.Send(msg, journal.PriInfo, fields)
 }

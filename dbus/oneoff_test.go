@@ -51,7 +51,7 @@ func TestRunOnceStreamsAndExitStatus(t *testing.T) {
 	inW.WriteString("hello\n")
 	inW.Close()
 	started := false
-	st, err := c.RunOnce(t.Context(), name, oneOff([]string{"/bin/sh", "-c", "read x; echo got $x; echo oops >&2; exit 7"}, inR, outW, errW), func() { started = true })
+	st, err := c.RunOnce(t.Context(), unitgen.Unit{Name: name, Properties: oneOff([]string{"/bin/sh", "-c", "read x; echo got $x; echo oops >&2; exit 7"}, inR, outW, errW)}, func() { started = true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestRunOnceStopsOnCancel(t *testing.T) {
 	defer devnull.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	began := time.Now()
-	st, err := c.RunOnce(ctx, name, oneOff([]string{"/bin/sleep", "60"}, devnull, devnull, devnull), cancel)
+	st, err := c.RunOnce(ctx, unitgen.Unit{Name: name, Properties: oneOff([]string{"/bin/sleep", "60"}, devnull, devnull, devnull)}, cancel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestRunOnceFailedStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer devnull.Close()
-	_, err = c.RunOnce(t.Context(), name, oneOff([]string{"/nonexistent/bin"}, devnull, devnull, devnull), nil)
+	_, err = c.RunOnce(t.Context(), unitgen.Unit{Name: name, Properties: oneOff([]string{"/nonexistent/bin"}, devnull, devnull, devnull)}, nil)
 	if err == nil || !strings.Contains(err.Error(), name) {
 		t.Fatalf("err %v: want a failed start naming %s", err, name)
 	}
@@ -127,7 +127,7 @@ func TestRunOnceSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer devnull.Close()
-	st, err := c.RunOnce(t.Context(), name, oneOff([]string{"/bin/true"}, devnull, devnull, devnull), nil)
+	st, err := c.RunOnce(t.Context(), unitgen.Unit{Name: name, Properties: oneOff([]string{"/bin/true"}, devnull, devnull, devnull)}, nil)
 	if err != nil || st.ExecMainCode != unitgen.CodeExited || st.ExecMainStatus != 0 || st.Result != "success" {
 		t.Fatalf("status %+v, %v: want exited 0", st, err)
 	}

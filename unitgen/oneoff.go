@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
 )
 
 // ExecStanza is the STANZA part of a one-off command's unit (keter exec):
@@ -28,6 +29,10 @@ type OneOff struct {
 	Argv []string // the command and its arguments, run by /bin/sh's exec
 	// User is who asked for it (e.g. "1001/deploy"), for the journal.
 	User string
+	// Stdio, when set, are the open file descriptors of the command's
+	// stdin, stdout and stderr (the caller's own, handed over); systemd
+	// gets copies of them with the start request.
+	Stdio []int
 }
 
 // OneOffUnit turns a stanza's unit, as Build made it, into a unit that runs
@@ -47,6 +52,9 @@ func OneOffUnit(base Unit, o OneOff) (Unit, error) {
 		if strings.IndexByte(a, 0) >= 0 {
 			errs = append(errs, fmt.Errorf("argument %q holds a NUL byte", a))
 		}
+	}
+	if o.Stdio != nil && len(o.Stdio) != 3 {
+		errs = append(errs, fmt.Errorf("want 3 file descriptors for stdin, stdout and stderr, not %d", len(o.Stdio)))
 	}
 	if o.Run < 1 {
 		errs = append(errs, fmt.Errorf("run number %d is not positive", o.Run))
@@ -87,6 +95,11 @@ func OneOffUnit(base Unit, o OneOff) (Unit, error) {
 			[]byte("KETER_EXEC_USER=" + o.User),
 		}),
 	)
+	for i, key := range []string{"StandardInputFileDescriptor", "StandardOutputFileDescriptor", "StandardErrorFileDescriptor"} {
+		if o.Stdio != nil {
+			props = append(props, prop(key, godbus.UnixFD(o.Stdio[i])))
+		}
+	}
 	u := Unit{Name: name, Meta: meta, Launcher: launcher, LauncherScript: []byte(script.String())}
 	if base.EnvFile != "" {
 		u.EnvFile = filepath.Join(filepath.Dir(base.EnvFile), strings.TrimSuffix(name, suffix)+".env")

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
 )
 
 // TestOneOffUnit: a one-off run of a webapp stanza keeps the stanza's
@@ -20,7 +21,7 @@ func TestOneOffUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := OneOffUnit(base, OneOff{Run: 42, Argv: []string{"sh", "-c", "echo $X 'q'; exit 7"}, User: "1001/deploy"})
+	u, err := OneOffUnit(base, OneOff{Run: 42, Argv: []string{"sh", "-c", "echo $X 'q'; exit 7"}, User: "1001/deploy", Stdio: []int{7, 8, 9}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +64,9 @@ func TestOneOffUnit(t *testing.T) {
 	if want := `exec 'sh' '-c' 'echo $X '\''q'\''; exit 7'`; !strings.Contains(string(u.LauncherScript), want+"\n") {
 		t.Errorf("launcher script %q, want %q", u.LauncherScript, want)
 	}
+	if propValue(u, "StandardInputFileDescriptor") != godbus.UnixFD(7) || propValue(u, "StandardErrorFileDescriptor") != godbus.UnixFD(9) {
+		t.Errorf("stdio %v %v", propValue(u, "StandardInputFileDescriptor"), propValue(u, "StandardErrorFileDescriptor"))
+	}
 	var fields []string
 	for _, f := range propValue(u, "LogExtraFields").([][]byte) {
 		fields = append(fields, string(f))
@@ -86,6 +90,7 @@ func TestOneOffUnitRefuses(t *testing.T) {
 		{"empty command", OneOff{Run: 1, Argv: []string{""}}, "no command"},
 		{"NUL", OneOff{Run: 1, Argv: []string{"echo", "a\x00b"}}, "NUL"},
 		{"run 0", OneOff{Argv: []string{"true"}}, "not positive"},
+		{"two fds", OneOff{Run: 1, Argv: []string{"true"}, Stdio: []int{0, 1}}, "want 3 file descriptors"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := OneOffUnit(base, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
