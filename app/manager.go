@@ -54,6 +54,8 @@ type Options struct {
 	// MaintenancePort is the proxy's maintenance responder's (from
 	// MaintenancePort); 0 leaves maintenance mode unavailable.
 	MaintenancePort int
+	// OneOffs runs one-off commands (keter exec); nil: none.
+	OneOffs OneOffs
 }
 
 // Manager owns every app's lifecycle.
@@ -72,6 +74,7 @@ type Manager struct {
 	serving  func(ports []int) (int, error)
 	gid      int
 	retired  func(ports []int)
+	oneOffs  OneOffs
 	ports    *ports
 	sync     *syncer
 	rescan   chan struct{}
@@ -112,7 +115,7 @@ func New(o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
-		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook, gid: o.DeployGID, retired: o.Retired,
+		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook, gid: o.DeployGID, retired: o.Retired, oneOffs: o.OneOffs,
 		drain:     time.Duration(o.Config.GracefulDrainMicros) * time.Microsecond,
 		minDrain:  o.MinDrain,
 		serving:   o.Serving,

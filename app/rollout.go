@@ -148,10 +148,7 @@ func (r *rollout) units(pluginEnv map[string]string) ([]unitgen.Unit, error) {
 		if s.WebApp == nil && s.Background == nil {
 			continue
 		}
-		in := unitgen.Input{
-			App: v.app, Version: v.id, Index: i, Stanza: s, Dir: v.dir,
-			Global: m.cfg, PluginEnv: pluginEnv, LookupEnv: m.lookup, EnvDir: m.envDir(),
-		}
+		in := m.unitInput(v, i, s, pluginEnv)
 		if s.Background != nil {
 			u, err := unitgen.Build(in)
 			if err != nil {

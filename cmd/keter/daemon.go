@@ -150,6 +150,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Retired:   retired,
 		// The port nginx listens on for maintenance is never an app's.
 		MaintenancePort: maintPort,
+		OneOffs:         bus,
 		OnReady: func() {
 			st.SetReady()
 			daemon.SdNotify(false, daemon.SdNotifyReady)
@@ -182,6 +183,9 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	defer func() { cancel(); served.Wait() }()
 	served.Add(1)
 	go func() { defer served.Done(); st.Serve(ctx) }()
+	if err := serveExec(ctx, cfg, gid, mgr, log.With("part", "exec"), &served); err != nil {
+		return err
+	}
 	served.Add(1)
 	go func() { defer served.Done(); use.Run(ctx) }()
 	go watchdog(ctx)
