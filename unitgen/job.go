@@ -156,3 +156,14 @@ func jobField(m Meta) [][]byte {
 	}
 	return [][]byte{[]byte("KETER_JOB=" + m.Job)}
 }
+
+// JobState is what systemd says of a job: its timer's next and last
+// elapse, its service's state and last run.
+type JobState struct {
+	Next, LastTrigger time.Time
+	Active            string // the service's ActiveState
+	Result            string // the service's Result of its last run
+	Started, Exited   time.Time
+	// ExecMainCode and ExecMainStatus as in Status.
+	ExecMainCode, ExecMainStatus int32
+}
