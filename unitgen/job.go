@@ -90,15 +90,9 @@ func parseJobName(name string) (Meta, bool) {
 type Job struct {
 	Service Unit
 	Timer   string
-	// TimerProperties are the timer's; its Unit= is Service.
+	// TimerProperties are the timer's. It starts Service by name (the
+	// same name, .service): systemd 252 cannot set a transient timer's Unit=.
 	TimerProperties []sddbus.Property
-}
-
-// calendarSpec is the D-Bus shape (sst) of one TimersCalendar entry.
-type calendarSpec struct {
-	Base string
-	Spec string
-	Next uint64
 }
 
 // BuildJob turns a scheduled stanza into its service and timer.
@@ -121,10 +115,11 @@ func BuildJob(in Input) (Job, error) {
 		Timer:   timer,
 		TimerProperties: []sddbus.Property{
 			sddbus.PropDescription(Description(meta)),
-			prop("TimersCalendar", []calendarSpec{{"OnCalendar", s.OnCalendar, 0}}),
+			// systemd reads TimersCalendar as a(sst) but sets it from
+			// a(ss), or from OnCalendar (s) as systemd-run does.
+			prop("OnCalendar", s.OnCalendar),
 			prop("Persistent", s.Persistent),
 			prop("AccuracyUSec", usec(jobAccuracy)),
-			prop("Unit", svc.Name),
 		},
 	}, nil
 }

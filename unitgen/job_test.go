@@ -105,14 +105,16 @@ func TestBuildJobProperties(t *testing.T) {
 	}
 	tm := props(j.TimerProperties)
 	for _, tc := range []struct{ name, want string }{
-		{"Unit", `(s) "` + "keter-app-demo-1-job-nightly.service" + `"`},
 		{"Persistent", "(b) true"},
 		{"AccuracyUSec", "(t) 1000000"},
-		{"TimersCalendar", `(a(sst)) [{Base: "OnCalendar", Spec: "*-*-* 3:0:00", Next: 0}]`},
+		{"OnCalendar", `(s) "*-*-* 3:0:00"`},
 	} {
 		if got := tm[tc.name]; got != tc.want {
 			t.Errorf("timer %s = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+	if _, ok := tm["Unit"]; ok {
+		t.Error("timer sets Unit=, which systemd 252 refuses for a transient timer")
 	}
 	if j.Timer != "keter-app-demo-1-job-nightly.timer" || j.Service.Name != "keter-app-demo-1-job-nightly.service" {
 		t.Errorf("names %s, %s", j.Timer, j.Service.Name)
