@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/keter-systemd/keter/app"
-	"github.com/keter-systemd/keter/status"
 )
 
 func cmdJob(ctx context.Context, args []string) int {
@@ -28,10 +25,6 @@ func cmdJob(ctx context.Context, args []string) int {
 		return fail("%v", err)
 	}
 	res, err := c.RunJob(ctx, pos[1], pos[2])
-	var ae *status.APIError
-	if errors.As(err, &ae) && ae.Code == http.StatusConflict {
-		return fail("%v", err)
-	}
 	if err != nil {
 		return fail("%v", err)
 	}
