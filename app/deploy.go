@@ -68,12 +68,7 @@ func (m *Manager) discard(ctx context.Context, v *version) {
 
 // stopVersion stops units (webapps first), frees ports, deletes files.
 func (m *Manager) stopVersion(ctx context.Context, v *version) {
-	for i := len(v.units) - 1; i >= 0; i-- {
-		if err := m.units.Stop(ctx, v.units[i]); err != nil {
-			m.log.Error("stopping unit", "app", v.app, "version", v.id, "unit", v.units[i], "err", err)
-		}
-		m.crashpoint("stopping")
-	}
+	m.stopUnits(ctx, v)
 	m.ports.Release(v.portList()...)
 	m.releaseFronts(v)
 	for _, f := range v.envFiles {
@@ -101,4 +96,14 @@ func (m *Manager) remove(ctx context.Context, name string) error {
 	m.log.Info("app removed", "app", name, "version", old.id)
 	m.retire(ctx, old)
 	return nil
+}
+
+// stopUnits stops a version's units, webapps first.
+func (m *Manager) stopUnits(ctx context.Context, v *version) {
+	for i := len(v.units) - 1; i >= 0; i-- {
+		if err := m.units.Stop(ctx, v.units[i]); err != nil {
+			m.log.Error("stopping unit", "app", v.app, "version", v.id, "unit", v.units[i], "err", err)
+		}
+		m.crashpoint("stopping")
+	}
 }

@@ -43,6 +43,7 @@ func (m *Manager) drainOf(v *version) time.Duration {
 // retire drains and stops an old version in the background.
 func (m *Manager) retire(ctx context.Context, v *version) {
 	until := time.Now().Add(m.drainOf(v))
+	m.stopTimers(ctx, v)
 	m.mu.Lock()
 	m.draining[v] = until
 	m.mu.Unlock()
@@ -62,6 +63,13 @@ func (m *Manager) drainThenStop(ctx context.Context, v *version, until time.Time
 		}
 		m.crashpoint("draining")
 		ports := v.portList()
+		if len(v.jobs) > 0 {
+			// Its jobs' runs under way finish first, in its folder.
+			m.stopUnits(context.WithoutCancel(ctx), v)
+			if !m.waitJobs(ctx, v) {
+				return
+			}
+		}
 		m.stopVersion(context.WithoutCancel(ctx), v)
 		m.mu.Lock()
 		delete(m.draining, v)
@@ -132,7 +140,7 @@ func (m *Manager) drainingRecords() []drainRecord {
 // stopped, at its old deadline.
 func (m *Manager) adoptDraining(d drainRecord, running map[string]unitgen.Status) *version {
 	alive := false
-	for _, u := range d.Units {
+	for _, u := range append(d.Units, jobServices(d.Jobs)...) {
 		if st, ok := running[u]; ok && st.ActiveState != "inactive" && st.ActiveState != "failed" {
 			alive = true
 		}

@@ -55,7 +55,7 @@ func (m *Manager) reconcile(ctx context.Context) error {
 
 	keepUnits, keepDirs, keepFiles := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, v := range append(m.liveList(), drained...) {
-		for _, u := range v.units {
+		for _, u := range append(v.units, v.jobUnitNames()...) {
 			keepUnits[u] = true
 		}
 		keepDirs[v.dir] = true
@@ -74,6 +74,7 @@ func (m *Manager) reconcile(ctx context.Context) error {
 	}
 	removeAllBut(m, m.cfg.Temp(), keepDirs)
 	removeAllBut(m, m.envDir(), keepFiles)
+	m.adoptJobs(ctx, byName)
 	m.saveState()
 	if err := m.sync.Sync(ctx); err != nil {
 		return fmt.Errorf("applying nginx config at start-up: %w", err)
@@ -122,7 +123,7 @@ func (m *Manager) adoptable(name string, rec liveRecord, running map[string]unit
 func rebuild(name string, rec liveRecord, cfg *bundle.AppConfig) (*version, string) {
 	v := &version{
 		app: name, id: rec.Version, digest: rec.Digest, file: rec.File, bundle: rec.Bundle, dir: rec.Dir,
-		cfg: cfg, units: rec.Units, envFiles: rec.EnvFiles, deployedAt: rec.DeployedAt, web: map[int][]*instance{},
+		cfg: cfg, units: rec.Units, jobs: rec.Jobs, envFiles: rec.EnvFiles, deployedAt: rec.DeployedAt, web: map[int][]*instance{},
 	}
 	for i, ports := range rec.Ports {
 		if cfg != nil && (i < 0 || i >= len(cfg.Stanzas) || cfg.Stanzas[i].WebApp == nil) {

@@ -56,6 +56,9 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	if err != nil {
 		return r.v, err
 	}
+	if err := m.prepareJobs(r.v, env); err != nil {
+		return r.v, err
+	}
 	if err := r.start(ctx, env); err != nil {
 		return r.v, err
 	}
@@ -240,7 +243,8 @@ func (m *Manager) golive(ctx context.Context, r *rollout) error {
 	r.steps.mark("switch")
 	m.crashpoint("switched")
 	if old != nil {
-		m.retire(ctx, old)
+		m.retire(ctx, old) // stops its timers
 	}
+	m.startJobs(ctx, v)
 	return nil
 }

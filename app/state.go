@@ -30,6 +30,7 @@ type liveRecord struct {
 	Ports      slots     `json:"ports"` // stanza index → each instance's port
 	Fronts     slots     `json:"fronts,omitempty"`
 	Units      []string  `json:"units"`
+	Jobs       []*job    `json:"jobs,omitempty"` // timers and services, not in Units
 	EnvFiles   []string  `json:"env_files"`
 	DeployedAt time.Time `json:"deployed_at"`
 }

@@ -24,6 +24,9 @@ type AppStatus struct {
 	// Draining are old versions still serving what they were sent before
 	// a switch.
 	Draining []DrainingStatus `json:"draining,omitempty"`
+	// Jobs are the live version's scheduled jobs, as systemd reports them
+	// (filled by the status server).
+	Jobs []JobStatus `json:"jobs,omitempty"`
 }
 
 // DrainingStatus is an old version that drains: it is stopped once no

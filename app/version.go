@@ -23,6 +23,7 @@ type version struct {
 	web        map[int][]*instance // webapp stanza index → its instances
 	spare      map[int][]int       // webapp stanza index → its spare fronts
 	units      []string            // background first, then webapps
+	jobs       []*job              // scheduled stanzas: not in units
 	envFiles   []string
 	deployedAt time.Time
 	steps      stepTimer
@@ -139,6 +140,6 @@ func (v *version) asLive() Live {
 func (v *version) record() liveRecord {
 	return liveRecord{
 		Version: v.id, Digest: v.digest, File: v.file, Bundle: v.bundle, Dir: v.dir, Ports: v.portSlots(),
-		Fronts: v.frontSlots(), Units: v.units, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
+		Fronts: v.frontSlots(), Units: v.units, Jobs: v.jobs, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
 	}
 }

@@ -150,6 +150,10 @@ func checkFiles(root *os.Root, c *AppConfig) error {
 			if err := checkExec(root, key+".exec", s.Background.Path); err != nil {
 				errs = append(errs, err)
 			}
+		case s.Scheduled != nil:
+			if err := checkExec(root, key+".exec", s.Scheduled.Path); err != nil {
+				errs = append(errs, err)
+			}
 		case s.StaticFiles != nil:
 			fi, err := root.Stat(s.StaticFiles.Root)
 			switch {

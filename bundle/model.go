@@ -39,6 +39,7 @@ type Stanza struct {
 	Redirect       *Redirect     `json:"redirect,omitempty"`
 	ReverseProxy   *ReverseProxy `json:"reverse-proxy,omitempty"`
 	Background     *Background   `json:"background,omitempty"`
+	Scheduled      *Scheduled    `json:"scheduled,omitempty"`
 }
 
 // SSL is Keter's `ssl` key: false, true (use the listener's certificate),

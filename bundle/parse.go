@@ -64,6 +64,7 @@ func ParseWithWarnings(data []byte) (*AppConfig, []string, error) {
 	}
 	top.done()
 	uniqueHosts(w, c)
+	uniqueJobs(w, c)
 	if len(w.errs) > 0 {
 		return nil, w.warns, errors.Join(w.errs...)
 	}
@@ -255,7 +256,7 @@ func parseStanzaFormat(w *walker, top *obj, c *AppConfig) {
 		w.failf(p, "must be a list of stanzas")
 	}
 	for i, n := range items {
-		if s, ok := parseStanza(w, n, index(p, i)); ok {
+		if s, ok := parseStanza(w, n, index(p, i), i); ok {
 			c.Stanzas = append(c.Stanzas, s)
 		}
 	}
@@ -316,7 +317,7 @@ func parsePostgres(w *walker, po *obj) *Postgres {
 	return &Postgres{Server: strings.ToLower(server), Port: int(port)}
 }
 
-func parseStanza(w *walker, n *yaml.Node, p string) (Stanza, bool) {
+func parseStanza(w *walker, n *yaml.Node, p string, i int) (Stanza, bool) {
 	o := w.object(n, p)
 	if o == nil {
 		return Stanza{}, false
@@ -346,8 +347,10 @@ func parseStanza(w *walker, n *yaml.Node, p string) (Stanza, bool) {
 		s.ReverseProxy = parseReverseProxy(o)
 	case TypeBackground:
 		s.Background = parseBackground(o)
+	case TypeScheduled:
+		s.Scheduled = parseScheduled(o, i)
 	default:
-		w.failf(join(p, "type"), "unknown stanza type %s; want webapp, static-files, redirect, reverse-proxy or background", describe(t))
+		w.failf(join(p, "type"), "unknown stanza type %s; want webapp, static-files, redirect, reverse-proxy, background or scheduled", describe(t))
 		return Stanza{}, false
 	}
 	return s, true

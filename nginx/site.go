@@ -241,7 +241,7 @@ func (r *model) app(a App) error {
 	}
 	var errs []error
 	for i, st := range a.Config.Stanzas {
-		if st.Type == bundle.TypeBackground || st.Background != nil {
+		if st.Type == bundle.TypeBackground || st.Background != nil || st.Scheduled != nil {
 			continue
 		}
 		s, err := r.stanza(a, i, st)

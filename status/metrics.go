@@ -52,6 +52,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	writeMaintenance(b, apps, header)
 	writeUsage(b, apps, header)
+	writeJobs(b, apps, header)
 	header("keter_nginx_reloads_total", "counter", "nginx reloads keter asked for since it started.")
 	fmt.Fprintf(b, "keter_nginx_reloads_total %d\n", reloads)
 	header("keter_port_map_switches_total", "counter", "Changes keter made to its nftables port map since it started.")

@@ -53,6 +53,9 @@ type Unit struct {
 	PID      uint32 `json:"main_pid,omitempty"`
 	Restarts uint32 `json:"restarts"`
 	Live     bool   `json:"live"`
+	// Job names the scheduled job a timer or job service runs; such units
+	// are not counted as the live version's (inactive between runs).
+	Job string `json:"job,omitempty"`
 	// Usage is what systemd counts for the unit's current run.
 	Usage *usage.Unit `json:"usage,omitempty"`
 }
@@ -94,8 +97,10 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 	for _, c := range s.certs() {
 		certs[c.Host] = c
 	}
+	jobs := s.jobs(ctx)
 	for _, st := range s.o.Core.Status() {
 		known[st.Name] = true
+		st.Jobs = jobs[st.Name]
 		a := App{AppStatus: st, Units: []Unit{}, Usage: stanzaUsage(totals, st.Name)}
 		if st.Live != nil {
 			a.Certs = certsOf(certs, st.Live.Hosts)
@@ -111,7 +116,7 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 			a.Units = append(a.Units, Unit{
 				Name: u.Name, Version: u.Meta.Version, Stanza: u.Meta.Stanza, Instance: u.Meta.InstanceNumber(),
 				Active: u.ActiveState, Sub: u.SubState, Result: u.Result,
-				PID: u.MainPID, Restarts: u.NRestarts, Live: live[u.Name], Usage: unitUsage(u),
+				PID: u.MainPID, Restarts: u.NRestarts, Live: live[u.Name], Usage: unitUsage(u), Job: u.Meta.Job,
 			})
 			if live[u.Name] && u.ActiveState != "active" && u.ActiveState != "reloading" {
 				degraded = true

@@ -23,6 +23,12 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"dur":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
 	"bytes": func(n *uint64) string { return Bytes(*n) },
 	"cpu":   func(ns *uint64) string { return CPU(*ns) },
+	"jobresult": func(r string) string {
+		if r == "success" {
+			return "live"
+		}
+		return "failed"
+	},
 	"result": func(r string) string {
 		if r == "superseded" {
 			return "deploying"

@@ -207,6 +207,7 @@ func (s *Server) socketHandler() http.Handler {
 	mux.HandleFunc("GET /api/apps/{name}/wait", s.wait)
 	mux.HandleFunc("POST /api/apps/{name}/rollback", s.rollback)
 	mux.HandleFunc("POST /api/apps/{name}/maintenance", s.maintenance)
+	mux.HandleFunc("POST /api/apps/{name}/jobs/{job}/run", s.runJob)
 	mux.HandleFunc("POST /api/apps/{name}/postgres/drop", rootOnly(s.dropDatabase))
 	return mux
 }

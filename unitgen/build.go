@@ -109,11 +109,18 @@ func Build(in Input) (Unit, error) {
 		b := in.Stanza.Background
 		exec, sd = b.Exec, b.Systemd
 		restart = backgroundRestart(b.RestartCount, b.RestartDelaySeconds)
+	case in.Stanza.Type == bundle.TypeScheduled && in.Stanza.Scheduled != nil:
+		j := in.Stanza.Scheduled
+		exec, sd = j.Exec, j.Systemd
+		restart = jobService(j)
 	default:
 		return Unit{}, fmt.Errorf("building unit for stanza %d of %s: type %q does not run a process", in.Index, in.App, in.Stanza.Type)
 	}
 
 	meta := Meta{App: in.App, Version: in.Version, Stanza: StanzaName(in.Stanza.Type, in.Index), Instance: in.Instance}
+	if j := in.Stanza.Scheduled; j != nil {
+		meta.Stanza, meta.Job = JobStanza(j.Name), j.Name
+	}
 	name, err := meta.Unit()
 	if err != nil {
 		errs = append(errs, err)
@@ -144,6 +151,9 @@ func Build(in Input) (Unit, error) {
 		errs = append(errs, err)
 	}
 	public, secret := split(env)
+	if meta.Job != "" {
+		public = append(public, "KETER_JOB="+meta.Job)
+	}
 	envFile := ""
 	if len(secret) > 0 {
 		if !filepath.IsAbs(in.EnvDir) {
@@ -163,16 +173,16 @@ func Build(in Input) (Unit, error) {
 		start,
 		prop("WorkingDirectory", in.Dir),
 		sddbus.PropSlice(Slice),
-		prop("CollectMode", "inactive-or-failed"),
+		collectMode(meta),
 		prop("KillMode", "control-group"),
 		prop("TimeoutStopUSec", usec(seconds(sd.StopTimeoutSec, DefaultStopTimeout))),
 		prop("SyslogIdentifier", Prefix+in.App),
-		prop("LogExtraFields", [][]byte{
+		prop("LogExtraFields", append([][]byte{
 			[]byte("KETER_APP=" + meta.App),
 			[]byte("KETER_VERSION=" + meta.Version),
 			[]byte("KETER_STANZA=" + meta.Stanza),
 			[]byte("KETER_INSTANCE=" + strconv.Itoa(meta.InstanceNumber())),
-		}),
+		}, jobField(meta)...)),
 		prop("StateDirectory", []string{Prefix + in.App}),
 	}
 	props = append(props, restart...)

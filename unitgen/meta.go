@@ -12,6 +12,9 @@ type Meta struct {
 	// Instance is 1..N for a stanza with N > 1 instances (its unit name
 	// ends in STANZA.N); 0 for a stanza's only unit.
 	Instance int
+	// Job is a scheduled stanza's job name: its units are
+	// ...-job-JOB.service and ...-job-JOB.timer.
+	Job string
 }
 
 // InstanceNumber is 1 for a stanza's only unit, else its Instance.
@@ -19,7 +22,12 @@ func (m Meta) InstanceNumber() int { return max(1, m.Instance) }
 
 // Unit is the unit name that runs m: ...-web0.service, or ...-web0.2.service
 // for instance 2.
-func (m Meta) Unit() (string, error) { return unitName(m.App, m.Version, m.Stanza, m.Instance) }
+func (m Meta) Unit() (string, error) {
+	if m.Job != "" {
+		return jobUnitName(m.App, m.Version, m.Job, suffix)
+	}
+	return unitName(m.App, m.Version, m.Stanza, m.Instance)
+}
 
 // Status is a unit's state as systemd reports it.
 type Status struct {
@@ -50,6 +58,9 @@ func Description(m Meta) string {
 	d := descPrefix + "app=" + quote(m.App) + " version=" + quote(m.Version) + " stanza=" + quote(m.Stanza)
 	if m.Instance > 0 {
 		d += " instance=" + strconv.Itoa(m.Instance)
+	}
+	if m.Job != "" {
+		d += " job=" + quote(m.Job)
 	}
 	return d
 }
@@ -107,6 +118,16 @@ func ParseMeta(description string) (Meta, bool) {
 			return Meta{}, false
 		}
 		m.Instance, rest = i, ""
+	}
+	if j, ok := strings.CutPrefix(rest, " job="); ok {
+		v, err := strconv.Unquote(j)
+		if err != nil {
+			v = strings.TrimSpace(j)
+		}
+		if v == "" || strings.ContainsAny(v, " \"") {
+			return Meta{}, false
+		}
+		m.Job, rest = v, ""
 	}
 	if strings.TrimSpace(rest) != "" {
 		return Meta{}, false

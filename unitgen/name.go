@@ -61,6 +61,9 @@ func ParseUnitName(name string) (Meta, bool) {
 	if !ok {
 		return Meta{}, false
 	}
+	if m, ok := parseJobName(name); ok {
+		return m, true
+	}
 	if rest, ok = strings.CutSuffix(rest, suffix); !ok {
 		return Meta{}, false
 	}

@@ -167,7 +167,10 @@ func printApp(w io.Writer, a status.App) {
 	fmt.Fprintln(w, "units:")
 	for _, u := range a.Units {
 		live := ""
-		if !u.Live {
+		switch {
+		case u.Job != "" && a.Live != nil && u.Version == a.Live.Version:
+			live = " (job " + u.Job + ")"
+		case !u.Live:
 			live = " (not live)"
 		}
 		fmt.Fprintf(w, "  %s  %s instance %d  %s/%s  %d restarts%s\n", u.Name, u.Stanza, u.Instance, u.Active, u.Sub, u.Restarts, live)
@@ -175,6 +178,7 @@ func printApp(w io.Writer, a status.App) {
 			fmt.Fprintf(w, "    this run: %s (since %s)\n", describe(u.Usage.Figures), u.Usage.Since.Local().Format(time.DateTime))
 		}
 	}
+	printJobs(w, a.Jobs)
 	if len(a.Usage) > 0 {
 		fmt.Fprintln(w, "usage (memory and tasks now; CPU, IO and IP in total since):")
 		for _, s := range a.Usage {
