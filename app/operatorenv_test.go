@@ -169,3 +169,40 @@ func TestRestartReplacesLiveVersion(t *testing.T) {
 		t.Fatalf("after the second restart: %+v, want a new version of %.12s", s3.Live, d1)
 	}
 }
+
+// A restart asked for while a deploy runs does not cut it short: the
+// deploy ends (here: its app never answers), then the restart runs.
+func TestRestartWaitsForDeployUnderWay(t *testing.T) {
+	units := newFakeUnits()
+	h := newHarness(t, units)
+	d1, _, err := h.place("web", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	units.mu.Lock()
+	units.failing["web"] = "never-ready"
+	units.mu.Unlock()
+	src := filepath.Join(t.TempDir(), "web.keter")
+	testkit.Bundle(t, src, map[string]testkit.File{
+		"config/keter.yaml": {Body: []byte("stanzas:\n  - type: webapp\n    exec: ../app\n    host: web.test\n    ensure-alive-time-bound: 300000\n")},
+		"app":               {Body: []byte("#!/bin/sh\n"), Mode: 0o755},
+	})
+	if _, err := CopyAtomic(src, filepath.Join(h.cfg.Incoming(), "web.keter"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { units.mu.Lock(); defer units.mu.Unlock(); return len(units.started) == 2 })
+	done := make(chan error, 1)
+	go func() { done <- h.m.Restart(t.Context(), "web") }()
+	time.Sleep(50 * time.Millisecond)
+	units.mu.Lock()
+	delete(units.failing, "web")
+	units.mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s, _ := h.m.appStatus("web")
+	m := h.m.Metrics()
+	if s.Live == nil || s.Live.Digest != d1 || m.Deploys[ResultSuperseded] != 0 || m.Deploys[ResultFailed] != 1 {
+		t.Fatalf("live %+v, deploys %v: want the deploy to fail on its own (not superseded) and the restart of %.12s live", s.Live, m.Deploys, d1)
+	}
+}

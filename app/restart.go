@@ -15,8 +15,9 @@ var ErrNotLive = errors.New("no version is live")
 // deploy replaces it (new units on new ports, every instance ready, the
 // switch, the old version drained): for an app that leaks memory, read a
 // file at start, or has new operator env. It waits for the outcome. A
-// deploy under way finishes first; a newer bundle that goes live
-// meanwhile is the replacement. The release step does not run again: the
+// deploy under way finishes first and is then replaced (it may have read
+// the operator env before a change); a bundle still waiting is deployed
+// instead, when it goes live. The release step does not run again: the
 // digest is the live one's.
 func (m *Manager) Restart(ctx context.Context, name string) error {
 	if m.liveVersion(name) == nil {
