@@ -163,6 +163,14 @@ func TestOperatorEnvAndRestart(t *testing.T) {
 		}
 	}
 
+	// keter logs --since: a Go duration, or journalctl's own syntax.
+	if out, _ := mustCLI(t, 0, "logs", "-c", cfg, "--since", "10m", "-o", "cat", "ops"); !strings.Contains(out, "demoapp starting") {
+		t.Errorf("keter logs --since 10m: no app line in %q", out)
+	}
+	if out, _ := mustCLI(t, 0, "logs", "-c", cfg, "--since", "2099-01-01 00:00", "-o", "cat", "ops"); strings.Contains(out, "demoapp starting") {
+		t.Errorf("keter logs --since 2099: lines from before it: %q", out)
+	}
+
 	// The secret is in the app's environment and in root-only files only.
 	where := map[string]string{
 		"keter's log":         k.Log(),
