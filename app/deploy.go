@@ -25,7 +25,7 @@ func (m *Manager) deploy(ctx context.Context, name, path string, w *worker) erro
 	m.inFlight.Add(1)
 	defer m.deployDone()
 	m.noteDeploying(name, path)
-	v, err := m.startVersion(ctx, name, path, w)
+	v, err := m.startVersion(ctx, name, path, w, false)
 	m.noteAttempt(name, v)
 	switch {
 	case errors.Is(err, errUnchanged):

@@ -75,7 +75,11 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest, started func(unit s
 	if err != nil {
 		return unitgen.Status{}, err
 	}
-	in := m.unitInput(v, i, s, pluginEnv)
+	operator, err := m.OperatorEnv(req.App)
+	if err != nil {
+		return unitgen.Status{}, err
+	}
+	in := m.unitInput(v, i, s, pluginEnv, operator)
 	if s.WebApp != nil && len(v.web[i]) > 0 {
 		in.Port = v.web[i][0].port
 	}

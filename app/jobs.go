@@ -111,10 +111,11 @@ func (m *Manager) prepareJobs(v *version, pluginEnv map[string]string) error {
 			errs = append(errs, fmt.Errorf("stanzas[%d].schedule: %w", i, err))
 			continue
 		}
-		j, err := unitgen.BuildJob(unitgen.Input{
-			App: v.app, Version: v.id, Index: i, Stanza: s, Dir: v.dir,
-			Global: m.cfg, PluginEnv: pluginEnv, LookupEnv: m.lookup, EnvDir: m.envDir(),
-		})
+		operator, err := m.OperatorEnv(v.app)
+		if err != nil {
+			return err
+		}
+		j, err := unitgen.BuildJob(m.unitInput(v, i, s, pluginEnv, operator))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("stanzas[%d]: %w", i, err))
 			continue
@@ -271,10 +272,11 @@ func (m *Manager) adoptJobs(ctx context.Context, running map[string]unitgen.Stat
 			if st, ok := running[j.Timer]; ok && st.ActiveState == "active" {
 				continue
 			}
-			u, err := unitgen.BuildJob(unitgen.Input{
-				App: v.app, Version: v.id, Index: i, Stanza: s, Dir: v.dir,
-				Global: m.cfg, PluginEnv: env, LookupEnv: m.lookup, EnvDir: m.envDir(),
-			})
+			operator, err := m.OperatorEnv(v.app)
+			var u unitgen.Job
+			if err == nil {
+				u, err = unitgen.BuildJob(m.unitInput(v, i, s, env, operator))
+			}
 			if err == nil {
 				err = m.writeJobFiles(&version{}, u.Service) // its env file is the version's already
 			}

@@ -97,6 +97,7 @@ type Manager struct {
 
 	metrics metrics // deploy counters for /metrics
 	maint   maintenance
+	opEnv   operatorEnv // keter env: the operators' layer
 }
 
 // New checks the options and makes a Manager; Run starts it.

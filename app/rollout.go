@@ -26,21 +26,32 @@ type rollout struct {
 	cur   *version // the live version, nil on a first deploy
 	w     *worker  // tells whether a newer bundle is waiting
 	steps stepTimer
+	// again replaces cur with its own bundle, read from src (keter
+	// restart): no unchanged-bundle check, same digest and bundle file.
+	again bool
+	src   string
 }
 
 // startVersion runs a bundle up to live (see rollout); errUnchanged when
-// it is the live bundle again.
-func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker) (v *version, err error) {
-	r := &rollout{m: m, w: w, cur: m.liveVersion(name), steps: stepTimer{last: time.Now()}}
+// it is the live bundle again. With again, path holds the live bundle's
+// content and the live version is replaced all the same (see restart).
+func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker, again bool) (v *version, err error) {
+	r := &rollout{m: m, w: w, cur: m.liveVersion(name), steps: stepTimer{last: time.Now()}, again: again}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading bundle %s: %w", filepath.Base(path), err)
 	}
-	if r.cur != nil && r.cur.file == identify(fi) {
+	if again && r.cur == nil {
+		return nil, fmt.Errorf("restarting %s: %w", name, ErrNotLive)
+	}
+	if !again && r.cur != nil && r.cur.file == identify(fi) {
 		return nil, errUnchanged // the same file again: a second event for one change
 	}
 	id := m.newVersionID()
 	r.v = &version{app: name, id: id, bundle: path, dir: filepath.Join(m.cfg.Temp(), name+"-"+id), web: map[int][]*instance{}}
+	if again {
+		r.src, r.v.bundle = path, r.cur.bundle
+	}
 	defer func() { r.v.steps = r.steps }()
 	defer func() {
 		// On shutdown nothing is discarded: stopping keter never stops an
@@ -74,12 +85,21 @@ func (r *rollout) read(ctx context.Context) error {
 	m, v := r.m, r.v
 	lim := bundle.DefaultLimits()
 	lim.MaxTotalBytes = m.cfg.MaxUnpackedBytes
+	src := v.bundle
+	if r.src != "" {
+		src = r.src
+	}
 	var err error
-	if v.digest, v.file, err = m.unpack(ctx, v.bundle, v.dir, lim); err != nil {
-		return fmt.Errorf("unpacking %s: %w", filepath.Base(v.bundle), err)
+	if v.digest, v.file, err = m.unpack(ctx, src, v.dir, lim); err != nil {
+		return fmt.Errorf("unpacking %s: %w", filepath.Base(src), err)
 	}
 	r.steps.mark("unpack")
-	if r.cur != nil && r.cur.digest == v.digest {
+	if r.again {
+		if v.digest != r.cur.digest {
+			return fmt.Errorf("restarting: %s is not the live bundle (sha256 %.12s, live %.12s)", src, v.digest, r.cur.digest)
+		}
+		v.file = r.cur.file // still the live bundle's file in incoming
+	} else if r.cur != nil && r.cur.digest == v.digest {
 		m.touchLive(v.app, v.file) // same content copied again
 		return errUnchanged
 	}
@@ -146,12 +166,16 @@ func (r *rollout) start(ctx context.Context, pluginEnv map[string]string) error 
 
 func (r *rollout) units(pluginEnv map[string]string) ([]unitgen.Unit, error) {
 	m, v := r.m, r.v
+	operator, err := m.OperatorEnv(v.app)
+	if err != nil {
+		return nil, err
+	}
 	var bg, web []unitgen.Unit
 	for i, s := range v.cfg.Stanzas {
 		if s.WebApp == nil && s.Background == nil {
 			continue
 		}
-		in := m.unitInput(v, i, s, pluginEnv)
+		in := m.unitInput(v, i, s, pluginEnv, operator)
 		if s.Background != nil {
 			u, err := unitgen.Build(in)
 			if err != nil {

@@ -2,16 +2,27 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 )
 
 // request is what an app's worker should do next; a newer one replaces a
-// queued one (latest wins).
+// queued one (latest wins), except that a restart is folded into a
+// queued deploy rather than lost (and the other way round).
 type request struct {
 	remove bool
 	path   string
-	done   chan error // optional: told the outcome
+	// restart replaces the live version with its own bundle (keter
+	// restart, keter env set). With a path it runs after that deploy,
+	// only if the deploy left the live version in place (an unchanged
+	// bundle): a version that went live read the operator env as it is.
+	restart bool
+	done    []chan error // each told the outcome
 }
+
+// plain reports a restart and nothing else.
+func (r *request) plain() bool { return r.restart && r.path == "" && !r.remove }
 
 type worker struct {
 	mu      sync.Mutex
@@ -19,12 +30,13 @@ type worker struct {
 	wake    chan struct{}
 }
 
-// superseded reports whether a newer request is waiting, so a slow deploy
-// can give way to it.
+// superseded reports whether a newer bundle (or a removal) is waiting,
+// so a slow deploy can give way to it. A waiting restart does not cut a
+// deploy short: it follows it.
 func (w *worker) superseded() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.pending != nil
+	return w.pending != nil && !w.pending.plain()
 }
 
 func (w *worker) take() *request {
@@ -33,6 +45,20 @@ func (w *worker) take() *request {
 	r := w.pending
 	w.pending = nil
 	return r
+}
+
+// fold hands a restart that a newer bundle cut short on to the request
+// now waiting, so it still happens (or the deploy makes it moot); false
+// when there is none to take it.
+func (w *worker) fold(r *request) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p := w.pending; p != nil && !p.remove {
+		p.restart = true
+		p.done = append(p.done, r.done...)
+		return true
+	}
+	return false
 }
 
 // enqueue hands a request to the app's worker, starting it if needed.
@@ -50,8 +76,18 @@ func (m *Manager) enqueue(ctx context.Context, name string, r request) {
 	}
 	m.mu.Unlock()
 	w.mu.Lock()
-	if old := w.pending; old != nil && old.done != nil {
-		old.done <- errSuperseded
+	if old := w.pending; old != nil {
+		if !old.remove && !r.remove {
+			if r.path == "" {
+				r.path = old.path
+			}
+			r.restart = r.restart || old.restart
+			r.done = append(old.done, r.done...)
+		} else {
+			for _, d := range old.done {
+				d <- errSuperseded
+			}
+		}
 	}
 	w.pending = &r
 	w.mu.Unlock()
@@ -73,10 +109,27 @@ func (m *Manager) runWorker(ctx context.Context, name string, w *worker) {
 			if r.remove {
 				err = m.remove(ctx, name)
 			} else {
-				err = m.deploy(ctx, name, r.path, w)
+				before := m.liveVersion(name)
+				if r.path != "" {
+					err = m.deploy(ctx, name, r.path, w)
+				}
+				if r.restart && ctx.Err() == nil {
+					switch {
+					case errors.Is(err, errSuperseded):
+					case err != nil:
+						err = fmt.Errorf("a newer bundle was deployed first and failed, so nothing was restarted: %w", err)
+					case r.path != "" && m.liveVersion(name) != before:
+						// The new version is the replacement.
+					default:
+						err = m.restart(ctx, name, w)
+					}
+					if errors.Is(err, errSuperseded) && w.fold(r) {
+						continue
+					}
+				}
 			}
-			if r.done != nil {
-				r.done <- err
+			for _, d := range r.done {
+				d <- err
 			}
 		}
 	}

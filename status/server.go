@@ -69,6 +69,9 @@ type Options struct {
 
 	// Certs lists the hosts' ACME certificates; nil without ACME.
 	Certs func() []Cert
+
+	// Operator serves keter env and keter restart; nil: refused.
+	Operator Operator
 }
 
 // Server serves the page on Listen and the CLI API on Socket.
@@ -208,6 +211,10 @@ func (s *Server) socketHandler() http.Handler {
 	mux.HandleFunc("POST /api/apps/{name}/rollback", s.rollback)
 	mux.HandleFunc("POST /api/apps/{name}/maintenance", s.maintenance)
 	mux.HandleFunc("POST /api/apps/{name}/jobs/{job}/run", s.runJob)
+
+	mux.HandleFunc("GET /api/apps/{name}/env", s.getEnv)
+	mux.HandleFunc("POST /api/apps/{name}/env", s.postEnv)
+	mux.HandleFunc("POST /api/apps/{name}/restart", s.restart)
 	mux.HandleFunc("POST /api/apps/{name}/postgres/drop", rootOnly(s.dropDatabase))
 	return mux
 }

@@ -70,6 +70,9 @@ type Input struct {
 	// StopHook, when set, runs with full privileges after each stop of
 	// the unit (the port map's clean-up of the app's front port).
 	StopHook []string
+	// Operator is the app's operator layer (`keter env set`), the highest:
+	// its values go to the root-only EnvFile, never to Environment=.
+	Operator map[string]string
 	// Instance is 1..N when a webapp stanza runs N > 1 instances: each is
 	// a unit of its own, named STANZA.INSTANCE. 0 for the only one.
 	Instance int
@@ -146,6 +149,7 @@ func Build(in Input) (Unit, error) {
 	envIn.global, envIn.plugin = global, in.PluginEnv
 	envIn.forward, envIn.lookupEnv = exec.ForwardEnv, in.LookupEnv
 	envIn.stanzaEnv, envIn.stanzaName = exec.Env, meta.Stanza
+	envIn.operator = in.Operator
 	env, err := environment(envIn)
 	if err != nil {
 		errs = append(errs, err)

@@ -138,6 +138,7 @@ func TestBuildEnvironmentPrecedence(t *testing.T) {
 		stanza     bundle.Stanza
 		global     map[string]string
 		plugin     map[string]string
+		operator   map[string]string
 		wantPublic map[string]string
 		wantSecret map[string]string
 	}{
@@ -168,6 +169,25 @@ func TestBuildEnvironmentPrecedence(t *testing.T) {
 			wantSecret: map[string]string{"SHARED": "fwd"},
 		},
 		{
+			name: "operator beats every layer and is never public",
+			stanza: webStanza(func(w *bundle.WebApp) {
+				w.Env = map[string]string{"SHARED": "stanza", "S": "s"}
+				w.ForwardEnv = []string{"SHARED"}
+			}),
+			global:     map[string]string{"SHARED": "global", "G": "g"},
+			plugin:     map[string]string{"SHARED": "plugin", "PGPASS": "pw"},
+			operator:   map[string]string{"SHARED": "operator", "PGPASS": "op-pw", "NEW": "n\nline"},
+			wantPublic: map[string]string{"PORT": "4000", "APPROOT": "http://demo.example.com"},
+			wantSecret: map[string]string{"SHARED": "operator", "S": "s", "G": "g", "PGPASS": "op-pw", "NEW": "n\nline"},
+		},
+		{
+			name:       "operator reaches background stanzas",
+			stanza:     bgStanza(-1, 5),
+			operator:   map[string]string{"QUEUE": "urgent"},
+			wantPublic: map[string]string{},
+			wantSecret: map[string]string{"QUEUE": "urgent"},
+		},
+		{
 			name:       "background gets no PORT or APPROOT",
 			stanza:     bgStanza(-1, 5),
 			global:     map[string]string{"G": "g"},
@@ -180,7 +200,7 @@ func TestBuildEnvironmentPrecedence(t *testing.T) {
 			g := global()
 			g.Env = tt.global
 			u, err := Build(Input{App: "demo", Version: "1", Stanza: tt.stanza, Dir: "/srv/demo", Port: 4000,
-				Global: g, PluginEnv: tt.plugin, LookupEnv: lookup, EnvDir: "/etc/keter/env"})
+				Global: g, PluginEnv: tt.plugin, LookupEnv: lookup, EnvDir: "/etc/keter/env", Operator: tt.operator})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -35,8 +35,10 @@
 // # Environment and secrets
 //
 // Build computes the app's final environment in Go with Keter's precedence
-// (highest first): stanza env > forward-env > plugin variables > global env
-// > PORT and the port-env-vars names > APPROOT. Each final variable goes to
+// (highest first), with the operator's layer (`keter env set`, ours) on
+// top: operator > stanza env > forward-env > plugin variables > global env
+// > PORT and the port-env-vars names > APPROOT. The operator may not set
+// PORT, APPROOT or a port-env-vars name (CheckOperatorVar). Each final variable goes to
 // exactly one place: values that came from the last two layers (port
 // numbers and the public URL) go to the unit's Environment=, which anyone
 // can read over D-Bus; every other value goes to Unit.Secrets, which the

@@ -3,6 +3,7 @@ package unitgen
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ const (
 	layerPlugin
 	layerForward
 	layerStanza
+	layerOperator // `keter env set`: the app's, not the bundle's
 )
 
 func (l layer) public() bool { return l <= layerPort }
@@ -43,6 +45,7 @@ type envInput struct {
 	lookupEnv  func(string) (string, bool)
 	stanzaEnv  map[string]string
 	stanzaName string
+	operator   map[string]string
 }
 
 // environment applies Keter's precedence, lowest layer first so that each
@@ -87,7 +90,40 @@ func environment(in envInput) (map[string]envVal, error) {
 	for _, k := range sortedKeys(in.stanzaEnv) {
 		set(k, in.stanzaEnv[k], layerStanza, in.stanzaName+" env")
 	}
+	for _, k := range sortedKeys(in.operator) {
+		if err := CheckOperatorVar(k, in.operator[k], in.portVars); err != nil {
+			errs = append(errs, fmt.Errorf("operator env (keter env): %w", err))
+			continue
+		}
+		set(k, in.operator[k], layerOperator, "operator env (keter env)")
+	}
 	return env, errors.Join(errs...)
+}
+
+// ErrReservedVar means an operator variable keter sets itself.
+var ErrReservedVar = errors.New("keter sets this variable itself")
+
+// MaxOperatorValue bounds one operator value, in bytes.
+const MaxOperatorValue = 32 << 10
+
+// CheckOperatorVar checks a variable of the operator's layer: a valid
+// name and value, not PORT, APPROOT or one of portVars (the port-env-vars
+// names), which keter owns: the app would listen on the wrong port or
+// build wrong links.
+func CheckOperatorVar(k, v string, portVars []string) error {
+	if err := checkVar(k, v); err != nil {
+		return err
+	}
+	if len(v) > MaxOperatorValue {
+		return fmt.Errorf("variable %s: value is longer than %d bytes", k, MaxOperatorValue)
+	}
+	switch {
+	case k == "PORT" || k == "APPROOT":
+		return fmt.Errorf("variable %s: %w (it cannot be overridden)", k, ErrReservedVar)
+	case slices.Contains(portVars, k):
+		return fmt.Errorf("variable %s: %w: it is one of the bundle's port-env-vars (it cannot be overridden)", k, ErrReservedVar)
+	}
+	return nil
 }
 
 // checkVar accepts what systemd accepts: a name of [A-Za-z0-9_] not
