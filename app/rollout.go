@@ -56,6 +56,9 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	if err != nil {
 		return r.v, err
 	}
+	if err := r.release(ctx, env); err != nil {
+		return r.v, err
+	}
 	if err := r.start(ctx, env); err != nil {
 		return r.v, err
 	}
@@ -148,10 +151,7 @@ func (r *rollout) units(pluginEnv map[string]string) ([]unitgen.Unit, error) {
 		if s.WebApp == nil && s.Background == nil {
 			continue
 		}
-		in := unitgen.Input{
-			App: v.app, Version: v.id, Index: i, Stanza: s, Dir: v.dir,
-			Global: m.cfg, PluginEnv: pluginEnv, LookupEnv: m.lookup, EnvDir: m.envDir(),
-		}
+		in := r.input(i, pluginEnv)
 		if s.Background != nil {
 			u, err := unitgen.Build(in)
 			if err != nil {
@@ -177,6 +177,16 @@ func (r *rollout) units(pluginEnv map[string]string) ([]unitgen.Unit, error) {
 		}
 	}
 	return append(bg, web...), nil
+}
+
+// input is what unitgen gets for stanza i: its units, and the release
+// step that borrows its sandbox and environment.
+func (r *rollout) input(i int, pluginEnv map[string]string) unitgen.Input {
+	m, v := r.m, r.v
+	return unitgen.Input{
+		App: v.app, Version: v.id, Index: i, Stanza: v.cfg.Stanzas[i], Dir: v.dir,
+		Global: m.cfg, PluginEnv: pluginEnv, LookupEnv: m.lookup, EnvDir: m.envDir(),
+	}
 }
 
 func (r *rollout) startUnit(ctx context.Context, u unitgen.Unit) error {
