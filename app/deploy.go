@@ -40,7 +40,7 @@ func (m *Manager) deploy(ctx context.Context, name, path string, w *worker) erro
 		m.log.Info("deploy interrupted by shutdown", "app", name, "err", err)
 		return err
 	case err != nil:
-		m.log.Error("deploy failed; the previous version, if any, keeps serving", "app", name, "bundle", filepath.Base(path), "err", err)
+		m.log.Error("deploy failed; the previous version, if any, keeps serving", "app", name, "bundle", filepath.Base(path), "err", err, "steps", stepsOf(v))
 		m.noteResult(name, nil, err, started)
 		return err
 	}

@@ -21,7 +21,8 @@ type fakeUnits struct {
 	running map[string]*fakeUnit
 	started []string
 	stopped []string
-	failing map[string]string   // app → "start" | "never-ready" | "stranger" | "trap"
+	failing map[string]string   // app → "start" | "never-ready" | "stranger" | "trap" | "release-fail" | "release-hang"
+	runs    []unitgen.Unit      // every unit Run got
 	journal map[string][]string // app → its last lines, when set
 	subs    []chan unitgen.Status
 }
@@ -74,6 +75,30 @@ func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
 	f.running[u.Name] = fu
 	f.emitLocked(fu.st)
 	return nil
+}
+
+// Run stands in for a oneshot release step: it ends at once with exit 0,
+// with exit 3 under "release-fail", or runs until ctx ends (then stopped,
+// as the real Run does) under "release-hang".
+func (f *fakeUnits) Run(ctx context.Context, u unitgen.Unit) (unitgen.Status, error) {
+	f.mu.Lock()
+	f.started = append(f.started, u.Name)
+	f.runs = append(f.runs, u)
+	mode := f.failing[u.Meta.App]
+	st := unitgen.Status{Name: u.Name, Meta: u.Meta, ActiveState: "inactive", SubState: "dead", Result: "success", ExecMainCode: unitgen.CodeExited}
+	if mode == "release-hang" {
+		f.running[u.Name] = &fakeUnit{st: unitgen.Status{Name: u.Name, Meta: u.Meta, ActiveState: "activating", SubState: "start"}}
+	}
+	f.mu.Unlock()
+	switch mode {
+	case "release-fail":
+		st.ActiveState, st.SubState, st.Result, st.ExecMainStatus = "failed", "failed", "exit-code", 3
+	case "release-hang":
+		<-ctx.Done()
+		f.Stop(context.WithoutCancel(ctx), u.Name)
+		return st, ctx.Err()
+	}
+	return st, nil
 }
 
 func (f *fakeUnits) Listens(ctx context.Context, unit string, port int) error {

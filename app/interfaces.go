@@ -11,6 +11,10 @@ import (
 type Units interface {
 	Start(ctx context.Context, u unitgen.Unit) error
 	Stop(ctx context.Context, name string) error
+	// Run starts a oneshot unit (a release step) and waits until its
+	// process ends, returning how it ended; when ctx ends first it stops
+	// the unit and returns ctx's error.
+	Run(ctx context.Context, u unitgen.Unit) (unitgen.Status, error)
 	List(ctx context.Context, prefix string) ([]unitgen.Status, error)
 	Journal(ctx context.Context, unit string, n int) ([]string, error)
 	// Listens fails unless a socket listening on port belongs to unit:

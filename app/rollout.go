@@ -67,6 +67,9 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	if err != nil {
 		return r.v, err
 	}
+	if err := r.release(ctx, env); err != nil {
+		return r.v, err
+	}
 	if err := m.prepareJobs(r.v, env); err != nil {
 		return r.v, err
 	}
@@ -201,6 +204,17 @@ func (r *rollout) units(pluginEnv map[string]string) ([]unitgen.Unit, error) {
 		}
 	}
 	return append(bg, web...), nil
+}
+
+// input is what unitgen gets for stanza i: its units, and the release
+// step that borrows its sandbox and environment.
+func (r *rollout) input(i int, pluginEnv map[string]string) (unitgen.Input, error) {
+	m, v := r.m, r.v
+	operator, err := m.OperatorEnv(v.app)
+	if err != nil {
+		return unitgen.Input{}, err
+	}
+	return m.unitInput(v, i, v.cfg.Stanzas[i], pluginEnv, operator), nil
 }
 
 func (r *rollout) startUnit(ctx context.Context, u unitgen.Unit) error {

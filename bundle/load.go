@@ -169,6 +169,11 @@ func checkFiles(root *os.Root, c *AppConfig) error {
 			checkSSL(key, s.ReverseProxy.SSL)
 		}
 	}
+	if c.Release != nil {
+		if err := checkExec(root, "release.exec", c.Release.Exec); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -13,6 +13,8 @@ type AppConfig struct {
 	// opened before a switch (streams, downloads, WebSockets) before it
 	// is stopped; 0 means keter-config.yaml's graceful-drain-micros.
 	Drain time.Duration `json:"drain,omitempty"`
+	// Release is the release step (see Release); nil when there is none.
+	Release *Release `json:"release,omitempty"`
 }
 
 // MaxDrain bounds a bundle's drain.

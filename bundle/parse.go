@@ -62,6 +62,7 @@ func ParseWithWarnings(data []byte) (*AppConfig, []string, error) {
 	} else {
 		parseFlat(w, top, c)
 	}
+	c.Release = parseRelease(w, top, c)
 	top.done()
 	uniqueHosts(w, c)
 	uniqueJobs(w, c)

@@ -176,6 +176,12 @@ func (c *Client) jobTimeout() time.Duration {
 // job starts a job with start and waits for its result. start gets a
 // buffered channel: go-systemd sends the result while holding a lock.
 func (c *Client) job(ctx context.Context, what, name string, start func(*sddbus.Conn, chan<- string) error) error {
+	return c.jobWithin(ctx, what, name, c.jobTimeout(), start)
+}
+
+// jobWithin is job bounded by timeout instead of the client's job
+// timeout; 0 leaves the bound to ctx alone.
+func (c *Client) jobWithin(ctx context.Context, what, name string, timeout time.Duration, start func(*sddbus.Conn, chan<- string) error) error {
 	ch := make(chan string, 1)
 	var conn *sddbus.Conn
 	err := c.do(ctx, func(cn *sddbus.Conn) error {
@@ -185,8 +191,12 @@ func (c *Client) job(ctx context.Context, what, name string, start func(*sddbus.
 	if err != nil {
 		return err
 	}
-	timer := time.NewTimer(c.jobTimeout())
-	defer timer.Stop()
+	var expired <-chan time.Time
+	if timeout > 0 {
+		timer := time.NewTimer(timeout)
+		defer timer.Stop()
+		expired = timer.C
+	}
 	// A dropped bus never delivers the result; notice it instead of waiting.
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -200,8 +210,8 @@ func (c *Client) job(ctx context.Context, what, name string, start func(*sddbus.
 			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s of %s: %w", what, name, ctx.Err())
-		case <-timer.C:
-			return fmt.Errorf("waiting for %s of %s: no result after %s", what, name, c.jobTimeout())
+		case <-expired:
+			return fmt.Errorf("waiting for %s of %s: no result after %s", what, name, timeout)
 		case <-tick.C:
 			if !conn.Connected() {
 				return fmt.Errorf("waiting for %s of %s: connection to systemd dropped", what, name)
@@ -259,8 +269,9 @@ func (c *Client) StartTransient(ctx context.Context, name string, props []sddbus
 	return nil
 }
 
-// Stop stops a unit and waits until it is down. A unit that is not
-// loaded counts as stopped.
+// Stop stops a unit and waits until it is down, then clears a failed
+// state so systemd collects it (a oneshot stopped mid-run, such as a
+// release step, ends failed). A unit that is not loaded counts as stopped.
 func (c *Client) Stop(ctx context.Context, name string) error {
 	err := c.job(ctx, "stop", name, func(conn *sddbus.Conn, ch chan<- string) error {
 		_, err := conn.StopUnitContext(ctx, name, "replace", ch)
@@ -272,7 +283,7 @@ func (c *Client) Stop(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("stopping unit %s: %w", name, err)
 	}
-	return nil
+	return c.ResetFailed(ctx, name)
 }
 
 // Reload runs the unit's ExecReload and waits for it.

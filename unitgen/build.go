@@ -87,7 +87,11 @@ func StanzaName(t bundle.StanzaType, index int) string {
 }
 
 // Build turns a stanza into a unit. It reports every problem it finds.
-func Build(in Input) (Unit, error) {
+func Build(in Input) (Unit, error) { return build(in, nil) }
+
+// build is Build, or with rel the release step run in the stanza's
+// sandbox and environment (see Release).
+func build(in Input, rel *bundle.Release) (Unit, error) {
 	var (
 		errs    []error
 		exec    bundle.Exec
@@ -99,7 +103,7 @@ func Build(in Input) (Unit, error) {
 	case in.Stanza.Type == bundle.TypeWebApp && in.Stanza.WebApp != nil:
 		w := in.Stanza.WebApp
 		exec, sd = w.Exec, w.Systemd
-		if in.Port < 1 || in.Port > 65535 {
+		if rel == nil && (in.Port < 1 || in.Port > 65535) {
 			errs = append(errs, fmt.Errorf("port %d is not a TCP port", in.Port))
 		}
 		envIn = envInput{web: true, port: in.Port, portVars: w.PortEnvVars}
@@ -119,9 +123,15 @@ func Build(in Input) (Unit, error) {
 	default:
 		return Unit{}, fmt.Errorf("building unit for stanza %d of %s: type %q does not run a process", in.Index, in.App, in.Stanza.Type)
 	}
+	stanza := StanzaName(in.Stanza.Type, in.Index)
+	if rel != nil {
+		exec.Path, exec.Args, stanza = rel.Exec, rel.Args, ReleaseStanza
+		envIn.web, envIn.port, envIn.portVars = false, 0, nil
+		restart = backgroundRestart(0, 0)
+	}
 
-	meta := Meta{App: in.App, Version: in.Version, Stanza: StanzaName(in.Stanza.Type, in.Index), Instance: in.Instance}
-	if j := in.Stanza.Scheduled; j != nil {
+	meta := Meta{App: in.App, Version: in.Version, Stanza: stanza, Instance: in.Instance}
+	if j := in.Stanza.Scheduled; j != nil && rel == nil {
 		meta.Stanza, meta.Job = JobStanza(j.Name), j.Name
 	}
 	name, err := meta.Unit()

@@ -20,6 +20,9 @@
 // units run in keter.slice, so `systemctl status keter.slice` shows them and
 // one slice drop-in caps them together.
 //
+// A bundle's release step runs as keter-app-APP-VERSION-release.service
+// (see Release): a oneshot in the sandbox of the stanza it borrows from.
+//
 // Because APP may itself contain "-", the prefix "keter-app-foo-" also
 // matches units of an app named "foo-bar": select an app's units by the Meta
 // read back from them, not by name prefix alone.

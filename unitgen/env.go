@@ -60,10 +60,10 @@ func environment(in envInput) (map[string]envVal, error) {
 		}
 		env[k] = envVal{v, from}
 	}
+	if in.appRoot != "" { // webapps, and a release step that borrows one
+		set("APPROOT", in.appRoot, layerAppRoot, "APPROOT")
+	}
 	if in.web {
-		if in.appRoot != "" {
-			set("APPROOT", in.appRoot, layerAppRoot, "APPROOT")
-		}
 		p := strconv.Itoa(in.port)
 		set("PORT", p, layerPort, "PORT")
 		for _, k := range in.portVars {
