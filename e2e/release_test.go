@@ -125,6 +125,15 @@ func TestReleaseStep(t *testing.T) {
 	if u := releaseUnits(t, name); len(u) != 0 {
 		t.Fatalf("release units left after the step: %v", u)
 	}
+	// keter restart and keter env set replace v1 by its own bundle: its
+	// step ran when it was new and does not run again.
+	mustCLI(t, 0, "restart", "-c", k.config(), name)
+	mustCLI(t, 0, "env", "set", "-c", k.config(), name, "RELEASE_TEST=1")
+	mustServe(t, k, host, "v1")
+	logs, _ = mustCLI(t, 0, "logs", "-c", k.config(), name, "-o", "cat")
+	if n := strings.Count(logs, "release v1 done"); n != 1 {
+		t.Fatalf("the step ran %d times across a deploy, a restart and an env change, want once:\n%s", n, logs)
+	}
 
 	l := startKeepAliveLoad(k, host, 2, func(b string) bool { return b == "v1" || b == "v4" })
 
