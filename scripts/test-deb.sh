@@ -96,8 +96,8 @@ deb=$root/dist/keter_${version}_${arch}.deb
 say "package metadata"
 dpkg-deb -f "$deb" Depends | grep -Eq '(^|, )nginx( |,|$)' || fail "Depends lacks nginx: $(dpkg-deb -f "$deb" Depends)"
 dpkg-deb -f "$deb" Depends | grep -Eq '(^|, )systemd( |,|$)' || fail "Depends lacks systemd"
-dpkg-deb -f "$deb" Recommends | grep -q postgresql || fail "Recommends lacks postgresql"
-dpkg-deb -I "$deb" conffiles | grep -qx /etc/keter/keter-config.yaml || fail "keter-config.yaml is not a conffile"
+dpkg-deb -f "$deb" Recommends | grep -c postgresql >/dev/null || fail "Recommends lacks postgresql"
+dpkg-deb -I "$deb" conffiles | grep -cx /etc/keter/keter-config.yaml >/dev/null || fail "keter-config.yaml is not a conffile"
 
 say "install on this machine"
 # Someone else's reservation, which purge must leave; and the list before
@@ -111,7 +111,7 @@ if [ -w "$reserved" ]; then
 fi
 installed=1
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb"
-dpkg-query -W -f='${Status}\n' keter | grep -q 'install ok installed' || fail "keter is not installed"
+dpkg-query -W -f='${Status}\n' keter | grep -c 'install ok installed' >/dev/null || fail "keter is not installed"
 out=$(/usr/bin/keter version) || fail "keter version failed"
 grep -qF "$upstream" <<<"$out" || fail "keter version printed '$out', want $upstream"
 /usr/bin/keter --help >/dev/null 2>&1 || fail "keter --help failed"
@@ -126,7 +126,7 @@ grep -qx 'ExecStart=/usr/bin/keter /etc/keter/keter-config.yaml' "$unit" || fail
 systemd-analyze verify "$unit" 2>&1 | grep -v -e 'network-online.target' -e 'nginx.service' | grep . &&
 	fail "systemd-analyze verify complains about keter.service"
 [ -f /usr/share/man/man1/keter.1.gz ] || fail "man page missing"
-man -l /usr/share/man/man1/keter.1.gz 2>/dev/null | grep -q 'keter-config.yaml' || fail "man page does not render"
+man -l /usr/share/man/man1/keter.1.gz 2>/dev/null | grep -c 'keter-config.yaml' >/dev/null || fail "man page does not render"
 [ -d /opt/keter/incoming ] || fail "postinst did not create /opt/keter/incoming"
 getent group keter >/dev/null || fail "postinst did not make the keter group"
 [ "$(stat -c %a:%U:%G /opt/keter/incoming)" = 2770:root:keter ] ||
@@ -174,7 +174,7 @@ say "served through nginx: $msg"
 # app is reached through keter's port map, not a port written into nginx.
 if command -v nft >/dev/null; then
 	nft list map ip keter fronts >/dev/null 2>&1 || fail "keter's port map (nft table ip keter) is missing while nftables is installed"
-	inside journalctl -u keter.service -o cat | grep -q 'switching versions by an nftables port map' ||
+	inside journalctl -u keter.service -o cat | grep -c 'switching versions by an nftables port map' >/dev/null ||
 		fail "keter.service did not switch by the port map"
 fi
 say "automatic HTTPS (ACME) through the system nginx, against Pebble"
@@ -230,7 +230,7 @@ issued=$(grep -c 'Issued certificate serial' "$work/pebble.log")
 say "served over HTTPS with Pebble's certificate ($issued issued)"
 until_ok 60 served || fail "plain HTTP stopped serving with ACME on"
 [ "$(stat -c %a /opt/keter/etc/acme)" = 700 ] || fail "/opt/keter/etc/acme is not 0700"
-inside /usr/bin/keter status | grep -q "$host .*valid .*Pebble" || fail "keter status does not show the certificate: $(inside /usr/bin/keter status)"
+inside /usr/bin/keter status | grep -c "$host .*valid .*Pebble" >/dev/null || fail "keter status does not show the certificate: $(inside /usr/bin/keter status)"
 
 app_units() { inside systemctl list-units --no-legend --plain --state=active 'keter-app-*' | awk '{print $1}'; }
 app_unit=$(app_units | head -n 1)
@@ -277,14 +277,14 @@ state=$(inside systemctl is-active keter.service || true)
 [ "$(inside systemctl is-active "$app_unit")" = active ] || fail "remove stopped $app_unit (apps must keep running until purge)"
 if command -v nft >/dev/null; then
 	say "an operator stops the app with keter removed: its stop hook takes its port map entry out"
-	nft list map ip keter fronts | grep -q 'elements = ' || fail "the app has no entry in the port map before it is stopped"
+	nft list map ip keter fronts | grep -c 'elements = ' >/dev/null || fail "the app has no entry in the port map before it is stopped"
 	inside systemctl stop "$app_unit"
-	! nft list map ip keter fronts | grep -q 'elements = ' || fail "the stopped app's entry is still in the port map: $(nft list map ip keter fronts)"
+	! nft list map ip keter fronts | grep -c 'elements = ' >/dev/null || fail "the stopped app's entry is still in the port map: $(nft list map ip keter fronts)"
 fi
 
 say "apt-get purge"
 apt_in_sandbox purge -y -q keter
-dpkg-query -W -f='${Status}' keter 2>/dev/null | grep -q 'install ok installed' && fail "keter still installed"
+dpkg-query -W -f='${Status}' keter 2>/dev/null | grep -c 'install ok installed' >/dev/null && fail "keter still installed"
 [ ! -e /etc/keter ] || fail "/etc/keter is still there after purge"
 [ ! -e /opt/keter/etc ] || fail "/opt/keter/etc is still there after purge"
 [ ! -e /opt/keter/temp ] || fail "/opt/keter/temp is still there after purge"
