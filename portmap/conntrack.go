@@ -44,6 +44,16 @@ const (
 // entries the client itself closed), to a port where nothing listens, or
 // where another program listens now. It returns how many it deleted.
 func (m *Map) Forget(port int) (int, error) {
+	n, err := forgetWhere(port, func(translation) bool { return true })
+	if err != nil {
+		return n, fmt.Errorf("deleting conntrack entries to port %d: %w", port, err)
+	}
+	return n, nil
+}
+
+// forgetWhere deletes the entries answered from port that match; it
+// returns how many it deleted.
+func forgetWhere(port int, match func(translation) bool) (int, error) {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
 		return 0, fmt.Errorf("conntrack: %w", err)
@@ -56,16 +66,16 @@ func (m *Map) Forget(port int) (int, error) {
 	var errs []error
 	n := 0
 	for _, e := range entries {
+		if !match(e) {
+			continue
+		}
 		if err := forget(c, e); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		n++
 	}
-	if err := errors.Join(errs...); err != nil {
-		return n, fmt.Errorf("deleting conntrack entries to port %d: %w", port, err)
-	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 // translation is one conntrack entry of a TCP connection on loopback

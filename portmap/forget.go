@@ -1,12 +1,6 @@
 package portmap
 
-import (
-	"errors"
-	"fmt"
-
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
-)
+import "fmt"
 
 // ForgetFinished deletes the conntrack entries of finished connections
 // the map sent from front to port (an old version), at a switch: a reset
@@ -17,28 +11,8 @@ import (
 // its kept connections itself (keepalive_time, keepalive_timeout). It
 // returns how many it deleted.
 func (m *Map) ForgetFinished(front, port int) (int, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	n, err := forgetWhere(port, func(e translation) bool { return e.to == front && e.finished() })
 	if err != nil {
-		return 0, fmt.Errorf("conntrack: %w", err)
-	}
-	defer c.Close()
-	entries, err := translations(c, port)
-	if err != nil {
-		return 0, err
-	}
-	var errs []error
-	n := 0
-	for _, e := range entries {
-		if e.to != front || !e.finished() {
-			continue
-		}
-		if err := forget(c, e); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		n++
-	}
-	if err := errors.Join(errs...); err != nil {
 		return n, fmt.Errorf("forgetting finished connections to port %d: %w", port, err)
 	}
 	return n, nil

@@ -77,6 +77,12 @@ func await(ctx context.Context, c *status.Client, name, digest string, since tim
 		fmt.Printf("%s: bundle %s is live\n", name, digest[:12])
 		return exitOK
 	}
+	return failed(name, r)
+}
+
+// failed reports a deploy or replacement that did not go live: keter's
+// error, the sandbox hint, the app's last lines and what keeps serving.
+func failed(name string, r status.WaitResult) int {
 	fmt.Fprintf(os.Stderr, "keter: %s: %s\n", name, r.Error)
 	if r.App != nil {
 		if r.App.LastHint != "" {

@@ -52,17 +52,5 @@ func replaced(name string, r status.WaitResult, err error, timeout time.Duration
 		fmt.Printf("%s: replaced\n", name)
 		return exitOK
 	}
-	fmt.Fprintf(os.Stderr, "keter: %s: %s\n", name, r.Error)
-	if r.App != nil {
-		if r.App.LastHint != "" {
-			fmt.Fprintf(os.Stderr, "keter: %s: %s\n", name, r.App.LastHint)
-		}
-		if len(r.App.LastLog) > 0 {
-			fmt.Fprintf(os.Stderr, "last log lines of %s:\n%s\n", name, indent(strings.Join(r.App.LastLog, "\n")))
-		}
-		if r.App.Live != nil {
-			fmt.Fprintf(os.Stderr, "version %s keeps serving.\n", r.App.Live.Version)
-		}
-	}
-	return exitFailure
+	return failed(name, r)
 }
