@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/keter-systemd/keter/bundle"
-	"github.com/keter-systemd/keter/internal/atomicfile"
 	"github.com/keter-systemd/keter/unitgen"
 )
 
@@ -92,15 +91,12 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest, started func(unit s
 		return unitgen.Status{}, err
 	}
 	if u.EnvFile != "" {
-		if err := atomicfile.Write(u.EnvFile, u.Secrets, 0o600); err != nil {
-			return unitgen.Status{}, fmt.Errorf("writing environment of %s: %w", u.Name, err)
-		}
 		defer os.Remove(u.EnvFile)
 	}
-	if err := atomicfile.Write(u.Launcher, u.LauncherScript, 0o644); err != nil {
-		return unitgen.Status{}, fmt.Errorf("writing launcher of %s: %w", u.Name, err)
-	}
 	defer os.Remove(u.Launcher)
+	if err := writeUnitFiles(u); err != nil {
+		return unitgen.Status{}, err
+	}
 
 	command := shellQuote(req.Argv)
 	fields := map[string]string{

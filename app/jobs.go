@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/keter-systemd/keter/bundle"
-	"github.com/keter-systemd/keter/internal/atomicfile"
 	"github.com/keter-systemd/keter/unitgen"
 )
 
@@ -120,27 +119,12 @@ func (m *Manager) prepareJobs(v *version, pluginEnv map[string]string) error {
 			errs = append(errs, fmt.Errorf("stanzas[%d]: %w", i, err))
 			continue
 		}
-		if err := m.writeJobFiles(v, j.Service); err != nil {
+		if err := v.writeUnitFiles(j.Service); err != nil {
 			return err
 		}
 		v.jobs = append(v.jobs, &job{Name: s.Scheduled.Name, Timer: j.Timer, Service: j.Service.Name, MaxRun: s.Scheduled.MaxRunTime, unit: &j})
 	}
 	return errors.Join(errs...)
-}
-
-func (m *Manager) writeJobFiles(v *version, u unitgen.Unit) error {
-	if u.EnvFile != "" {
-		if err := atomicfile.Write(u.EnvFile, u.Secrets, 0o600); err != nil {
-			return fmt.Errorf("writing environment of %s: %w", u.Name, err)
-		}
-		v.envFiles = append(v.envFiles, u.EnvFile)
-	}
-	if u.Launcher != "" {
-		if err := atomicfile.Write(u.Launcher, u.LauncherScript, 0o644); err != nil {
-			return fmt.Errorf("writing launcher of %s: %w", u.Name, err)
-		}
-	}
-	return nil
 }
 
 // checkCalendar asks systemd whether it reads a schedule; without
@@ -278,7 +262,7 @@ func (m *Manager) adoptJobs(ctx context.Context, running map[string]unitgen.Stat
 				u, err = unitgen.BuildJob(m.unitInput(v, i, s, env, operator))
 			}
 			if err == nil {
-				err = m.writeJobFiles(&version{}, u.Service) // its env file is the version's already
+				err = writeUnitFiles(u.Service) // its env file is the version's already
 			}
 			if err != nil {
 				m.log.Error("re-scheduling job", "app", v.app, "job", j.Name, "err", err)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/keter-systemd/keter/bundle"
-	"github.com/keter-systemd/keter/internal/atomicfile"
 	"github.com/keter-systemd/keter/unitgen"
 )
 
@@ -57,15 +56,10 @@ func (r *rollout) release(ctx context.Context, pluginEnv map[string]string) erro
 		return err
 	}
 	if u.EnvFile != "" {
-		if err := atomicfile.Write(u.EnvFile, u.Secrets, 0o600); err != nil {
-			return fmt.Errorf("writing environment of %s: %w", u.Name, err)
-		}
 		defer os.Remove(u.EnvFile) // its secrets are needed only while it runs
 	}
-	if u.Launcher != "" {
-		if err := atomicfile.Write(u.Launcher, u.LauncherScript, 0o644); err != nil {
-			return fmt.Errorf("writing launcher of %s: %w", u.Name, err)
-		}
+	if err := writeUnitFiles(u); err != nil {
+		return err
 	}
 	r.steps.mark("prepare") // the release= part is the step alone
 	m.log.Info("release step started", "app", v.app, "version", v.id, "unit", u.Name, "timeout", rel.Timeout.String())

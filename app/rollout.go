@@ -10,8 +10,6 @@ import (
 
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/unitgen"
-
-	"github.com/keter-systemd/keter/internal/atomicfile"
 )
 
 // rollout brings one new version of an app up: read the bundle, start
@@ -219,16 +217,8 @@ func (r *rollout) input(i int, pluginEnv map[string]string) (unitgen.Input, erro
 
 func (r *rollout) startUnit(ctx context.Context, u unitgen.Unit) error {
 	v := r.v
-	if u.EnvFile != "" {
-		if err := atomicfile.Write(u.EnvFile, u.Secrets, 0o600); err != nil {
-			return fmt.Errorf("writing environment of %s: %w", u.Name, err)
-		}
-		v.envFiles = append(v.envFiles, u.EnvFile)
-	}
-	if u.Launcher != "" {
-		if err := atomicfile.Write(u.Launcher, u.LauncherScript, 0o644); err != nil {
-			return fmt.Errorf("writing launcher of %s: %w", u.Name, err)
-		}
+	if err := v.writeUnitFiles(u); err != nil {
+		return err
 	}
 	v.units = append(v.units, u.Name)
 	if err := r.m.units.Start(ctx, u); err != nil {

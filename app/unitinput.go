@@ -1,7 +1,10 @@
 package app
 
 import (
+	"fmt"
+
 	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/internal/atomicfile"
 	"github.com/keter-systemd/keter/unitgen"
 )
 
@@ -14,4 +17,29 @@ func (m *Manager) unitInput(v *version, i int, s bundle.Stanza, pluginEnv, opera
 		App: v.app, Version: v.id, Index: i, Stanza: s, Dir: v.dir,
 		Global: m.cfg, PluginEnv: pluginEnv, LookupEnv: m.lookup, EnvDir: m.envDir(), Operator: operator,
 	}
+}
+
+// writeUnitFiles writes what u reads when it starts: its root-only
+// environment file and its launcher script, when it has them.
+func writeUnitFiles(u unitgen.Unit) error {
+	if u.EnvFile != "" {
+		if err := atomicfile.Write(u.EnvFile, u.Secrets, 0o600); err != nil {
+			return fmt.Errorf("writing environment of %s: %w", u.Name, err)
+		}
+	}
+	if u.Launcher != "" {
+		if err := atomicfile.Write(u.Launcher, u.LauncherScript, 0o644); err != nil {
+			return fmt.Errorf("writing launcher of %s: %w", u.Name, err)
+		}
+	}
+	return nil
+}
+
+// writeUnitFiles is writeUnitFiles for a unit of v, whose environment
+// file is recorded first, so that stopping v deletes it whatever fails.
+func (v *version) writeUnitFiles(u unitgen.Unit) error {
+	if u.EnvFile != "" {
+		v.envFiles = append(v.envFiles, u.EnvFile)
+	}
+	return writeUnitFiles(u)
 }
