@@ -67,9 +67,9 @@ type PortMap interface {
 	// map to the cgroup of that start, with the scripts in the folder hooks.
 	StartHook(hooks string) []string
 	// ForgetFinished forgets the kernel's translations of finished
-	// connections from front to port, so that no new connection takes
-	// one; open connections are left to nginx.
-	ForgetFinished(front, port int) (int, error)
+	// connections from any of fronts to port, so that no new connection
+	// takes one; open connections are left to nginx.
+	ForgetFinished(port int, fronts ...int) (int, error)
 }
 
 // WithPortMap switches versions by pm: nginx proxies to each webapp's
@@ -436,9 +436,15 @@ func mapFronts(want map[int]int, fronts, ports []int, down map[int]bool) {
 // forgetFinished forgets the finished connections to the ports the map
 // no longer sends fronts to. Open ones are nginx's: it retires them within
 // SwitchBound, and the old version serves them until then.
+// One pass over the kernel's table per old port: an app's fronts (its
+// spares too) mostly lead to the same one.
 func (m *Manager) forgetFinished(moved map[int]int) {
+	byPort := map[int][]int{}
 	for f, old := range moved {
-		if _, err := m.pm.ForgetFinished(f, old); err != nil {
+		byPort[old] = append(byPort[old], f)
+	}
+	for old, fronts := range byPort {
+		if _, err := m.pm.ForgetFinished(old, fronts...); err != nil {
 			m.log.Warn("forgetting finished connections to an old version", "port", old, "err", err)
 		}
 	}

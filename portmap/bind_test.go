@@ -110,7 +110,7 @@ func TestSwitchLeavesOpenConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	for f, p := range map[int]int{front: a, front2: slow} {
-		if _, err := m.ForgetFinished(f, p); err != nil {
+		if _, err := m.ForgetFinished(p, f); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -299,7 +299,7 @@ func TestForgetFinishedForgetsResetByServer(t *testing.T) {
 	if err := m.Apply(ctx, map[int]int{front: p}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := m.ForgetFinished(front, closer); err != nil {
+	if n, err := m.ForgetFinished(closer, front); err != nil {
 		t.Fatalf("ForgetFinished = %d, %v; want the reset connection's entry", n, err)
 	}
 	if got := dialFrom().ask(t); got != "P" {
