@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,13 +29,18 @@ type Options struct {
 	// Owner is the user nginx's workers run as: with certificates read at
 	// each handshake, they read the files, not the root master.
 	Owner string
-	// Storage keeps the account and certificates; nil is a folder under
-	// ROOT/etc/acme. Any certmagic.Storage (with its locks) lets several
-	// keters behind one load balancer share them.
+	// Storage keeps the account and certificates; nil is the config's
+	// acme.storage (PostgreSQL), or else a folder under ROOT/etc/acme.
+	// Any certmagic.Storage (with its locks) lets several keters behind
+	// one load balancer share them.
 	Storage certmagic.Storage
 	// RenewCheck is how often certificates are checked for renewal
-	// (certmagic's 10 minutes when 0).
+	// (certmagic's 10 minutes when 0; SharedCheck with a shared storage).
 	RenewCheck time.Duration
+	// SharedCheck is how often, with a shared storage, keter looks there
+	// for certificates other hosts got or renewed (DefaultSharedCheck
+	// when 0).
+	SharedCheck time.Duration
 }
 
 // Manager keeps a certificate from the CA for every host it is told
@@ -50,10 +56,13 @@ type Manager struct {
 	fallback string
 	socket   string
 	uid, gid int
-	unix     net.Listener // nginx proxies challenges here
-	tcp      net.Listener // certmagic finds its challenge port taken: ours
-	kick     chan struct{}
-	changed  chan struct{}
+	shared   time.Duration // with a shared storage: how often to look at it
+	// closeStorage closes a storage New opened (acme.storage).
+	closeStorage func()
+	unix         net.Listener // nginx proxies challenges here
+	tcp          net.Listener // certmagic finds its challenge port taken: ours
+	kick         chan struct{}
+	changed      chan struct{}
 
 	mu    sync.Mutex
 	want  map[string]bool
@@ -68,7 +77,8 @@ type hostState struct {
 	notAfter time.Time // of the CA's certificate in the file
 	lastErr  string
 	errAt    time.Time
-	renewal  bool // lastErr came from a renewal
+	renewal  bool      // lastErr came from a renewal
+	seen     time.Time // the shared storage's certificate last installed
 }
 
 // New prepares folders, the fallback certificate, the challenge sockets
@@ -108,6 +118,9 @@ func New(o Options) (*Manager, error) {
 			return nil, fmt.Errorf("acme.trusted-roots: no PEM certificate in %s", g.ACME.TrustedRoots)
 		}
 	}
+	if err := m.openShared(o); err != nil {
+		return nil, err
+	}
 	if m.storage == nil {
 		dir := filepath.Join(g.Etc(), "acme")
 		if err := mkdir(dir, 0o700, -1, -1); err != nil {
@@ -131,7 +144,7 @@ func New(o Options) (*Manager, error) {
 	zl := zapLogger(m.log)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
-		RenewCheckInterval: o.RenewCheck,
+		RenewCheckInterval: m.renewCheck(o.RenewCheck),
 		Logger:             zl,
 	})
 	m.magic = certmagic.New(m.cache, certmagic.Config{
@@ -186,6 +199,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if m.shared > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.watch(ctx) }()
+	}
 	defer func() {
 		srv.Close()
 		wg.Wait()
@@ -199,6 +216,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		m.mu.Unlock()
 		m.cache.Stop()
+		if m.closeStorage != nil {
+			m.closeStorage()
+		}
 	}()
 	for {
 		select {
@@ -257,14 +277,29 @@ func (m *Manager) Waiting(host string) bool {
 	if st.skip != "" {
 		return false
 	}
-	if !st.checked {
-		// After a restart the storage knows before certmagic says so.
-		st.checked = true
-		if leaf, _, err := m.stored(context.Background(), host); err == nil && st.notAfter.IsZero() {
-			st.notAfter, st.issuer = leaf.NotAfter, leaf.Issuer.CommonName
-		}
-	}
+	m.check(st, host)
 	return !time.Now().Before(st.notAfter)
+}
+
+// check reads host's certificate once, after a restart, before certmagic
+// tells: from storage, or nginx's file if a shared storage is out of
+// reach. Callers hold mu.
+func (m *Manager) check(st *hostState, host string) {
+	if st.checked || st.skip != "" {
+		return
+	}
+	st.checked = true
+	var leaf *x509.Certificate
+	err := errUnreachable
+	if m.storageUp() {
+		leaf, _, err = m.stored(context.Background(), host)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		leaf, err = m.installed(host)
+	}
+	if err == nil && st.notAfter.IsZero() {
+		st.notAfter, st.issuer = leaf.NotAfter, leaf.Issuer.CommonName
+	}
 }
 
 // host returns host's state, created on first use. Callers hold mu.
@@ -302,6 +337,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 	}
 	// Outside mu: certmagic loads stored certificates at once and tells
 	// onEvent, which takes mu.
+	start = m.reachable(ctx, start)
 	for _, h := range start {
 		if err := m.magic.ManageAsync(ctxs[h], []string{h}); err != nil {
 			m.failed(h, false, err)

@@ -34,6 +34,7 @@ func (m *Manager) Status() []Host {
 	now := time.Now()
 	for h := range m.want {
 		st := m.host(h)
+		m.check(st, h)
 		s := Host{Host: h, LastError: st.lastErr, LastErrorAt: st.errAt, Skipped: st.skip}
 		if now.Before(st.notAfter) {
 			s.Issuer, s.NotAfter = st.issuer, st.notAfter

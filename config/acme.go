@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/keter-systemd/keter/acme/pgstore"
 )
 
 // LetsEncrypt is the default ACME directory: Let's Encrypt's production CA.
@@ -21,6 +23,10 @@ type ACME struct {
 	// TrustedRoots is a PEM file of roots to trust when talking to the
 	// CA (private CAs: step-ca, Pebble); the system's roots otherwise.
 	TrustedRoots string `yaml:"trusted-roots"`
+	// Storage is a PostgreSQL connection string (libpq URL or
+	// keyword/value) where several keters share the account,
+	// certificates, challenges and locks; "" keeps them in local files.
+	Storage string `yaml:"storage"`
 }
 
 // ACMEEnabled reports whether keter runs an ACME client at all.
@@ -103,6 +109,13 @@ func (c *Config) validateACME() []error {
 	}
 	if u, err := url.Parse(c.ACME.Directory); c.ACME.Directory != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
 		errs = append(errs, fmt.Errorf("acme.directory: %q is not an https:// URL (ACME runs over HTTPS)", c.ACME.Directory))
+	}
+	if st := c.ACME.Storage; st != "" {
+		if u, err := url.Parse(st); err == nil && u.Scheme != "" && u.Scheme != "postgres" && u.Scheme != "postgresql" {
+			errs = append(errs, fmt.Errorf("acme.storage: %s:// is not supported; give a PostgreSQL connection string (postgres://USER@HOST/DB or host=... dbname=...)", u.Scheme))
+		} else if err := pgstore.Validate(st); err != nil {
+			errs = append(errs, fmt.Errorf("acme.storage: %w", err))
+		}
 	}
 	return errs
 }

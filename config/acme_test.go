@@ -27,6 +27,12 @@ acme:
 	if !c.ACMEEnabled() || !c.ACMEListener() || !c.ACMEServes("shop.example.com") || c.ACMEServes("localhost") {
 		t.Error("ACMEEnabled/ACMEListener/ACMEServes disagree with the config")
 	}
+	for _, st := range []string{"postgres://keter@db.internal/keter_acme?passfile=/etc/keter/pgpass", "host=/run/postgresql dbname=keter_acme"} {
+		c, _, err := Parse([]byte("root: /r\nlisteners: [{port: 80}]\nacme: {email: a@b.c, storage: '"+st+"'}\n"), "/")
+		if err != nil || c.ACME.Storage != st {
+			t.Errorf("storage %q: %v", st, err)
+		}
+	}
 	plain, _, err := Parse([]byte("root: /r\n"), "/")
 	if err != nil || plain.ACMEEnabled() || plain.ACMEServes("shop.example.com") {
 		t.Errorf("a config without acme uses ACME (err %v)", err)
@@ -41,11 +47,16 @@ func TestACMEConfigRefused(t *testing.T) {
 		{"certificate and acme", "listeners: [{port: 80}, {port: 443, acme: true, certificate: c, key: k}]\nacme: {email: a@b.c}\n", "acme and certificate exclude each other"},
 		{"bad email", "acme: {email: nobody}\n", `"nobody" is not an email address`},
 		{"http directory", "acme: {email: a@b.c, directory: 'http://ca.example/dir'}\n", "not an https:// URL"},
+		{"storage not postgres", "acme: {email: a@b.c, storage: 'redis://cache:6379/0'}\n", "acme.storage: redis:// is not supported"},
+		{"storage does not parse", "acme: {email: a@b.c, storage: 'host=db port=five password=Hunter2'}\n", "acme.storage: not a PostgreSQL connection string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := Parse([]byte("root: /r\n"+tc.yaml), "/")
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "Hunter2") {
+				t.Errorf("the error shows the password: %v", err)
 			}
 		})
 	}

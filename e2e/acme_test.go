@@ -37,6 +37,12 @@ type acmeKeter struct {
 // as its ACME directory; env goes to keter's unit.
 func startACMEKeter(t *testing.T, port int, ca *pebble.Server, env ...string) *acmeKeter {
 	t.Helper()
+	return startACMEKeterWith(t, port, ca, "", env...)
+}
+
+// startACMEKeterWith adds acmeKeys (indented YAML lines) to the acme key.
+func startACMEKeterWith(t *testing.T, port int, ca *pebble.Server, acmeKeys string, env ...string) *acmeKeter {
+	t.Helper()
 	testkit.NeedSystemd(t)
 	nginxBin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
 	tok := testkit.Token()
@@ -52,7 +58,7 @@ acme:
   email: ops@example.com
   directory: %s
   trusted-roots: %s
-status:
+%sstatus:
   listen: 127.0.0.1:%d
 # Outside Keter's default ranges: keters of other test runs on this host
 # map those front ports in their own nftables tables, which see our
@@ -64,7 +70,7 @@ nginx:
   binary: %s
   service: %s
   nft-table: %s
-`, k.Root, port, k.TLSPort, k.TLSPort, ca.DirectoryURL(), ca.APIRoot(), k.StatusPort, nginxBin, k.Nginx, k.Table)
+`, k.Root, port, k.TLSPort, k.TLSPort, ca.DirectoryURL(), ca.APIRoot(), acmeKeys, k.StatusPort, nginxBin, k.Nginx, k.Table)
 	keterBinary(t)
 	if err := os.WriteFile(k.config(), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -65,6 +65,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	writeCertStorage(b, s.certStorage(), header)
 	header("keter_ready", "gauge", "1 once keter finished its first reconcile.")
 	ready := 0
 	if s.ready.Load() {

@@ -48,7 +48,8 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		Reloads   uint64
 		Certs     []Cert
 		LogHidden string
-	}{host, s.keter(), s.apps(r.Context(), 8), 0, s.certs(), logsHidden(r.Context())}
+		Storage   *CertStorage
+	}{host, s.keter(), s.apps(r.Context(), 8), 0, s.certs(), logsHidden(r.Context()), s.certStorage()}
 	if s.o.Reloads != nil {
 		data.Reloads = s.o.Reloads()
 	}

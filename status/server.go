@@ -69,6 +69,8 @@ type Options struct {
 
 	// Certs lists the hosts' ACME certificates; nil without ACME.
 	Certs func() []Cert
+	// CertStorage describes the ACME storage; nil without ACME.
+	CertStorage func() CertStorage
 
 	// Operator serves keter env and keter restart; nil: refused.
 	Operator Operator
@@ -200,6 +202,7 @@ func (s *Server) pageHandler() http.Handler {
 	mux.HandleFunc("GET /api/apps/{name}", s.getApp)
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /api/certs", s.listCerts)
+	mux.HandleFunc("GET /api/certs/storage", s.getCertStorage)
 	return mux
 }
 

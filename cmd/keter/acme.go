@@ -20,8 +20,11 @@ func newACME(cfg *config.Config, log *slog.Logger) (*acme.Manager, error) {
 	}
 	// KETER_TEST_ACME_RENEW_CHECK lets the tests renew certificates that
 	// live a minute; certmagic checks every 10 minutes otherwise.
+	// KETER_TEST_ACME_SHARED_CHECK: how often a shared storage is read
+	// for other hosts' certificates (a minute otherwise).
 	every, _ := time.ParseDuration(os.Getenv("KETER_TEST_ACME_RENEW_CHECK"))
-	return acme.New(acme.Options{Config: cfg, Log: log, Owner: nginx.WorkerUser(), RenewCheck: every})
+	shared, _ := time.ParseDuration(os.Getenv("KETER_TEST_ACME_SHARED_CHECK"))
+	return acme.New(acme.Options{Config: cfg, Log: log, Owner: nginx.WorkerUser(), RenewCheck: every, SharedCheck: shared})
 }
 
 // refreshOnCertificates re-renders nginx when hosts get their first
@@ -69,4 +72,12 @@ func statusCerts(m *acme.Manager) func() []status.Cert {
 		}
 		return out
 	}
+}
+
+// statusCertStorage adapts the ACME storage's state to the status page's.
+func statusCertStorage(m *acme.Manager) func() status.CertStorage {
+	if m == nil {
+		return nil
+	}
+	return func() status.CertStorage { return status.CertStorage(m.StorageStatus()) }
 }

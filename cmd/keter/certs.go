@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -52,4 +53,21 @@ func certLine(c status.Cert) string {
 		s += "\n    last error " + c.LastErrorAt.Local().Format(time.DateTime) + ": " + c.LastError
 	}
 	return s
+}
+
+// printCertStorage is keter status's line on a shared ACME storage.
+func printCertStorage(out io.Writer, s *status.CertStorage) {
+	if s == nil || !s.Shared {
+		return
+	}
+	if s.Reachable {
+		fmt.Fprintf(out, "certificate storage (shared): %s, %s: reachable\n", s.Kind, s.Where)
+		return
+	}
+	since := ""
+	if !s.Since.IsZero() {
+		since = " since " + s.Since.Local().Format(time.DateTime)
+	}
+	fmt.Fprintf(out, "certificate storage (shared): %s, %s: UNREACHABLE%s; hosts keep serving the certificates they have\n  %s\n",
+		s.Kind, s.Where, since, strings.ReplaceAll(s.Error, "\n", "\n  "))
 }

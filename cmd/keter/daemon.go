@@ -172,7 +172,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket, SocketGID: gid,
 		DeployGroup: operators, RemoteLogs: cfg.Status.RemoteLogs,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
-		Certs: statusCerts(certs), Operator: mgr,
+		Certs: statusCerts(certs), CertStorage: statusCertStorage(certs), Operator: mgr,
 	})
 	if err := st.Listen(); err != nil {
 		return err

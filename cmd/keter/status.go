@@ -56,12 +56,14 @@ func cmdStatus(ctx context.Context, args []string) int {
 		return fail("%v", err)
 	}
 	certs, _ := c.Certs(ctx) // a keter without ACME lists none
+	storage, _ := c.CertStorage(ctx)
 	if *asJSON {
 		return printJSON(struct {
-			Keter status.Keter  `json:"keter"`
-			Apps  []status.App  `json:"apps"`
-			Certs []status.Cert `json:"certs,omitempty"`
-		}{k, apps, certs})
+			Keter       status.Keter        `json:"keter"`
+			Apps        []status.App        `json:"apps"`
+			Certs       []status.Cert       `json:"certs,omitempty"`
+			CertStorage *status.CertStorage `json:"cert_storage,omitempty"`
+		}{k, apps, certs, storage})
 	}
 	fmt.Printf("keter %s: %s, %d apps, root %s\n\n", k.Version, k.State, len(apps), k.Root)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -94,6 +96,7 @@ func cmdStatus(ctx context.Context, args []string) int {
 		}
 	}
 	printCerts(os.Stdout, certs)
+	printCertStorage(os.Stdout, storage)
 	return exitOK
 }
 
