@@ -21,13 +21,18 @@ func TestCertStorage(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		storage func() CertStorage
-	}{{"shared and down", func() CertStorage { return cs }}, {"no acme", nil}} {
+		certs   []Cert
+	}{
+		{"shared and down", func() CertStorage { return cs }, []Cert{{Host: "shop.test", State: "valid"}}},
+		{"shared and down, no hosts yet", func() CertStorage { return cs }, nil},
+		{"no acme", nil, nil},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			os.MkdirAll(filepath.Join(dir, "incoming"), 0o755)
 			core := &fakeCore{apps: []app.AppStatus{}}
 			s := New(Options{Core: core, Units: fakeUnits{}, CertStorage: tc.storage,
-				Certs:  func() []Cert { return []Cert{{Host: "shop.test", State: "valid"}} },
+				Certs:  func() []Cert { return tc.certs },
 				Listen: "127.0.0.1:0", Socket: filepath.Join(dir, "keter.sock"), Incoming: filepath.Join(dir, "incoming")})
 			if err := s.Listen(); err != nil {
 				t.Fatal(err)

@@ -61,13 +61,13 @@ func printCertStorage(out io.Writer, s *status.CertStorage) {
 		return
 	}
 	if s.Reachable {
-		fmt.Fprintf(out, "certificate storage (shared): %s, %s: reachable\n", s.Kind, s.Where)
+		fmt.Fprintf(out, "\ncertificate storage (shared): %s, %s: reachable\n", s.Kind, s.Where)
 		return
 	}
 	since := ""
 	if !s.Since.IsZero() {
 		since = " since " + s.Since.Local().Format(time.DateTime)
 	}
-	fmt.Fprintf(out, "certificate storage (shared): %s, %s: UNREACHABLE%s; hosts keep serving the certificates they have\n  %s\n",
+	fmt.Fprintf(out, "\ncertificate storage (shared): %s, %s: UNREACHABLE%s; hosts keep serving the certificates they have\n  %s\n",
 		s.Kind, s.Where, since, strings.ReplaceAll(s.Error, "\n", "\n  "))
 }
