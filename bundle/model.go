@@ -42,6 +42,7 @@ type Stanza struct {
 	ReverseProxy   *ReverseProxy `json:"reverse-proxy,omitempty"`
 	Background     *Background   `json:"background,omitempty"`
 	Scheduled      *Scheduled    `json:"scheduled,omitempty"`
+	Front          Front         `json:"front,omitzero"` // ours: limits, buffering, gzip (front.go)
 }
 
 // SSL is Keter's `ssl` key: false, true (use the listener's certificate),

@@ -329,6 +329,7 @@ func parseStanza(w *walker, n *yaml.Node, p string, i int) (Stanza, bool) {
 		return Stanza{}, false
 	}
 	s := Stanza{Type: StanzaType(t), RequiresSecure: o.boolean("requires-secure", false)}
+	s.Front = o.front(s.Type)
 	switch s.Type {
 	case TypeWebApp:
 		s.WebApp = parseWebApp(o)

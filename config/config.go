@@ -45,6 +45,9 @@ type Config struct {
 	// MaxUnpackedBytes bounds one bundle's unpacked size.
 	MaxUnpackedBytes int64 `yaml:"max-unpacked-bytes"`
 	ACME             ACME  `yaml:"acme"`
+	// TrustedProxies are the addresses (CIDRs) whose X-Forwarded-For and
+	// X-Forwarded-Proto nginx believes (proxies.go).
+	TrustedProxies []string `yaml:"trusted-proxies"`
 }
 
 // Listener is one address nginx listens on; Certificate and Key together
@@ -180,6 +183,7 @@ func Parse(data []byte, dir string) (*Config, []Warning, error) {
 		c.Listeners, legacyErr = legacy.listeners()
 	}
 	c.applyDefaults(dir)
+	warns = append(warns, c.proxyWarnings()...)
 	if err := errors.Join(legacyErr, c.Validate()); err != nil {
 		return nil, warns, err
 	}
@@ -359,6 +363,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("keep-bundles: must not be negative"))
 	}
 	errs = append(errs, c.validateACME()...)
+	errs = append(errs, c.validateProxies()...)
 	return errors.Join(errs...)
 }
 

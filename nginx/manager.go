@@ -129,6 +129,7 @@ func New(g *config.Config, units Units, log *slog.Logger, opts ...Option) *Manag
 	if m.maintenance != 0 {
 		m.paths.Maintenance, m.paths.MaintenanceDir = m.maintenance, filepath.Join(g.Etc(), "maintenance")
 	}
+	m.paths.ErrorDir = filepath.Join(g.Etc(), "errors")
 	m.conf = filepath.Join(prefix, "nginx.conf")
 	if g.Nginx.Mode == config.ModeSystem {
 		m.conf = g.Nginx.IncludeFile
@@ -338,12 +339,13 @@ func (m *Manager) render(ctx context.Context, apps []App) (*Output, bool, error)
 
 func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 	// Pages first: a host is sent to the responder only once its page is there.
-	if err := m.writePages(apps); err != nil {
+	if err := errors.Join(m.writePages(apps), m.writeErrorPages(apps)); err != nil {
 		return err
 	}
 	defer func() {
 		if err == nil {
 			m.cleanPages(apps)
+			m.cleanErrorPages(apps)
 		}
 	}()
 	if m.pm == nil {

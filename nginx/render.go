@@ -40,6 +40,8 @@ type Paths struct {
 	// none); MaintenanceDir holds the pages it serves.
 	Maintenance    int
 	MaintenanceDir string
+	// ErrorDir holds each app's error pages (errorpages.go; "": none).
+	ErrorDir string
 }
 
 // Kept upstream connections of a mapped upstream are retired by nginx
@@ -249,14 +251,7 @@ func (r *renderer) include() []byte {
 	w.line("default", "upgrade")
 	w.line(`""`, `""`)
 	w.close()
-	if r.g.IPFromHeader {
-		// $proxy_add_x_forwarded_for would append the address real_ip
-		// took from the header; the chain's last hop is the proxy's.
-		w.open("map", "$http_x_forwarded_for", "$keter_forwarded_for")
-		w.line("default", q("$http_x_forwarded_for, $realip_remote_addr"))
-		w.line(`""`, "$realip_remote_addr")
-		w.close()
-	}
+	r.proxyMaps(w)
 	for _, s := range r.sites {
 		u := upstreamName(s)
 		for i, rw := range s.rwReq {
@@ -384,12 +379,7 @@ func (r *renderer) common(w *writer) {
 	if r.g.Nginx.ClientMaxBodySize != "" {
 		w.line("client_max_body_size", r.g.Nginx.ClientMaxBodySize)
 	}
-	if r.g.IPFromHeader {
-		w.line("set_real_ip_from", "0.0.0.0/0")
-		w.line("set_real_ip_from", "::/0")
-		w.line("real_ip_header", "X-Forwarded-For")
-		w.line("real_ip_recursive", "on")
-	}
+	r.realIP(w)
 	if r.g.HealthcheckPath != "" {
 		w.open("location", "=", q(r.g.HealthcheckPath))
 		w.line("default_type", "text/plain")
@@ -443,13 +433,9 @@ func (r *renderer) siteServers(w *writer, s *site) {
 		names[i] = serverName(h)
 	}
 	r.servers(w, "", names, s.sni, func(tls bool) {
-		if s.secure && !tls && !r.waiting(s) {
-			target := "https://$host"
-			if p := r.g.ExternalHTTPSPort; p != 0 && p != 443 {
-				target += ":" + strconv.Itoa(p)
-			}
+		if r.plainRedirect(s, tls) {
 			w.open("location", "/")
-			w.line("return", "301", q(target+"$request_uri"))
+			w.line("return", "301", r.httpsTarget())
 			w.close()
 			return
 		}
@@ -458,32 +444,36 @@ func (r *renderer) siteServers(w *writer, s *site) {
 			return
 		}
 		r.gateServer(w, s)
+		r.gzip(w, s)
 		switch {
 		case s.stanza.WebApp != nil:
-			r.proxyErrors(w)
+			r.proxyErrors(w, s)
 			w.open("location", "/")
+			r.locationChecks(w, s)
 			w.line("proxy_pass", "http://"+upstreamName(s))
 			r.proxyHeaders(w, "$http_host", s.timeout)
+			r.limits(w, s)
 			r.addHeaders(w, s)
 			w.close()
 		case s.stanza.StaticFiles != nil:
 			w.open("location", "/")
-			gateCheck(w, s)
+			r.locationChecks(w, s)
 			w.line("root", q(s.root))
 			if s.stanza.StaticFiles.DirectoryListing {
 				w.line("autoindex", "on")
 			} else {
 				w.line("autoindex", "off")
 			}
+			r.limits(w, s)
 			r.addHeaders(w, s)
 			w.close()
 		case s.stanza.Redirect != nil:
 			r.redirect(w, s)
 		case s.stanza.ReverseProxy != nil:
 			rp := s.stanza.ReverseProxy
-			r.proxyErrors(w)
+			r.proxyErrors(w, s)
 			w.open("location", "/")
-			gateCheck(w, s)
+			r.locationChecks(w, s)
 			scheme := "http://"
 			if rp.ReversedSSL {
 				scheme = "https://"
@@ -498,6 +488,7 @@ func (r *renderer) siteServers(w *writer, s *site) {
 				host = "$http_host"
 			}
 			r.proxyHeaders(w, host, s.timeout)
+			r.limits(w, s)
 			for _, rw := range s.rwReq {
 				w.line("proxy_set_header", rw.header, rw.variable)
 			}
@@ -510,24 +501,11 @@ func (r *renderer) siteServers(w *writer, s *site) {
 	})
 }
 
-func (r *renderer) proxyErrors(w *writer) {
-	if r.g.ProxyExceptionResponseFile != "" {
-		responseFile(w, "502", locProxyException, r.g.ProxyExceptionResponseFile)
-	}
-}
-
 func (r *renderer) proxyHeaders(w *writer, host, timeout string) {
 	w.line("proxy_http_version", "1.1")
 	w.line("proxy_set_header", "Host", host)
-	// At the edge the client's own X-Forwarded-For is a forgery waiting
-	// to be believed: the app gets the address nginx saw. Behind a proxy
-	// keter trusts (ip-from-header), the chain is kept and extended.
-	xff := "$remote_addr"
-	if r.g.IPFromHeader {
-		xff = "$keter_forwarded_for"
-	}
-	w.line("proxy_set_header", "X-Forwarded-For", xff)
-	w.line("proxy_set_header", "X-Forwarded-Proto", "$scheme")
+	w.line("proxy_set_header", "X-Forwarded-For", r.forwardedFor())
+	w.line("proxy_set_header", "X-Forwarded-Proto", r.forwardedProto())
 	w.line("proxy_set_header", "X-Real-IP", "$remote_addr")
 	w.line("proxy_set_header", "Upgrade", "$http_upgrade")
 	w.line("proxy_set_header", "Connection", "$keter_connection")
@@ -578,12 +556,12 @@ func (r *renderer) redirect(w *writer, s *site) {
 		}
 		seen[a.Path] = true
 		w.open("location", "=", q(a.Path))
-		gateCheck(w, s)
+		r.locationChecks(w, s)
 		w.line("return", strconv.Itoa(status), target(a))
 		w.close()
 	}
 	w.open("location", "/")
-	gateCheck(w, s)
+	r.locationChecks(w, s)
 	if fallback != "" {
 		w.line("return", strconv.Itoa(status), fallback)
 	} else {

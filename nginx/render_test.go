@@ -158,7 +158,7 @@ var renderCases = []renderCase{
 }
 
 func goldenPaths() Paths {
-	return Paths{Prefix: "/srv/keter/etc/nginx", PidFile: "/srv/keter/etc/nginx/nginx.pid", User: "www-data", IPv6: true, MaxFiles: 65536}
+	return Paths{Prefix: "/srv/keter/etc/nginx", PidFile: "/srv/keter/etc/nginx/nginx.pid", User: "www-data", IPv6: true, MaxFiles: 65536, ErrorDir: "/srv/keter/etc/errors"}
 }
 
 func renderText(out *Output) []byte {
@@ -240,7 +240,7 @@ func TestRenderedConfigsPassNginxTest(t *testing.T) {
 	for _, tc := range renderCases {
 		t.Run(tc.name, func(t *testing.T) {
 			g, apps := tc.build(t, tls)
-			p := Paths{Prefix: filepath.Join(dir, tc.name), PidFile: filepath.Join(dir, tc.name, "nginx.pid"), Control: true}
+			p := Paths{Prefix: filepath.Join(dir, tc.name), PidFile: filepath.Join(dir, tc.name, "nginx.pid"), Control: true, ErrorDir: filepath.Join(dir, "errors")}
 			out, err := Render(g, apps, p)
 			if err != nil {
 				t.Fatal(err)

@@ -71,6 +71,9 @@ type site struct {
 	headers [][2]string
 	rwReq   []rewrite
 	rwResp  []rewrite
+	// checkPlain: the server being rendered is a requires-secure site's
+	// plain one behind trusted proxies (proxies.go).
+	checkPlain bool
 }
 
 type rewrite struct {
@@ -93,7 +96,7 @@ func buildModel(g *config.Config, apps []App, p Paths) (*model, error) {
 	if r.p.MimeTypes == "" {
 		r.p.MimeTypes = "/etc/nginx/mime.types"
 	}
-	if err := errors.Join(r.global(), r.checkACME(), r.checkMaintenance()); err != nil {
+	if err := errors.Join(r.global(), r.checkACME(), r.checkMaintenance(), r.checkProxies()); err != nil {
 		return nil, err
 	}
 	sorted := slices.Clone(apps)
@@ -236,7 +239,7 @@ func (r *model) app(a App) error {
 	if a.Config == nil {
 		return fmt.Errorf("no config: %w", ErrInvalid)
 	}
-	if err := checkPath("bundle folder", a.Dir); err != nil {
+	if err := errors.Join(checkPath("bundle folder", a.Dir), r.checkErrorDir(a)); err != nil {
 		return err
 	}
 	var errs []error
@@ -311,6 +314,7 @@ func (r *model) stanza(a App, i int, st bundle.Stanza) (*site, error) {
 	for _, m := range mw {
 		errs = append(errs, r.middleware(s, m))
 	}
+	errs = append(errs, checkFront(st.Front))
 	if ssl.Certificate != "" || ssl.Key != "" {
 		c, err := r.cert(a.Dir, ssl.Certificate, ssl.Key, ssl.ChainCertificates)
 		if err != nil {

@@ -1,0 +1,219 @@
+package nginx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keter-systemd/keter/bundle"
+	"github.com/keter-systemd/keter/internal/atomicfile"
+)
+
+// A bundle's own error pages (bundle.ErrorPages). keter copies the live
+// version's pages to Paths.ErrorDir/APP/CODE.html, a folder per app that
+// outlives versions, so the config names the same files whatever the
+// version and a deploy rewrites files, never the config: no reload. The
+// config always looks there, pages or not. What a client gets when nginx
+// cannot get an answer from the app, first that exists:
+//  1. the maintenance responder's page, while the app is in maintenance
+//     (its requests never reach the app's location, or come back as the
+//     responder's own 503);
+//  2. the bundle's page for the status;
+//  3. the global proxy-exception-response-file;
+//  4. nginx's built-in page.
+
+// errorCodes are the statuses a bundle may have a page for, in order.
+var errorCodes = func() []int {
+	var cs []int
+	for c := range bundle.ErrorPages {
+		cs = append(cs, c)
+	}
+	sort.Ints(cs)
+	return cs
+}()
+
+// errorDir is the folder of app's copied pages ("" when keter copies none).
+func (r *model) errorDir(app string) string {
+	if r.p.ErrorDir == "" {
+		return ""
+	}
+	return filepath.Join(r.p.ErrorDir, app)
+}
+
+// checkErrorDir refuses an app whose page folder could not be written
+// into the config safely.
+func (r *model) checkErrorDir(a App) error {
+	d := r.errorDir(a.Name)
+	if d == "" {
+		return nil
+	}
+	if err := bundle.ValidAppName(a.Name); err != nil {
+		return fmt.Errorf("app name: %v: %w", err, ErrInvalid)
+	}
+	return checkPath("error page folder", d)
+}
+
+// proxyErrors renders what a proxied site answers when nginx gets no
+// answer from the app: the error_page chain above.
+func (r *renderer) proxyErrors(w *writer, s *site) {
+	global := r.g.ProxyExceptionResponseFile
+	dir := r.errorDir(s.app)
+	if dir == "" {
+		if global != "" {
+			responseFile(w, "502", locProxyException, global)
+		}
+		return
+	}
+	var codes []string
+	for _, c := range errorCodes {
+		// A gated site's 503s are the maintenance gate's (gateServer).
+		if c == 503 && s.gate != "" {
+			continue
+		}
+		codes = append(codes, strconv.Itoa(c))
+	}
+	for _, c := range codes {
+		w.line("error_page", c, locErrorPage+c)
+	}
+	for _, c := range codes {
+		w.open("location", "=", locErrorPage+c)
+		w.line("internal")
+		w.line("root", q(dir))
+		w.open("types")
+		w.close()
+		w.line("default_type", q("text/html; charset=utf-8"))
+		w.line("add_header", "Cache-Control", q("no-store"), "always")
+		fallback := "=" + c // nginx's own page: error pages do not recurse
+		if global != "" {
+			fallback = locProxyException
+		}
+		w.line("try_files", "/"+c+".html", fallback)
+		w.close()
+	}
+	if global != "" {
+		w.open("location", "=", locProxyException)
+		w.line("internal")
+		w.open("types")
+		w.close()
+		w.line("default_type", q("text/html; charset=utf-8"))
+		w.line("alias", q(global))
+		w.close()
+	}
+}
+
+// locErrorPage + CODE is a site's internal location for its page.
+const locErrorPage = "/.keter-internal/error-"
+
+// writeErrorPages copies each app's pages from its live version to its
+// folder and removes the pages its version does not ship, before the
+// config or the map sends anything there. A page keter will not serve is
+// logged and left out: it must not fail a deploy.
+func (m *Manager) writeErrorPages(apps []App) error {
+	if m.paths.ErrorDir == "" {
+		return nil
+	}
+	var errs []error
+	for _, a := range apps {
+		if a.Dir == "" || bundle.ValidAppName(a.Name) != nil {
+			continue
+		}
+		dir := filepath.Join(m.paths.ErrorDir, a.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			errs = append(errs, fmt.Errorf("creating the error page folder of %s: %w", a.Name, err))
+			continue
+		}
+		for _, c := range errorCodes {
+			dst := filepath.Join(dir, strconv.Itoa(c)+".html")
+			page, err := readErrorPage(a.Dir, bundle.ErrorPages[c])
+			if err != nil {
+				if !errors.Is(err, os.ErrNotExist) {
+					m.log.Warn("not serving the bundle's error page", "app", a.Name, "page", bundle.ErrorPages[c], "err", err)
+				}
+				if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("removing the error page %d of %s: %w", c, a.Name, err))
+				}
+				continue
+			}
+			if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, page) {
+				continue
+			}
+			// nginx's workers read it: world-readable, as static files are.
+			if err := atomicfile.Write(dst, page, 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("writing the error page %d of %s: %w", c, a.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readErrorPage reads a bundle's page rel from its folder dir: a regular
+// file reached through no symbolic link (a running app can write its own
+// version folder, and a link could lead to any file keter can read), of
+// at most bundle.MaxErrorPage bytes.
+func readErrorPage(dir, rel string) ([]byte, error) {
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat2(dfd, rel, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	switch {
+	case errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV):
+		return nil, errors.New("reached through a symbolic link: ship the page itself")
+	case err != nil:
+		return nil, &os.PathError{Op: "open", Path: rel, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	if fi.Size() > bundle.MaxErrorPage {
+		return nil, fmt.Errorf("%d bytes, more than the %d allowed", fi.Size(), bundle.MaxErrorPage)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, bundle.MaxErrorPage+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > bundle.MaxErrorPage {
+		return nil, fmt.Errorf("more than the %d bytes allowed", bundle.MaxErrorPage)
+	}
+	return data, nil
+}
+
+// cleanErrorPages removes the page folders of apps no longer deployed.
+func (m *Manager) cleanErrorPages(apps []App) {
+	if m.paths.ErrorDir == "" {
+		return
+	}
+	keep := map[string]bool{}
+	for _, a := range apps {
+		keep[a.Name] = true
+	}
+	entries, err := os.ReadDir(m.paths.ErrorDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if keep[e.Name()] || !e.IsDir() {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(m.paths.ErrorDir, e.Name())); err != nil {
+			m.log.Warn("removing the error pages of a removed app", "app", e.Name(), "err", err)
+		}
+	}
+}
