@@ -303,6 +303,12 @@ func sumRPS(rs []wrkResult) float64 {
 // startPlainNginx runs nginx with the smallest keep-alive proxy config in
 // front of the app, outside keter, and returns its port and a stop func.
 func startPlainNginx(ctx context.Context, dir string, appPort int, upstreamExtra string) (int, func(), error) {
+	return startPlainNginxWith(ctx, dir, appPort, upstreamExtra, "")
+}
+
+// startPlainNginxWith is startPlainNginx with more directives for its
+// server block.
+func startPlainNginxWith(ctx context.Context, dir string, appPort int, upstreamExtra, serverExtra string) (int, func(), error) {
 	port, err := freeport.Get()
 	if err != nil {
 		return 0, nil, err
@@ -322,7 +328,7 @@ http {
     upstream app { server 127.0.0.1:%d; keepalive 64;%s }
     server {
         listen 127.0.0.1:%d;
-        location / {
+%s        location / {
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -330,7 +336,7 @@ http {
         }
     }
 }
-`, dir, appPort, upstreamExtra, port)
+`, dir, appPort, upstreamExtra, port, serverExtra)
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		return 0, nil, err
 	}

@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
@@ -99,6 +99,7 @@ func main() {
 		r.Behaviours = ptr(benchBehaviours(ctx, e))
 		return r.Behaviours.Err
 	})
+	run("gzip", "12. compression", func() string { r.Gzip = ptr(benchGzip(ctx, e)); return r.Gzip.Err })
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()
 	if *state != "" {

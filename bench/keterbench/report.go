@@ -28,6 +28,7 @@ type results struct {
 	Recovery   *outcome[recoveryResult]   `json:",omitempty"`
 	Instances  *outcome[instancesResult]  `json:",omitempty"`
 	Behaviours *outcome[behavioursResult] `json:",omitempty"`
+	Gzip       *outcome[gzipResult]       `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -183,6 +184,13 @@ func (r *results) rows() []row {
 			rows = append(rows, row{fmt.Sprintf("10. instances: a single-threaded app, 2 ms CPU per request: req/s with `instances: 2` / `instances: 1`, median of %d alternating rounds", len(x.One)),
 				fmt.Sprintf("%.2f× (rounds: %s); %.0f vs %.0f req/s", x.Gain(), joinF(ratios(x.Two, x.One)), sumRPS(x.Two)/float64(len(x.Two)), sumRPS(x.One)/float64(len(x.One))),
 				"≥ 1.6×", verdict(len(x.One) >= 3 && x.Gain() >= 1.6)})
+		}
+	}
+	if o := r.Gzip; o != nil {
+		if o.Err != "" {
+			failed("12. gzip", o.Err)
+		} else {
+			rows = append(rows, o.V.row())
 		}
 	}
 	if o := r.Behaviours; o != nil {
@@ -487,6 +495,9 @@ func (r *results) details(p func(string, ...any)) {
 		p("- app: %s", joinDur(x.Crash))
 		p("- nginx: %s", joinDur(x.Nginx))
 	}
+	if o := r.Gzip; o != nil && o.Err == "" && len(o.V.Keter) > 0 {
+		o.V.details(p)
+	}
 	if o := r.Instances; o != nil && o.Err == "" {
 		x := o.V
 		p("")
@@ -625,6 +636,9 @@ func (r *results) errs() []string {
 	}
 	if r.Behaviours != nil {
 		add("behaviours", r.Behaviours.Err)
+	}
+	if r.Gzip != nil {
+		add("gzip", r.Gzip.Err)
 	}
 	return out
 }
