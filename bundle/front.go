@@ -69,7 +69,11 @@ func (o *obj) front(t StanzaType) Front {
 		}
 	}
 	if allowed["connect-timeout"] {
-		f.ConnectTimeout, _ = o.duration("connect-timeout", MaxConnectTimeout)
+		if d, ok := o.duration("connect-timeout", MaxConnectTimeout); ok && d < time.Millisecond {
+			o.w.failf(join(o.path, "connect-timeout"), "must be at least 1ms, found %s", d)
+		} else {
+			f.ConnectTimeout = d
+		}
 	}
 	if allowed["response-buffering"] {
 		f.NoBuffering = !o.boolean("response-buffering", true)

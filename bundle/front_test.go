@@ -31,6 +31,10 @@ var frontErrorCases = []struct {
     root: ../public
     connect-timeout: 5s
     gzip: nope
+  - type: webapp
+    exec: ../a
+    host: f.com
+    connect-timeout: 500us
   - type: redirect
     host: d.com
     actions: [{host: e.com}]
@@ -44,8 +48,9 @@ var frontErrorCases = []struct {
 		"stanzas[1].connect-timeout: invalid value: must be more than 0s and at most 1m15s, found 2m0s",
 		"stanzas[2].connect-timeout: invalid value: not for static-files stanzas",
 		"stanzas[2].gzip: invalid value: must be true or false",
-		"stanzas[3].max-body-size: invalid value: not for redirect stanzas",
-		"stanzas[3].gzip: invalid value: not for redirect stanzas",
+		"stanzas[3].connect-timeout: invalid value: must be at least 1ms, found 500µs",
+		"stanzas[4].max-body-size: invalid value: not for redirect stanzas",
+		"stanzas[4].gzip: invalid value: not for redirect stanzas",
 	}},
 }
 
