@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -158,20 +159,29 @@ func (m *Manager) writeErrorPages(apps []App) error {
 // version folder, and a link could lead to any file keter can read), of
 // at most bundle.MaxErrorPage bytes.
 func readErrorPage(dir, rel string) ([]byte, error) {
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	defer unix.Close(dfd)
-	fd, err := unix.Openat2(dfd, rel, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	switch {
-	case errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV):
-		return nil, errors.New("reached through a symbolic link: ship the page itself")
-	case err != nil:
-		return nil, &os.PathError{Op: "open", Path: rel, Err: err}
+	// One component at a time, none of them a link (O_NOFOLLOW); rel is
+	// keter's own constant, with no "..".
+	parts := strings.Split(rel, "/")
+	for i, part := range parts {
+		flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if i < len(parts)-1 {
+			flags |= unix.O_DIRECTORY
+		} else {
+			flags |= unix.O_NONBLOCK | unix.O_NOCTTY // a FIFO must not block keter
+		}
+		next, err := unix.Openat(fd, part, flags, 0)
+		unix.Close(fd)
+		switch {
+		case errors.Is(err, unix.ELOOP) || (errors.Is(err, unix.ENOTDIR) && isLink(dir, parts[:i+1])):
+			return nil, errors.New("reached through a symbolic link: ship the page itself")
+		case err != nil:
+			return nil, &os.PathError{Op: "open", Path: rel, Err: err}
+		}
+		fd = next
 	}
 	f := os.NewFile(uintptr(fd), rel)
 	defer f.Close()
@@ -193,6 +203,13 @@ func readErrorPage(dir, rel string) ([]byte, error) {
 		return nil, fmt.Errorf("more than the %d bytes allowed", bundle.MaxErrorPage)
 	}
 	return data, nil
+}
+
+// isLink reports whether dir/parts is a symbolic link (O_NOFOLLOW with
+// O_DIRECTORY reports a linked folder as ENOTDIR, not ELOOP).
+func isLink(dir string, parts []string) bool {
+	fi, err := os.Lstat(filepath.Join(append([]string{dir}, parts...)...))
+	return err == nil && fi.Mode()&os.ModeSymlink != 0
 }
 
 // cleanErrorPages removes the page folders of apps no longer deployed.
