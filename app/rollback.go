@@ -95,6 +95,13 @@ func (m *Manager) KeptBundles(name string) ([]Kept, error) {
 // (and a restarted keter keeps it). It returns that bundle's digest;
 // WaitDeploy tells the outcome.
 func (m *Manager) Rollback(ctx context.Context, name string) (string, error) {
+	return m.RollbackTo(ctx, name, "")
+}
+
+// RollbackTo is Rollback to the kept bundle with digest want (any kept
+// one but the live one when want is empty): keter deploy --hosts records
+// per host what a rollout replaced, and rollback --hosts brings that back.
+func (m *Manager) RollbackTo(ctx context.Context, name, want string) (string, error) {
 	kept, err := m.KeptBundles(name)
 	if err != nil {
 		return "", err
@@ -107,7 +114,7 @@ func (m *Manager) Rollback(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("rolling back %s: %w", name, ErrUnknownApp)
 	}
 	for _, k := range kept {
-		if k.Digest == live {
+		if k.Digest == live || want != "" && k.Digest != want {
 			continue
 		}
 		dst := filepath.Join(m.cfg.Incoming(), name+".keter")
@@ -117,6 +124,9 @@ func (m *Manager) Rollback(ctx context.Context, name string) (string, error) {
 		}
 		m.log.Info("rolling back", "app", name, "digest", digest, "kept_at", k.At)
 		return digest, nil
+	}
+	if want != "" {
+		return "", fmt.Errorf("rolling back %s: %w: bundle %.12s is not kept (keep-bundles is %d) or is live", name, ErrNoPrevious, want, m.cfg.KeepBundles)
 	}
 	return "", fmt.Errorf("rolling back %s: %w (keep-bundles is %d)", name, ErrNoPrevious, m.cfg.KeepBundles)
 }

@@ -16,6 +16,7 @@ PKGS=(
 	chromium                                          # status page browser test
 	nodejs openjdk-17-jre-headless python3 php-cli    # real runtimes the e2e tests deploy
 	ghc libghc-warp-dev                               # builds the GHC Warp test app
+	openssh-client openssh-server                     # keter deploy --hosts and its multi-host e2e test
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -24,7 +25,16 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "deps.sh: installing ${missing[*]}"
 	apt-get update -qq
+	# openssh-server's postinst would start a real sshd on port 22: the
+	# tests start their own inside network namespaces, so keep services down.
+	own_policy=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		own_policy=1
+	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	[ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then

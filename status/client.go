@@ -129,6 +129,12 @@ func (c *Client) Rollback(ctx context.Context, name string) (string, error) {
 	return r.Digest, c.do(ctx, "POST", "/api/apps/"+url.PathEscape(name)+"/rollback", nil, &r)
 }
 
+// RollbackTo puts the kept bundle with digest back.
+func (c *Client) RollbackTo(ctx context.Context, name, digest string) (string, error) {
+	var r struct{ Digest string }
+	return r.Digest, c.do(ctx, "POST", "/api/apps/"+url.PathEscape(name)+"/rollback", url.Values{"digest": {digest}}, &r)
+}
+
 // DropDatabase drops an app's postgres database and role.
 func (c *Client) DropDatabase(ctx context.Context, name string) error {
 	return c.do(ctx, "POST", "/api/apps/"+url.PathEscape(name)+"/postgres/drop", nil, nil)

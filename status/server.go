@@ -24,7 +24,7 @@ type Core interface {
 	Status() []app.AppStatus
 	Metrics() app.Metrics
 	WaitDeploy(ctx context.Context, name, digest string, since time.Time) (app.AppStatus, error)
-	Rollback(ctx context.Context, name string) (string, error)
+	RollbackTo(ctx context.Context, name, digest string) (string, error)
 	SetMaintenance(ctx context.Context, name string, on bool, message string) error
 }
 
@@ -288,7 +288,8 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	digest, err := s.o.Core.Rollback(r.Context(), name)
+	// ?digest= names the kept bundle to bring back (rollback --hosts).
+	digest, err := s.o.Core.RollbackTo(r.Context(), name, r.URL.Query().Get("digest"))
 	switch {
 	case errors.Is(err, app.ErrUnknownApp):
 		writeError(w, http.StatusNotFound, err)

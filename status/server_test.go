@@ -31,7 +31,7 @@ func (f *fakeCore) WaitDeploy(ctx context.Context, name, digest string, since ti
 	}
 	return app.AppStatus{}, nil
 }
-func (f *fakeCore) Rollback(ctx context.Context, name string) (string, error) {
+func (f *fakeCore) RollbackTo(ctx context.Context, name, digest string) (string, error) {
 	return strings.Repeat("a", 64), f.rollback
 }
 

@@ -43,7 +43,11 @@ func hasFlags(fs *flag.FlagSet) (yes bool) {
 }
 
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("c", defaultConfig, "keter-config.yaml of the running keter (to find its root and socket)")
+	def := defaultConfig
+	if env := os.Getenv("KETER_CONFIG"); env != "" {
+		def = env // e.g. set by sshd for the commands --hosts runs
+	}
+	return fs.String("c", def, "keter-config.yaml of the running keter (to find its root and socket; default $KETER_CONFIG if set)")
 }
 
 // parseArgs parses flags anywhere among the arguments and checks the

@@ -15,11 +15,12 @@ import (
 )
 
 func cmdDeploy(ctx context.Context, args []string) int {
-	fs := newFlags("deploy", "[-c CONFIG] [--timeout D] [--no-wait] FILE.keter",
-		"Checks the bundle, copies it atomically into keter's incoming folder as\nNAME.keter and waits until that exact bundle (by sha256) is live: exit 0.\nIf keter refuses it, prints the error and the app's last log lines: exit 1.")
+	fs := newFlags("deploy", "[-c CONFIG] [--timeout D] [--no-wait] [--hosts DEST,... [--parallel N] [--wait]] FILE.keter",
+		"Checks the bundle, copies it atomically into keter's incoming folder as\nNAME.keter and waits until that exact bundle (by sha256) is live: exit 0.\nIf keter refuses it, prints the error and the app's last log lines: exit 1.\nWith --hosts: the same on each host over ssh, N hosts at a time, stopping\nat the first failed host (see docs/hosts.md).")
 	cfgPath := configFlag(fs)
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up waiting after this long (keter keeps trying)")
 	noWait := fs.Bool("no-wait", false, "copy the bundle and return without waiting (keter need not run)")
+	hosts := addHostFlags(fs, true)
 	pos, code, ok := parseArgs(fs, args, 1, 1)
 	if !ok {
 		return code
@@ -28,6 +29,9 @@ func cmdDeploy(ctx context.Context, args []string) int {
 	name, err := bundle.AppName(file)
 	if err != nil {
 		return fail("%v", err)
+	}
+	if hosts.given() {
+		return deployHosts(ctx, hosts, name, file)
 	}
 	_, warns, err := bundle.CheckWithWarnings(ctx, file)
 	for _, w := range warns {
@@ -103,13 +107,17 @@ func indent(s string) string {
 }
 
 func cmdRollback(ctx context.Context, args []string) int {
-	fs := newFlags("rollback", "[-c CONFIG] [--timeout D] APP",
-		"Puts the newest kept bundle of APP other than the live one back into the\nincoming folder and waits until it is live. keter keeps the last\nkeep-bundles (default 3) bundles that went live, in ROOT/etc/bundles/APP.")
+	fs := newFlags("rollback", "[-c CONFIG] [--timeout D] [--hosts DEST,... [--parallel N] [--wait]] APP",
+		"Puts the newest kept bundle of APP other than the live one back into the\nincoming folder and waits until it is live. keter keeps the last\nkeep-bundles (default 3) bundles that went live, in ROOT/etc/bundles/APP.\nWith --hosts: each host back to the version the last deploy --hosts\nreplaced there; hosts that rollout did not reach are left alone.")
 	cfgPath := configFlag(fs)
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up waiting after this long")
+	hosts := addHostFlags(fs, true)
 	pos, code, ok := parseArgs(fs, args, 1, 1)
 	if !ok {
 		return code
+	}
+	if hosts.given() {
+		return rollbackHosts(ctx, hosts, pos[0])
 	}
 	_, c, err := connect(*cfgPath)
 	if err != nil {

@@ -20,6 +20,7 @@ func cmdMaintenance(ctx context.Context, args []string) int {
 		"on: every request for APP's hosts gets 503 with Retry-After and a page: the\nbundle's own "+bundle.MaintenancePage+" if it ships one, else keter's page with\nTEXT. The app keeps running; it stays in maintenance across keter restarts\nand deploys. off: APP's live version serves again. Both return once nginx\nserves the change (on: once no new request reaches the app).")
 	cfgPath := configFlag(fs)
 	message := fs.String("message", "", "text for the maintenance page (with on)")
+	hosts := addHostFlags(fs, false)
 	pos, code, ok := parseArgs(fs, args, 2, 2)
 	if !ok {
 		return code
@@ -30,6 +31,9 @@ func cmdMaintenance(ctx context.Context, args []string) int {
 		return usageError(fs, fmt.Sprintf("want on or off, not %q", pos[0]))
 	case !on && *message != "":
 		return usageError(fs, "--message goes with on")
+	}
+	if hosts.given() {
+		return maintenanceHosts(ctx, hosts, pos[1], on, *message)
 	}
 	_, c, err := connect(*cfgPath)
 	if err != nil {

@@ -24,9 +24,13 @@ func cmdStatus(ctx context.Context, args []string) int {
 	cfgPath := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON (the status API's own format)")
 	lines := fs.Int("n", 10, "recent log lines to show for one APP")
+	hosts := addHostFlags(fs, false)
 	pos, code, ok := parseArgs(fs, args, 0, 1)
 	if !ok {
 		return code
+	}
+	if hosts.given() {
+		return statusHosts(ctx, hosts, strings.Join(pos, ""))
 	}
 	_, c, err := connect(*cfgPath)
 	if err != nil {

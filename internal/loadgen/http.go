@@ -27,8 +27,18 @@ type conn struct {
 }
 
 func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	return dialWith(ctx, nil, addr, timeout)
+}
+
+// dialWith dials with f, or a plain TCP dialer when f is nil.
+func dialWith(ctx context.Context, f DialFunc, addr string, timeout time.Duration) (*conn, error) {
+	if f == nil {
+		d := net.Dialer{Timeout: timeout}
+		f = d.DialContext
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := f(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +114,7 @@ func (r *Run) exchange(ctx context.Context, c **conn, b Behaviour, method, path 
 	r.sent(b)
 	if *c == nil {
 		r.dialled(b)
-		nc, err := dial(ctx, r.o.Addr, r.o.Timeout)
+		nc, err := dialWith(ctx, r.o.Dial, r.o.Addr, r.o.Timeout)
 		if err != nil {
 			return false, fail("dial", err)
 		}

@@ -47,6 +47,9 @@ func All() []Behaviour { return []Behaviour{One, Split, Stream, SSE, Download, P
 type Options struct {
 	// Addr is the host:port to connect to: nginx's listener, or the app.
 	Addr string
+	// Dial opens connections; nil means TCP from here. A test dials a
+	// load balancer inside a network namespace it made this way.
+	Dial DialFunc
 	// Host is the Host header; empty means Addr.
 	Host string
 	// Behaviours are the ones to drive; nil means All().
@@ -67,6 +70,9 @@ type Options struct {
 	// should give.
 	Maintenance bool
 }
+
+// DialFunc is net.Dialer.DialContext's shape.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // MaxFailures is how many failure descriptions Counts keeps.
 const MaxFailures = 20

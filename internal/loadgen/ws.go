@@ -56,7 +56,7 @@ type frameOrErr struct {
 func (r *Run) wsSession(ctx context.Context) error {
 	r.sent(WS)
 	r.dialled(WS)
-	c, err := dial(ctx, r.o.Addr, r.o.Timeout)
+	c, err := dialWith(ctx, r.o.Dial, r.o.Addr, r.o.Timeout)
 	if err != nil {
 		return fail("dial", err)
 	}
