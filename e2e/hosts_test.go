@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"os"
+	"sync"
+	"syscall"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -105,4 +110,192 @@ func TestHosts(t *testing.T) {
 			t.Errorf("hosts did not finish in order:\n%s", out)
 		}
 	})
+	v2 := digest12(t, bundle("2"))
+	h3 := c.Hosts[2]
+
+	t.Run("broken bundle stops after the first batch", func(t *testing.T) {
+		broken := filepath.Join(dir, "broken", "web.keter")
+		os.MkdirAll(filepath.Dir(broken), 0o755)
+		testkit.BehaveBundle(t, broken, host, "", "--no-such-flag")
+		out := hostsKeter(t, c, false, "deploy", "--hosts", all, "--parallel", "2", broken)
+		mustMatch(t, out, `(?m)^h1: failed in [0-9.]+s: `, `(?m)^h2: failed in`, `version \S+ keeps serving there`,
+			`(?m)^  h3: version \S+ \(bundle `+v2+`\) \(not reached\)$`, `no-such-flag`)
+		if strings.Contains(out, "h3: failed") || strings.Contains(out, "h3: live") {
+			t.Errorf("h3 was touched:\n%s", out)
+		}
+		st := hostsKeter(t, c, true, "status", "--hosts", all, "web")
+		if d := statusDigests(st, "web"); d["h1"] != v2 || d["h2"] != v2 || d["h3"] != v2 {
+			t.Errorf("after a failed rollout every host must still run %s: %v", v2, d)
+		}
+	})
+
+	v3 := digest12(t, bundle("3"))
+	t.Run("status shows hosts that differ", func(t *testing.T) {
+		hostsKeter(t, c, true, "deploy", "--hosts", "h1", bundle("3"))
+		st := hostsKeter(t, c, false, "status", "--hosts", all)
+		if d := statusDigests(st, "web"); d["h1"] != v3 || d["h2"] != v2 || d["h3"] != v2 {
+			t.Errorf("status digests %v, want h1 %s and the others %s", d, v3, v2)
+		}
+		mustMatch(t, st, `(?m)^web\s+h1\s+.*DIFFERS`, `(?m)^web\s+h3\s+.*DIFFERS`)
+	})
+
+	t.Run("rollback returns each host to what its last rollout replaced", func(t *testing.T) {
+		out := hostsKeter(t, c, true, "rollback", "--hosts", all, "web")
+		mustMatch(t, out, `(?m)^h1: live version \S+ \(bundle `+v2+`\)`,
+			`(?m)^h2: unchanged .*already runs the version`, `(?m)^h3: unchanged .*did not reach this host`)
+		st := hostsKeter(t, c, true, "status", "--hosts", all, "web")
+		if d := statusDigests(st, "web"); d["h1"] != v2 || d["h2"] != v2 || d["h3"] != v2 {
+			t.Errorf("after rollback every host must run %s: %v", v2, d)
+		}
+	})
+
+	t.Run("maintenance on every host", func(t *testing.T) {
+		out := hostsKeter(t, c, true, "maintenance", "on", "web", "--hosts", all, "--message", "back soon")
+		mustMatch(t, out, `(?m)^h1: maintenance on$`, `(?m)^h3: maintenance on$`)
+		st := hostsKeter(t, c, true, "status", "--hosts", all, "web")
+		if strings.Count(st, "maintenance") != 3 {
+			t.Errorf("status does not show maintenance on 3 hosts:\n%s", st)
+		}
+		hostsKeter(t, c, true, "maintenance", "off", "web", "--hosts", all)
+	})
+
+	t.Run("one rollout at a time", func(t *testing.T) {
+		slow := filepath.Join(dir, "slow", "web.keter")
+		os.MkdirAll(filepath.Dir(slow), 0o755)
+		slowBundle(t, slow, host, "slow", 8*time.Second)
+		// A holds h1 and h2 while h1 starts the slow version.
+		a := c.Command(keterBinary(t), "deploy", "--hosts", "h1,h2", slow)
+		a.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		var aOut syncBuf
+		a.Stdout, a.Stderr = &aOut, &aOut
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { syscall.Kill(-a.Process.Pid, syscall.SIGKILL); a.Wait() }()
+		waitFile(t, filepath.Join(c.Hosts[1].Root, "incoming", ".rollout", "web.holder"), 30*time.Second)
+		out := hostsKeter(t, c, false, "deploy", "--hosts", "h2,h3", bundle("4"))
+		mustMatch(t, out, `(?m)^h2: failed .*another rollout of web holds the lock: \S+@\S+ \(pid \d+\) since \d{4}-`, `no host was changed`)
+		// B waits; killing A's ssh sessions (and A) releases the locks.
+		b := c.Command(keterBinary(t), "deploy", "--hosts", "h2,h3", "--wait", bundle("4"))
+		var bOut syncBuf
+		b.Stdout, b.Stderr = &bOut, &bOut
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, func() error {
+			if !strings.Contains(bOut.String(), "h2: waiting for the rollout lock of web, held by") {
+				return fmt.Errorf("b does not wait yet: %q", bOut.String())
+			}
+			return nil
+		})
+		if err := syscall.Kill(-a.Process.Pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		a.Wait()
+		err := b.Wait()
+		t.Logf("a (killed):\n%s\nb:\n%s", aOut.String(), bOut.String())
+		if err != nil {
+			t.Fatalf("the waiting rollout failed after the holder was killed: %v", err)
+		}
+		mustMatch(t, bOut.String(), `(?m)^h2: live`, `(?m)^h3: live`)
+	})
+
+	t.Run("a host torn down mid-rollout", func(t *testing.T) {
+		slow := filepath.Join(dir, "slow2", "web.keter")
+		os.MkdirAll(filepath.Dir(slow), 0o755)
+		slowBundle(t, slow, host, "slow2", 20*time.Second)
+		a := c.Command(keterBinary(t), "deploy", "--hosts", "h3,h1", slow)
+		var aOut syncBuf
+		a.Stdout, a.Stderr = &aOut, &aOut
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFile(t, filepath.Join(h3.Root, "incoming", "web.keter"), 30*time.Second)
+		eventually(t, 30*time.Second, func() error {
+			if data, _ := os.ReadFile(filepath.Join(h3.Root, "incoming", "web.keter")); digest12(t, slow) != hex12(data) {
+				return fmt.Errorf("h3 has not received the slow bundle yet")
+			}
+			return nil
+		})
+		c.Kill(h3)
+		err := a.Wait()
+		out := aOut.String()
+		t.Logf("rollout:\n%s", out)
+		if err == nil {
+			t.Fatal("the rollout succeeded with h3 gone")
+		}
+		mustMatch(t, out, `(?m)^h3: failed in [0-9.]+s: \S`, `(?m)^  h3: unknown \(failed\)$`, `(?m)^  h1: version \S+ \(bundle [0-9a-f]{12}\) \(not reached\)$`)
+		st := hostsKeter(t, c, false, "status", "--hosts", all, "web")
+		mustMatch(t, st, `(?m)^web\s+h3\s+\?\s+-\s+unreachable: `)
+	})
+}
+
+// digest12 is the first 12 hex digits of a bundle's sha256, as keter
+// prints it.
+func digest12(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex12(data)
+}
+
+// slowBundle is the behave app behind a start script that sleeps first,
+// so a deploy of it takes a while.
+func slowBundle(t *testing.T, path, host, version string, sleep time.Duration) {
+	t.Helper()
+	bin, err := os.ReadFile(testkit.BehaveApp(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\nsleep %d\nexec \"$(dirname \"$0\")/behaveapp\" \"$@\"\n", int(sleep.Seconds()))
+	testkit.Bundle(t, path, map[string]testkit.File{
+		"config/keter.yaml": {Body: []byte(fmt.Sprintf("exec: ../bin/slow\nhost: %s\nargs: [\"--version\", %q]\n", host, version))},
+		"bin/slow":          {Body: []byte(script), Mode: 0o755},
+		"bin/behaveapp":     {Body: bin, Mode: 0o755},
+	})
+}
+
+// statusDigests reads keter status --hosts's rows for app: host → bundle.
+func statusDigests(out, app string) map[string]string {
+	m := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 4 && f[0] == app {
+			m[f[1]] = f[3]
+		}
+	}
+	return m
+}
+
+// waitFile waits until path exists (a host's lock holder, say).
+func waitFile(t *testing.T, path string, within time.Duration) {
+	t.Helper()
+	eventually(t, within, func() error {
+		_, err := os.Stat(path)
+		return err
+	})
+}
+
+func hex12(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])[:12]
+}
+
+// syncBuf is a command's output, read while it runs.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -75,7 +75,7 @@ func Deploy(ctx context.Context, o Options, app, bundlePath string) ([]Outcome, 
 	if err != nil {
 		return nil, fmt.Errorf("reading bundle: %w", err)
 	}
-	return rollout(ctx, o, app, func(ctx context.Context, s *session) (Message, error) {
+	return rollout(ctx, o, app, true, func(ctx context.Context, s *session) (Message, error) {
 		f, err := os.Open(bundlePath)
 		if err != nil {
 			return Message{}, fmt.Errorf("reading bundle: %w", err)
@@ -91,7 +91,7 @@ func Deploy(ctx context.Context, o Options, app, bundlePath string) ([]Outcome, 
 // Rollback returns each host to what the last deploy --hosts replaced
 // there, Parallel hosts at a time.
 func Rollback(ctx context.Context, o Options, app string) ([]Outcome, error) {
-	return rollout(ctx, o, app, func(ctx context.Context, s *session) (Message, error) {
+	return rollout(ctx, o, app, false, func(ctx context.Context, s *session) (Message, error) {
 		if err := s.write("rollback", nil); err != nil {
 			return Message{}, err
 		}
@@ -100,8 +100,10 @@ func Rollback(ctx context.Context, o Options, app string) ([]Outcome, error) {
 }
 
 // rollout locks app on every host, then runs step on a batch of hosts at
-// a time; the first failed host stops it after its batch.
-func rollout(ctx context.Context, o Options, app string, step func(context.Context, *session) (Message, error)) ([]Outcome, error) {
+// a time; the first failed host stops it after its batch. A deploy
+// (start) first tells every locked host that this is now its last
+// rollout, so a later rollback leaves the hosts it never reached alone.
+func rollout(ctx context.Context, o Options, app string, start bool, step func(context.Context, *session) (Message, error)) ([]Outcome, error) {
 	o.defaults()
 	out := make([]Outcome, len(o.Hosts))
 	for i, h := range o.Hosts {
@@ -121,6 +123,9 @@ func rollout(ctx context.Context, o Options, app string, step func(context.Conte
 		return out, err
 	}
 	for _, s := range sessions {
+		if !start {
+			break
+		}
 		if err := s.write("start", nil); err != nil {
 			return out, err
 		}

@@ -279,7 +279,7 @@ func (c *Cluster) startLB() {
 user root;
 worker_processes 1;
 pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
+error_log %[1]s/error.log error;
 events { worker_connections 4096; }
 http {
   access_log off;
@@ -289,6 +289,7 @@ http {
   uwsgi_temp_path %[1]s/uwsgi;
   scgi_temp_path %[1]s/scgi;
   client_max_body_size 0;
+  client_body_buffer_size 128k;
   upstream hosts {
 %[2]s  }
   server {
