@@ -87,6 +87,10 @@ func (r *Remote) Session(ctx context.Context, in io.Reader, name string, h Holde
 		case "start":
 			r.writeRecord(name, record{Rollout: h.Rollout, At: time.Now()})
 		case "deploy":
+			if c.name != name {
+				os.Remove(c.bundle)
+				return fmt.Errorf("bundle for %s sent to the session of %s", c.name, name)
+			}
 			m := r.deploy(ctx, name, c.bundle, h.Rollout)
 			os.Remove(c.bundle)
 			r.send(m)
