@@ -9,17 +9,20 @@
 #   BENCHES="deploy scale" bash bench/run.sh   a subset (deploy replace
 #                                          throughput scale restart unpack
 #                                          status acme recovery instances
-#                                          behaviours gzip);
+#                                          behaviours gzip hosts);
 #                                          BENCH_MD= leaves BENCHMARKS.md alone
 # Extra arguments go to every keterbench run (see bin/keterbench -h), e.g.
 #   BENCHES="behaviours throughput" BENCH_MD= bash bench/run.sh -switches 5 -throughput-rounds 3 -wrk 5s
 # behaviours: internal/behaveapp (bin/behaveapp) replaced -switches times
 # (default 10) under internal/loadgen at every behaviour, GET and POST;
 # goal 0 failed requests and 0 nginx reloads.
+# hosts: three hosts (network namespaces, each its own systemd, keter and
+# sshd) behind an nginx load balancer: keter deploy --hosts against three
+# ssh keter deploy in a row, and failed requests through the balancer (goal 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (it boots a systemd and starts units)" >&2; exit 1; }
-BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery instances behaviours gzip}
+BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery instances behaviours gzip hosts}
 BENCH_MD=${BENCH_MD-BENCHMARKS.md}
 
 bash scripts/deps.sh

@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip", "hosts"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
@@ -39,6 +39,7 @@ func main() {
 	wrkDur := flag.Duration("wrk", 10*time.Second, "wrk duration")
 	tpRounds := flag.Int("throughput-rounds", 5, "alternating rounds of the throughput comparison")
 	recRounds := flag.Int("recovery-rounds", 7, "app SIGKILLs timed (nginx SIGKILLs: up to 5)")
+	hostsRounds := flag.Int("hosts-rounds", 3, "rounds of the three-host rollout comparison")
 	state := flag.String("state", "", "JSON file that keeps results across runs (one benchmark per sandbox)")
 	table := flag.Bool("table", true, "print the summary table")
 	kenv := flag.String("keter-env", "", "comma-separated VAR=value for keter's unit, e.g. GODEBUG=gctrace=1 (diagnosis only)")
@@ -100,6 +101,10 @@ func main() {
 		return r.Behaviours.Err
 	})
 	run("gzip", "12. compression", func() string { r.Gzip = ptr(benchGzip(ctx, e)); return r.Gzip.Err })
+	run("hosts", "13. three hosts behind a load balancer", func() string {
+		r.Hosts = ptr(benchHosts(ctx, e, *hostsRounds))
+		return r.Hosts.Err
+	})
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()
 	if *state != "" {

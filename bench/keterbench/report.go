@@ -29,6 +29,7 @@ type results struct {
 	Instances  *outcome[instancesResult]  `json:",omitempty"`
 	Behaviours *outcome[behavioursResult] `json:",omitempty"`
 	Gzip       *outcome[gzipResult]       `json:",omitempty"`
+	Hosts      *outcome[hostsResult]      `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -208,6 +209,7 @@ func (r *results) rows() []row {
 				"0 failed, 0 reloads", verdict(failed == 0 && x.Reloads == 0)})
 		}
 	}
+	rows = append(rows, r.hostsRows()...)
 	return rows
 }
 
@@ -570,6 +572,7 @@ func (r *results) details(p func(string, ...any)) {
 			}
 		}
 	}
+	r.hostsDetails(p)
 	if errs := r.errs(); len(errs) > 0 {
 		p("")
 		p("### Benchmarks that did not finish")
@@ -639,6 +642,9 @@ func (r *results) errs() []string {
 	}
 	if r.Gzip != nil {
 		add("gzip", r.Gzip.Err)
+	}
+	if r.Hosts != nil {
+		add("hosts", r.Hosts.Err)
 	}
 	return out
 }
