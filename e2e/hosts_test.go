@@ -79,6 +79,19 @@ func TestHosts(t *testing.T) {
 	}
 	all := "h1,h2,h3"
 
+	t.Run("hosts see the machine's PostgreSQL socket", func(t *testing.T) {
+		// For shared storage: each host reaches the one server through its
+		// unix socket, bound into the host's mount namespace.
+		if _, err := os.Stat("/run/postgresql"); err != nil {
+			t.Skip("no /run/postgresql here")
+		}
+		for _, h := range c.Hosts {
+			if out, err := h.Exec("test", "-d", "/run/postgresql"); err != nil {
+				t.Errorf("%s has no /run/postgresql: %v %s", h.Name, err, out)
+			}
+		}
+	})
+
 	t.Run("first deploy", func(t *testing.T) {
 		out := hostsKeter(t, c, true, "deploy", "--hosts", all, "--parallel", "3", bundle("1"))
 		mustMatch(t, out, `(?m)^h1: live version \S+ \(bundle [0-9a-f]{12}\) in [0-9.]+s$`, `(?m)^h2: live`, `(?m)^h3: live`)
@@ -150,8 +163,11 @@ func TestHosts(t *testing.T) {
 	})
 
 	t.Run("maintenance on every host", func(t *testing.T) {
-		out := hostsKeter(t, c, true, "maintenance", "on", "web", "--hosts", all, "--message", "back soon")
-		mustMatch(t, out, `(?m)^h1: maintenance on$`, `(?m)^h3: maintenance on$`)
+		// Every spelling of a destination ssh takes: an alias, user@host,
+		// and an ssh:// URI with an IPv6 address and a port.
+		dests := "h1,root@" + c.Hosts[1].IP + ",ssh://root@[" + c.Hosts[2].IP6 + "]:22"
+		out := hostsKeter(t, c, true, "maintenance", "on", "web", "--hosts", dests, "--message", "back soon")
+		mustMatch(t, out, `(?m)^h1: maintenance on$`, `(?m)^root@10\.77\.0\.2: maintenance on$`, `(?m)^ssh://root@\[fd77::3\]:22: maintenance on$`)
 		st := hostsKeter(t, c, true, "status", "--hosts", all, "web")
 		if strings.Count(st, "maintenance") != 3 {
 			t.Errorf("status does not show maintenance on 3 hosts:\n%s", st)

@@ -79,3 +79,40 @@ func TestTail(t *testing.T) {
 		t.Fatalf("last line %q", last)
 	}
 }
+
+func TestDestArgs(t *testing.T) {
+	tests := []struct {
+		dest string
+		want []string // nil: refused
+	}{
+		{"web1", []string{"--", "web1"}},
+		{"deploy@web1", []string{"--", "deploy@web1"}},
+		{"deploy@2001:db8::1", []string{"--", "deploy@2001:db8::1"}},
+		{"ssh://web1", []string{"--", "web1"}},
+		{"ssh://deploy@web1:2222", []string{"-l", "deploy", "-p", "2222", "--", "web1"}},
+		{"ssh://deploy@[2001:db8::1]:22", []string{"-l", "deploy", "-p", "22", "--", "2001:db8::1"}},
+		{"ssh://[::1]", []string{"--", "::1"}},
+		{"ssh://deploy:secret@web1", nil},
+		{"ssh://web1:http", nil},
+		{"ssh://web1:0", nil},
+		{"ssh://web1/path", nil},
+		{"ssh://web1?x=1", nil},
+		{"ssh://-oProxyCommand=x", nil},
+		{"ssh://", nil},
+		{"-p2222", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dest, func(t *testing.T) {
+			got, err := destArgs(tt.dest)
+			if tt.want == nil {
+				if err == nil || !errors.Is(err, ErrBadDest) {
+					t.Fatalf("destArgs = %q, %v; want ErrBadDest", got, err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Fatalf("destArgs = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

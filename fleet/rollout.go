@@ -25,6 +25,9 @@ type Options struct {
 	Wait     bool // wait for another rollout's lock instead of refusing
 	// SSH is the ssh client to run; empty means "ssh" from PATH.
 	SSH string
+	// Timeout bounds each host's wait for one deploy or rollback (the
+	// host's keter keeps trying after it); 0 means the host's default.
+	Timeout time.Duration
 	// Out gets one line per host as it finishes, then the summary.
 	Out io.Writer
 }
@@ -176,6 +179,9 @@ func lockAll(ctx context.Context, o Options, app string, out []Outcome, p *print
 		"--holder-pid", fmt.Sprint(holder.PID), "--rollout", holder.Rollout}
 	if o.Wait {
 		args = append(args, "--wait")
+	}
+	if o.Timeout > 0 {
+		args = append(args, "--timeout", o.Timeout.String())
 	}
 	args = append(args, app)
 	lockOne := func(i int) error {

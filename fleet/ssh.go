@@ -41,7 +41,11 @@ func open(ctx context.Context, sshCmd, dest string, args ...string) (*session, e
 	for _, a := range args {
 		words = append(words, quote(a))
 	}
-	argv := append(append([]string{}, sshOptions...), "--", dest, strings.Join(words, " "))
+	da, err := destArgs(dest)
+	if err != nil {
+		return nil, err
+	}
+	argv := append(append(append([]string{}, sshOptions...), da...), strings.Join(words, " "))
 	cmd := exec.CommandContext(ctx, sshCmd, argv...)
 	s := &session{dest: dest, cmd: cmd, msgs: make(chan Message, 4), done: make(chan struct{})}
 	cmd.Stderr = &s.tail

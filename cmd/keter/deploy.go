@@ -31,7 +31,10 @@ func cmdDeploy(ctx context.Context, args []string) int {
 		return fail("%v", err)
 	}
 	if hosts.given() {
-		return deployHosts(ctx, hosts, name, file)
+		if *noWait {
+			return usageError(fs, "--no-wait does not go with --hosts (a rollout waits for each batch)")
+		}
+		return deployHosts(ctx, hosts, name, file, *timeout)
 	}
 	_, warns, err := bundle.CheckWithWarnings(ctx, file)
 	for _, w := range warns {
@@ -117,7 +120,7 @@ func cmdRollback(ctx context.Context, args []string) int {
 		return code
 	}
 	if hosts.given() {
-		return rollbackHosts(ctx, hosts, pos[0])
+		return rollbackHosts(ctx, hosts, pos[0], *timeout)
 	}
 	_, c, err := connect(*cfgPath)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/keter-systemd/keter/fleet"
 )
@@ -55,15 +56,17 @@ func rolloutHosts(ctx context.Context, h *hostFlags, run func(context.Context, f
 	return exitOK
 }
 
-func deployHosts(ctx context.Context, h *hostFlags, name, file string) int {
+func deployHosts(ctx context.Context, h *hostFlags, name, file string, timeout time.Duration) int {
 	return rolloutHosts(ctx, h, func(ctx context.Context, o fleet.Options) error {
+		o.Timeout = timeout
 		_, err := fleet.Deploy(ctx, o, name, file)
 		return err
 	})
 }
 
-func rollbackHosts(ctx context.Context, h *hostFlags, name string) int {
+func rollbackHosts(ctx context.Context, h *hostFlags, name string, timeout time.Duration) int {
 	return rolloutHosts(ctx, h, func(ctx context.Context, o fleet.Options) error {
+		o.Timeout = timeout
 		_, err := fleet.Rollback(ctx, o, name)
 		return err
 	})

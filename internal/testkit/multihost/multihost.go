@@ -49,8 +49,11 @@ type Options struct {
 }
 
 // Subnet is the bridge's /24; the operator namespace is .254, host i
-// (from 1) is .i.
-const Subnet = "10.77.0."
+// (from 1) is .i. Subnet6 is the same for IPv6 (a /64).
+const (
+	Subnet  = "10.77.0."
+	Subnet6 = "fd77::"
+)
 
 // Cluster is a running set of hosts behind a load balancer.
 type Cluster struct {
@@ -73,6 +76,7 @@ type Cluster struct {
 type Host struct {
 	Name   string // its ssh_config alias: h1, h2, ...
 	IP     string
+	IP6    string // sshd listens here too
 	NS     string
 	Dir    string // its sandbox folder (run/, units/)
 	Root   string // its keter root
@@ -100,6 +104,7 @@ func Start(t T, o Options) *Cluster {
 	c.must("ip", "-n", c.Ops, "link", "set", "lo", "up")
 	c.must("ip", "-n", c.Ops, "link", "add", "br0", "type", "bridge")
 	c.must("ip", "-n", c.Ops, "addr", "add", Subnet+"254/24", "dev", "br0")
+	c.must("ip", "-n", c.Ops, "addr", "add", Subnet6+"254/64", "dev", "br0", "nodad")
 	c.must("ip", "-n", c.Ops, "link", "set", "br0", "up")
 	fd, err := unix.Open("/run/netns/"+c.Ops, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -115,7 +120,7 @@ func Start(t T, o Options) *Cluster {
 	}
 	c.must("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "keter-test-operator", "-f", filepath.Join(ssh, "id"))
 	for i := 1; i <= o.Hosts; i++ {
-		h := &Host{Name: fmt.Sprintf("h%d", i), IP: fmt.Sprintf("%s%d", Subnet, i), NS: fmt.Sprintf("kt-%s-h%d", tok, i),
+		h := &Host{Name: fmt.Sprintf("h%d", i), IP: fmt.Sprintf("%s%d", Subnet, i), IP6: fmt.Sprintf("%s%d", Subnet6, i), NS: fmt.Sprintf("kt-%s-h%d", tok, i),
 			Dir: filepath.Join(o.Dir, fmt.Sprintf("h%d", i))}
 		h.Root = filepath.Join(h.Dir, "root")
 		h.Config = filepath.Join(h.Root, "keter-config.yaml")
@@ -154,6 +159,7 @@ func (c *Cluster) wire(h *Host, i int) {
 	c.must("ip", "-n", c.Ops, "link", "set", veth, "master", "br0", "up")
 	c.must("ip", "-n", h.NS, "link", "set", "lo", "up")
 	c.must("ip", "-n", h.NS, "addr", "add", h.IP+"/24", "dev", "eth0")
+	c.must("ip", "-n", h.NS, "addr", "add", h.IP6+"/64", "dev", "eth0", "nodad")
 	c.must("ip", "-n", h.NS, "link", "set", "eth0", "up")
 }
 
@@ -186,6 +192,7 @@ func (c *Cluster) boot(h *Host, ssh string) error {
 		return err
 	}
 	sshd := fmt.Sprintf(`ListenAddress %s:22
+ListenAddress [%s]:22
 HostKey %s
 AuthorizedKeysFile %s
 PermitRootLogin prohibit-password
@@ -195,7 +202,7 @@ UsePAM no
 StrictModes no
 PidFile none
 SetEnv PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin KETER_CONFIG=%s
-`, h.IP, key, filepath.Join(h.Dir, "authorized_keys"), filepath.Dir(c.o.Keter), h.Config)
+`, h.IP, h.IP6, key, filepath.Join(h.Dir, "authorized_keys"), filepath.Dir(c.o.Keter), h.Config)
 	if err := os.WriteFile(filepath.Join(h.Dir, "sshd_config"), []byte(sshd), 0o600); err != nil {
 		return err
 	}
@@ -249,7 +256,7 @@ func (c *Cluster) waitSSH(h *Host) {
 		c.t.Fatalf("%v", err)
 	}
 	fields := strings.Fields(string(pub))
-	fmt.Fprintf(f, "%s %s %s\n", h.IP, fields[0], fields[1])
+	fmt.Fprintf(f, "%s,%s %s %s\n", h.IP, h.IP6, fields[0], fields[1])
 	f.Close()
 	var out []byte
 	for range 100 {
