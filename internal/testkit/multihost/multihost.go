@@ -46,6 +46,10 @@ type Options struct {
 	Dir string
 	// KeterYAML is appended to each host's keter-config.yaml.
 	KeterYAML string
+	// Listeners is each host's listeners: list (YAML); nil means plain
+	// HTTP on the host's address, port 80. An ACME scenario adds
+	// `{host: IP, port: 443, acme: true}`.
+	Listeners func(h *Host) string
 }
 
 // Subnet is the bridge's /24; the operator namespace is .254, host i
@@ -68,7 +72,6 @@ type Cluster struct {
 	SSHConfig string
 	binDir    string // holds the ssh wrapper put first on the CLI's PATH
 	lb        *exec.Cmd
-	opsFD     int
 	sandbox   string
 }
 
@@ -96,7 +99,7 @@ func Start(t T, o Options) *Cluster {
 	}
 	_, self, _, _ := runtime.Caller(0)
 	tok := token()
-	c := &Cluster{t: t, o: o, Token: tok, Ops: "kt-" + tok + "-ops", LB: Subnet + "254:80", opsFD: -1,
+	c := &Cluster{t: t, o: o, Token: tok, Ops: "kt-" + tok + "-ops", LB: Subnet + "254:80",
 		sandbox: filepath.Join(filepath.Dir(self), "..", "..", "..", "scripts", "sandbox.sh")}
 	t.Cleanup(c.teardown)
 	t0 := time.Now()
@@ -106,11 +109,6 @@ func Start(t T, o Options) *Cluster {
 	c.must("ip", "-n", c.Ops, "addr", "add", Subnet+"254/24", "dev", "br0")
 	c.must("ip", "-n", c.Ops, "addr", "add", Subnet6+"254/64", "dev", "br0", "nodad")
 	c.must("ip", "-n", c.Ops, "link", "set", "br0", "up")
-	fd, err := unix.Open("/run/netns/"+c.Ops, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("opening %s: %v", c.Ops, err)
-	}
-	c.opsFD = fd
 	ssh := filepath.Join(o.Dir, "ssh")
 	c.binDir = filepath.Join(o.Dir, "bin")
 	for _, d := range []string{ssh, c.binDir} {
@@ -209,8 +207,12 @@ SetEnv PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin KETE
 	if out, err := h.Exec("systemd-run", "--unit", "sshd-test", "-p", "RuntimeDirectory=sshd", "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(h.Dir, "sshd_config")); err != nil {
 		return fmt.Errorf("starting sshd on %s: %v: %s", h.Name, err, out)
 	}
-	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: %s\n    port: 80\ngraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n  service: keter-nginx.service\n  nft-table: keter_test\nport-manager:\n  reserve: false\n  ranges: [{from: 20000, to: 20299}]\n%s",
-		h.Root, h.IP, c.o.Nginx, c.o.KeterYAML)
+	listeners := fmt.Sprintf("  - {host: %s, port: 80}\n", h.IP)
+	if c.o.Listeners != nil {
+		listeners = c.o.Listeners(h)
+	}
+	cfg := fmt.Sprintf("root: %s\nlisteners:\n%sgraceful-drain-micros: 1000000\nnginx:\n  mode: managed\n  binary: %s\n  service: keter-nginx.service\n  nft-table: keter_test\nport-manager:\n  reserve: false\n  ranges: [{from: 20000, to: 20299}]\n%s",
+		h.Root, listeners, c.o.Nginx, c.o.KeterYAML)
 	if err := os.WriteFile(h.Config, []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -344,25 +346,13 @@ func (c *Cluster) Keter(args ...string) (string, error) {
 
 // Dial connects from the operator namespace (e.g. to the load balancer).
 func (c *Cluster) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread ends with this goroutine, so no other
-		// goroutine ever runs in the operator namespace.
-		runtime.LockOSThread()
-		if err := unix.Setns(c.opsFD, unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("entering %s: %w", c.Ops, err)}
-			return
-		}
+	var conn net.Conn
+	err := inNS(c.Ops, func() (err error) {
 		var d net.Dialer
-		conn, err := d.DialContext(ctx, network, addr)
-		ch <- result{conn, err}
-	}()
-	r := <-ch
-	return r.conn, r.err
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
 }
 
 // Kill tears a host down at once: its systemd and everything under it,
@@ -403,9 +393,6 @@ func (c *Cluster) teardown() {
 	}
 	for _, h := range c.Hosts {
 		c.Kill(h)
-	}
-	if c.opsFD >= 0 {
-		unix.Close(c.opsFD)
 	}
 	exec.Command("ip", "netns", "del", c.Ops).Run()
 	os.RemoveAll(c.o.Dir)
