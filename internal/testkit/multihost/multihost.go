@@ -50,6 +50,9 @@ type Options struct {
 	// HTTP on the host's address, port 80. An ACME scenario adds
 	// `{host: IP, port: 443, acme: true}`.
 	Listeners func(h *Host) string
+	// Setup runs for each host once its namespace and systemd are up,
+	// before its keter starts: e.g. Forward a service into the host.
+	Setup func(c *Cluster, h *Host) error
 }
 
 // Subnet is the bridge's /24; the operator namespace is .254, host i
@@ -206,6 +209,11 @@ SetEnv PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin KETE
 	}
 	if out, err := h.Exec("systemd-run", "--unit", "sshd-test", "-p", "RuntimeDirectory=sshd", "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(h.Dir, "sshd_config")); err != nil {
 		return fmt.Errorf("starting sshd on %s: %v: %s", h.Name, err, out)
+	}
+	if c.o.Setup != nil {
+		if err := c.o.Setup(c, h); err != nil {
+			return fmt.Errorf("setting up %s: %w", h.Name, err)
+		}
 	}
 	listeners := fmt.Sprintf("  - {host: %s, port: 80}\n", h.IP)
 	if c.o.Listeners != nil {
