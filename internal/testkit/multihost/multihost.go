@@ -50,6 +50,8 @@ type Options struct {
 	// HTTP on the host's address, port 80. An ACME scenario adds
 	// `{host: IP, port: 443, acme: true}`.
 	Listeners func(h *Host) string
+	// KeterEnv are extra KEY=VALUE for each host's keter unit.
+	KeterEnv []string
 	// Setup runs for each host once its namespace and systemd are up,
 	// before its keter starts: e.g. Forward a service into the host.
 	Setup func(c *Cluster, h *Host) error
@@ -224,8 +226,12 @@ SetEnv PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin KETE
 	if err := os.WriteFile(h.Config, []byte(cfg), 0o644); err != nil {
 		return err
 	}
-	if out, err := h.Exec("systemd-run", "--unit", "keter.service", "-p", "Type=notify", "-p", "Restart=always", "-p", "RestartSec=100ms",
-		"-p", "KillMode=process", "-p", "TimeoutStartSec=120", c.o.Keter, "run", h.Config); err != nil {
+	run := []string{"systemd-run", "--unit", "keter.service", "-p", "Type=notify", "-p", "Restart=always", "-p", "RestartSec=100ms",
+		"-p", "KillMode=process", "-p", "TimeoutStartSec=120"}
+	for _, e := range c.o.KeterEnv {
+		run = append(run, "--setenv="+e)
+	}
+	if out, err := h.Exec(append(run, c.o.Keter, "run", h.Config)...); err != nil {
 		out2, _ := h.Exec("journalctl", "--no-pager", "-o", "cat", "-u", "keter.service")
 		return fmt.Errorf("starting keter on %s: %v: %s\n%s", h.Name, err, out, out2)
 	}
