@@ -315,3 +315,34 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestHostsUsage: bad --hosts input is refused before any ssh runs.
+func TestHostsUsage(t *testing.T) {
+	root := t.TempDir()
+	good := filepath.Join(root, "good.keter")
+	testkit.Bundle(t, good, map[string]testkit.File{"config/keter.yaml": {Body: []byte("exec: ../run\nhost: good.test\n")}, "run": {Mode: 0o755}})
+	hostsFile := filepath.Join(root, "hosts")
+	os.WriteFile(hostsFile, []byte("web1\n-oProxyCommand=touch /tmp/pwned\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"deploy", "--hosts", "-oProxyCommand=touch /tmp/pwned", good}, 1, "starts with '-'"},
+		{[]string{"deploy", "--hosts-file", hostsFile, good}, 1, "starts with '-'"},
+		{[]string{"deploy", "--hosts", "web1,web1", good}, 1, "given twice"},
+		{[]string{"deploy", "--hosts", "ssh://u:pw@web1", good}, 1, "no password"},
+		{[]string{"deploy", "--hosts", "web1", "--no-wait", good}, 2, "--no-wait does not go with --hosts"},
+		{[]string{"deploy", "--hosts", "web1", "--parallel", "0", good}, 1, "--parallel must be 1 or more"},
+		{[]string{"rollback", "--hosts", " , ", "app"}, 1, "no hosts given"},
+		{[]string{"status", "--hosts", "a b"}, 1, "space"},
+		{[]string{"deploy", "--help"}, 0, "-hosts-file string"},
+	} {
+		t.Run(strings.Join(c.args, "_"), func(t *testing.T) {
+			out, errOut, code := cli(t, c.args...)
+			if code != c.code || !strings.Contains(out+errOut, c.want) {
+				t.Fatalf("exit %d, want %d; output lacks %q?\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}
