@@ -59,13 +59,13 @@ func (r *Remote) Session(ctx context.Context, in io.Reader, name string, h Holde
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmds := make(chan command)
+	dir := lockDir(r.Incoming)
 	go func() {
 		defer cancel() // stdin ended: the operator is gone
 		defer close(cmds)
-		readCommands(ctx, bufio.NewReader(in), cmds)
+		readCommands(ctx, bufio.NewReader(in), dir, cmds)
 	}()
 	h.Since = time.Now()
-	dir := lockDir(r.Incoming)
 	l, holder, err := tryLock(dir, name, h)
 	if errors.Is(err, ErrBusy) && wait {
 		l, err = waitLock(ctx, dir, name, h, func(holder *Holder) { r.send(Message{Event: EventWaiting, Holder: holder}) })
@@ -78,6 +78,12 @@ func (r *Remote) Session(ctx context.Context, in io.Reader, name string, h Holde
 		return err
 	}
 	defer l.release()
+	// Bundles a killed session was receiving for this app.
+	if stale, _ := filepath.Glob(filepath.Join(dir, name+".recv-*")); len(stale) > 0 {
+		for _, f := range stale {
+			os.Remove(f)
+		}
+	}
 	r.send(Message{Event: EventLocked, Live: r.live(ctx, name)})
 	for c := range cmds {
 		if c.err != nil {
@@ -102,8 +108,9 @@ func (r *Remote) Session(ctx context.Context, in io.Reader, name string, h Holde
 }
 
 // readCommands reads "start", "rollback" and "deploy NAME SIZE" followed
-// by SIZE bytes of bundle, which it saves to a temp file.
-func readCommands(ctx context.Context, in *bufio.Reader, cmds chan<- command) {
+// by SIZE bytes of bundle, which it saves in dir (next to the lock, so a
+// killed session's leftover is found and removed by the next one).
+func readCommands(ctx context.Context, in *bufio.Reader, dir string, cmds chan<- command) {
 	for {
 		line, err := in.ReadString('\n')
 		if err != nil {
@@ -118,7 +125,10 @@ func readCommands(ctx context.Context, in *bufio.Reader, cmds chan<- command) {
 			c.verb, c.name = f[0], f[1]
 			size, err := strconv.ParseInt(f[2], 10, 64)
 			if err == nil {
-				c.bundle, err = receive(in, size)
+				err = bundle.ValidAppName(c.name)
+			}
+			if err == nil {
+				c.bundle, err = receive(in, dir, c.name, size)
 			}
 			c.err = err
 		default:
@@ -135,9 +145,12 @@ func readCommands(ctx context.Context, in *bufio.Reader, cmds chan<- command) {
 	}
 }
 
-// receive saves size bytes of in to a temp file.
-func receive(in io.Reader, size int64) (string, error) {
-	f, err := os.CreateTemp("", "keter-remote-*.keter")
+// receive saves size bytes of in to a file in dir.
+func receive(in io.Reader, dir, name string, size int64) (string, error) {
+	if err := os.MkdirAll(dir, 0o770); err != nil {
+		return "", fmt.Errorf("receiving bundle: %w", err)
+	}
+	f, err := os.CreateTemp(dir, name+".recv-*.keter")
 	if err != nil {
 		return "", fmt.Errorf("receiving bundle: %w", err)
 	}

@@ -169,7 +169,9 @@ func (c *Cluster) wire(h *Host, i int) {
 // boot starts the host's systemd inside its namespace, then sshd and
 // keter as its units.
 func (c *Cluster) boot(h *Host, ssh string) error {
-	for _, d := range []string{h.Dir, h.Root} {
+	// tmp: the host's sessions' TMPDIR, so a killed one leaves nothing
+	// in the machine's /tmp.
+	for _, d := range []string{h.Dir, h.Root, filepath.Join(h.Dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -204,8 +206,8 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 PidFile none
-SetEnv PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin KETER_CONFIG=%s
-`, h.IP, h.IP6, key, filepath.Join(h.Dir, "authorized_keys"), filepath.Dir(c.o.Keter), h.Config)
+SetEnv PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin KETER_CONFIG=%s TMPDIR=%s
+`, h.IP, h.IP6, key, filepath.Join(h.Dir, "authorized_keys"), filepath.Dir(c.o.Keter), h.Config, filepath.Join(h.Dir, "tmp"))
 	if err := os.WriteFile(filepath.Join(h.Dir, "sshd_config"), []byte(sshd), 0o600); err != nil {
 		return err
 	}
