@@ -23,6 +23,13 @@ import (
 // that nothing of it is left.
 func startHosts(t *testing.T, n int) *multihost.Cluster {
 	t.Helper()
+	return startHostsWith(t, multihost.Options{Hosts: n})
+}
+
+// startHostsWith is startHosts with more options (the binaries and the
+// folder are filled in).
+func startHostsWith(t *testing.T, o multihost.Options) *multihost.Cluster {
+	t.Helper()
 	testkit.NeedSystemd(t)
 	nginxBin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
 	testkit.NeedBinary(t, "sshd", "apt-get install openssh-server")
@@ -37,7 +44,8 @@ func startHosts(t *testing.T, n int) *multihost.Cluster {
 			t.Errorf("left behind after teardown: %v", left)
 		}
 	})
-	c = multihost.Start(t, multihost.Options{Hosts: n, Keter: keterBinary(t), Nginx: nginxBin, Dir: testkit.Root(t)})
+	o.Keter, o.Nginx, o.Dir = keterBinary(t), nginxBin, testkit.Root(t)
+	c = multihost.Start(t, o)
 	return c
 }
 
