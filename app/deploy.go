@@ -100,6 +100,7 @@ func (m *Manager) remove(ctx context.Context, name string) error {
 
 // stopUnits stops a version's units, webapps first.
 func (m *Manager) stopUnits(ctx context.Context, v *version) {
+	m.stopSleepers(ctx, v)
 	for i := len(v.units) - 1; i >= 0; i-- {
 		if err := m.units.Stop(ctx, v.units[i]); err != nil {
 			m.log.Error("stopping unit", "app", v.app, "version", v.id, "unit", v.units[i], "err", err)

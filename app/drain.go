@@ -164,6 +164,9 @@ func (m *Manager) holdPorts(v *version) {
 	for i, insts := range v.web {
 		for _, in := range insts {
 			m.ports.Hold(in.port)
+			if in.sleep != nil && in.sleep.inner != 0 {
+				m.ports.Hold(in.sleep.inner)
+			}
 		}
 		for _, f := range v.frontsOf(i) {
 			m.ports.Hold(f)

@@ -245,3 +245,9 @@ func (p *fakeProxy) serving() map[string]string {
 	}
 	return m
 }
+
+// StartSleeper stands in for a socket with its services: the app starts
+// at once (the fake has no sockets to wait on).
+func (f *fakeUnits) StartSleeper(ctx context.Context, s unitgen.Sleeper) error {
+	return f.Start(ctx, s.App)
+}

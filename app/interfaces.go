@@ -10,6 +10,9 @@ import (
 // Units runs app code as systemd units; the dbus package implements it.
 type Units interface {
 	Start(ctx context.Context, u unitgen.Unit) error
+	// StartSleeper starts a sleeping instance's socket, its app and
+	// proxy units loaded with it to start at its first connection.
+	StartSleeper(ctx context.Context, s unitgen.Sleeper) error
 	Stop(ctx context.Context, name string) error
 	// Run starts a oneshot unit (a release step) and waits until its
 	// process ends, returning how it ended; when ctx ends first it stops

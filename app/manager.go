@@ -45,6 +45,9 @@ type Options struct {
 	// still serve; an old version is stopped once it serves none. nil:
 	// it drains for its whole drain time.
 	Serving func(ports []int) (int, error)
+	// ServingEach is Serving per port, for putting socket-activated
+	// apps to sleep; nil: they never sleep (proxied ones still do).
+	ServingEach func(ports []int) (map[int]int, error)
 	// DeployGID, when not 0, is the operators' group, which may enter
 	// incoming/; otherwise only root may.
 	DeployGID int
@@ -72,12 +75,14 @@ type Manager struct {
 	drain    time.Duration // graceful-drain-micros
 	minDrain time.Duration
 	serving  func(ports []int) (int, error)
-	gid      int
-	retired  func(ports []int)
-	oneOffs  OneOffs
-	ports    *ports
-	sync     *syncer
-	rescan   chan struct{}
+	// servingEach counts connections per port (watchIdle).
+	servingEach func(ports []int) (map[int]int, error)
+	gid         int
+	retired     func(ports []int)
+	oneOffs     OneOffs
+	ports       *ports
+	sync        *syncer
+	rescan      chan struct{}
 	// unpacking bounds concurrent unpacks: each holds megabytes of
 	// buffers, and inflating more bundles than cores gains nothing.
 	unpacking chan struct{}
@@ -117,17 +122,18 @@ func New(o Options) (*Manager, error) {
 	m := &Manager{
 		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
 		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook, gid: o.DeployGID, retired: o.Retired, oneOffs: o.OneOffs,
-		drain:     time.Duration(o.Config.GracefulDrainMicros) * time.Microsecond,
-		minDrain:  o.MinDrain,
-		serving:   o.Serving,
-		draining:  map[*version]time.Time{},
-		ports:     newPorts(o.Config.PortManager.Ranges),
-		rescan:    make(chan struct{}, 1),
-		unpacking: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
-		live:      map[string]*version{},
-		pending:   map[string][]string{},
-		workers:   map[string]*worker{},
-		status:    map[string]*AppStatus{},
+		drain:       time.Duration(o.Config.GracefulDrainMicros) * time.Microsecond,
+		minDrain:    o.MinDrain,
+		serving:     o.Serving,
+		servingEach: o.ServingEach,
+		draining:    map[*version]time.Time{},
+		ports:       newPorts(o.Config.PortManager.Ranges),
+		rescan:      make(chan struct{}, 1),
+		unpacking:   make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+		live:        map[string]*version{},
+		pending:     map[string][]string{},
+		workers:     map[string]*worker{},
+		status:      map[string]*AppStatus{},
 	}
 	m.sync = newSyncer(o.Proxy, m.snapshot)
 	m.maint = maintenance{port: o.MaintenancePort, apps: map[string]Maintenance{}}
@@ -175,6 +181,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.followUnits(ctx, events) }()
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.watchIdle(ctx) }()
 	w, err := newWatcher(m.cfg.Incoming())
 	if err != nil {
 		return err

@@ -13,7 +13,8 @@ import (
 
 // waitReady polls the webapp until it answers, its unit fails, a newer
 // bundle arrives, or ensure-alive-time-bound runs out.
-func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port int, s *bundle.WebApp) error {
+// sl is the instance's sleeper, nil when it does not sleep.
+func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port int, sl *sleeper, s *bundle.WebApp) error {
 	bound := time.Duration(s.EnsureAliveTimeBound) * time.Microsecond
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
@@ -26,7 +27,12 @@ func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port in
 			// have taken the port between keter's check and the app's
 			// bind (another keter on the host with the same ranges).
 			if lastErr = m.unitRunning(ctx, unit); lastErr == nil {
-				if lastErr = m.units.Listens(ctx, unit, port); lastErr == nil {
+				if sl != nil {
+					lastErr = m.sleepListens(ctx, unit, sl)
+				} else {
+					lastErr = m.units.Listens(ctx, unit, port)
+				}
+				if lastErr == nil {
 					return nil
 				}
 			}

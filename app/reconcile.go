@@ -55,7 +55,7 @@ func (m *Manager) reconcile(ctx context.Context) error {
 
 	keepUnits, keepDirs, keepFiles := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, v := range append(m.liveList(), drained...) {
-		for _, u := range append(v.units, v.jobUnitNames()...) {
+		for _, u := range append(append(v.units, v.jobUnitNames()...), v.sleeperUnits()...) {
 			keepUnits[u] = true
 		}
 		keepDirs[v.dir] = true
@@ -100,7 +100,7 @@ func (m *Manager) liveList() []*version {
 func (m *Manager) adoptable(name string, rec liveRecord, running map[string]unitgen.Status) (*version, string) {
 	for _, u := range rec.Units {
 		st, ok := running[u]
-		if !ok || (st.ActiveState != "active" && st.ActiveState != "reloading") {
+		if (!ok || (st.ActiveState != "active" && st.ActiveState != "reloading")) && !asleep(rec, u, running) {
 			return nil, "unit " + u + " is not running"
 		}
 	}
@@ -134,7 +134,7 @@ func rebuild(name string, rec liveRecord, cfg *bundle.AppConfig) (*version, stri
 			if err != nil {
 				return v, err.Error()
 			}
-			in := &instance{unit: unit, port: p}
+			in := &instance{unit: unit, port: p, sleep: sleeperOf(rec, unit)}
 			if k < len(rec.Fronts[i]) {
 				in.front = rec.Fronts[i][k]
 			}

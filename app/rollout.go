@@ -129,7 +129,11 @@ func (r *rollout) read(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("stanzas[%d]: %w", i, err)
 			}
-			v.web[i] = append(v.web[i], &instance{unit: unit, port: port})
+			in := &instance{unit: unit, port: port}
+			if err := m.planSleep(in, instanceMeta(v.app, v.id, i, k, n), s.WebApp); err != nil {
+				return fmt.Errorf("stanzas[%d]: %w", i, err)
+			}
+			v.web[i] = append(v.web[i], in)
 		}
 	}
 	// Fronts before units: each webapp unit's stop hook names its front.
@@ -160,6 +164,9 @@ func (r *rollout) start(ctx context.Context, pluginEnv map[string]string) error 
 			return err
 		}
 	}
+	if err := r.startSleepers(ctx, pluginEnv); err != nil {
+		return err
+	}
 	r.steps.mark("start")
 	r.m.crashpoint("started")
 	return nil
@@ -187,6 +194,9 @@ func (r *rollout) units(pluginEnv map[string]string) ([]unitgen.Unit, error) {
 		}
 		insts := v.web[i]
 		for k, inst := range insts {
+			if inst.sleep != nil {
+				continue // startSleepers
+			}
 			in.Port = inst.port
 			if len(insts) > 1 {
 				in.Instance = k + 1
@@ -236,7 +246,7 @@ func (r *rollout) ready(ctx context.Context) error {
 			continue
 		}
 		for _, in := range r.v.web[i] {
-			if err := r.m.waitReady(ctx, r.w, in.unit, in.port, s.WebApp); err != nil {
+			if err := r.m.waitReady(ctx, r.w, in.unit, in.port, in.sleep, s.WebApp); err != nil {
 				return err
 			}
 		}

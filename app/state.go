@@ -33,6 +33,8 @@ type liveRecord struct {
 	Jobs       []*job    `json:"jobs,omitempty"` // timers and services, not in Units
 	EnvFiles   []string  `json:"env_files"`
 	DeployedAt time.Time `json:"deployed_at"`
+	// Sleepers are the instances that sleep when idle, by app unit.
+	Sleepers map[string]sleepRecord `json:"sleepers,omitempty"`
 }
 
 // slots are a webapp stanza's instances' ports (stanza index → one port

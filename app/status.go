@@ -50,6 +50,9 @@ type VersionStatus struct {
 	Fronts     map[int][]int `json:"fronts,omitempty"`
 	Units      []string      `json:"units"`
 	DeployedAt time.Time     `json:"deployed_at"`
+	// Sockets are the sockets of the units that sleep when idle (unit →
+	// its socket): such a unit inactive while its socket listens sleeps.
+	Sockets map[string]string `json:"sockets,omitempty"`
 }
 
 // Status lists every known app, sorted by name.
@@ -63,6 +66,7 @@ func (m *Manager) Status() []AppStatus {
 			c.Live = &VersionStatus{
 				Version: v.id, Digest: v.digest, Dir: v.dir, Hosts: v.cfg.Hosts(),
 				Ports: v.portSlots(), Fronts: v.frontSlots(), Units: v.units, DeployedAt: v.deployedAt,
+				Sockets: v.sockets(),
 			}
 		}
 		c.Maintenance = m.maintenanceStatus(name)

@@ -54,6 +54,9 @@ func (m *Manager) followUnits(ctx context.Context, events <-chan unitgen.Status)
 		switch s.ActiveState {
 		case "inactive", "failed", "gone":
 			delete(watch, s.Name)
+			if in != nil && in.sleep != nil && s.Name == in.unit && s.ActiveState == "inactive" {
+				continue // asleep: its socket holds its port
+			}
 			m.unitDown(ctx, v, in, s)
 			continue
 		}

@@ -32,9 +32,10 @@ type version struct {
 // instance is one unit of a webapp stanza.
 type instance struct {
 	unit  string
-	port  int  // its own port
-	front int  // the app's stable front port for this slot, kept across versions
-	down  bool // its unit stopped for good
+	port  int      // its own port
+	front int      // the app's stable front port for this slot, kept across versions
+	down  bool     // its unit stopped for good
+	sleep *sleeper // idle-stop: a socket holds port while it sleeps
 }
 
 // fileID tells whether a bundle file changed without reading it.
@@ -107,6 +108,9 @@ func (v *version) portList() []int {
 	for _, insts := range v.web {
 		for _, in := range insts {
 			ps = append(ps, in.port)
+			if in.sleep != nil && in.sleep.inner != 0 {
+				ps = append(ps, in.sleep.inner)
+			}
 		}
 	}
 	slices.Sort(ps)
@@ -117,7 +121,7 @@ func (v *version) portList() []int {
 func (v *version) instanceOf(unit string) (*instance, int) {
 	for i, insts := range v.web {
 		for _, in := range insts {
-			if in.unit == unit {
+			if in.unit == unit || in.sleep != nil && in.sleep.socket == unit {
 				return in, i
 			}
 		}
@@ -141,5 +145,6 @@ func (v *version) record() liveRecord {
 	return liveRecord{
 		Version: v.id, Digest: v.digest, File: v.file, Bundle: v.bundle, Dir: v.dir, Ports: v.portSlots(),
 		Fronts: v.frontSlots(), Units: v.units, Jobs: v.jobs, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
+		Sleepers: v.sleepRecords(),
 	}
 }

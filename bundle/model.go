@@ -98,6 +98,12 @@ type WebApp struct {
 	// a port of its own, nginx balancing them; 0 and 1 mean one.
 	Instances int     `json:"instances,omitempty"`
 	Systemd   Systemd `json:"systemd"`
+	// IdleStop stops the stanza's units after that long without a
+	// request (ours); IdleOff: never, 0: the host's default. See Sleeps.
+	IdleStop time.Duration `json:"idle-stop,omitempty"`
+	// SocketActivation: the app takes its listening socket from systemd
+	// (LISTEN_FDS) instead of binding PORT behind a proxy (ours).
+	SocketActivation bool `json:"socket-activation,omitempty"`
 }
 
 // Middleware is one item of Keter's `middleware` list, kept as parsed.

@@ -389,6 +389,7 @@ func parseWebApp(o *obj) *WebApp {
 		a.HealthCheckPath = hp
 	}
 	a.Systemd = o.systemd(true)
+	parseIdle(o, a)
 	return a
 }
 
@@ -825,6 +826,7 @@ func parseFlat(w *walker, top *obj, c *AppConfig) {
 		if v, ok := top.intRange("instances", 1, MaxInstances); ok {
 			a.Instances = int(v)
 		}
+		parseIdle(top, a)
 		var raw []string
 		if h, ok := top.requiredStr("host"); ok {
 			raw = append(raw, h)

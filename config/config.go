@@ -48,6 +48,9 @@ type Config struct {
 	// TrustedProxies are the addresses (CIDRs) whose X-Forwarded-For and
 	// X-Forwarded-Proto nginx believes (proxies.go).
 	TrustedProxies []string `yaml:"trusted-proxies"`
+	// IdleStop is the host's default idle-stop for webapp stanzas that
+	// do not set theirs; 0 (the default): apps never sleep.
+	IdleStop Duration `yaml:"idle-stop"`
 }
 
 // Listener is one address nginx listens on; Certificate and Key together
@@ -361,6 +364,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KeepBundles < 0 {
 		errs = append(errs, errors.New("keep-bundles: must not be negative"))
+	}
+	if c.IdleStop < 0 {
+		errs = append(errs, errors.New("idle-stop: must not be negative"))
 	}
 	errs = append(errs, c.validateACME()...)
 	errs = append(errs, c.validateProxies()...)

@@ -17,13 +17,14 @@ import (
 const (
 	StateLive      = "live"      // serving, every live unit active
 	StateDegraded  = "degraded"  // serving, but a live unit is not active
+	StateSleeping  = "sleeping"  // idle: its units stopped, its sockets wait for the next request
 	StateDeploying = "deploying" // a bundle is being taken live
 	StateQueued    = "queued"    // a bundle waits in incoming, not yet picked up
 	StateFailed    = "failed"    // nothing serving; the last deploy failed
 )
 
 // States lists every state, for metrics that report zeros too.
-var States = []string{StateLive, StateDegraded, StateDeploying, StateQueued, StateFailed}
+var States = []string{StateLive, StateDegraded, StateSleeping, StateDeploying, StateQueued, StateFailed}
 
 // App is one app as the API and page show it: the core's record plus
 // what systemd and journald say about its units.
@@ -112,13 +113,14 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 			}
 		}
 		degraded := false
+		sleep := sleepState(st.Live, byApp[st.Name])
 		for _, u := range byApp[st.Name] {
 			a.Units = append(a.Units, Unit{
 				Name: u.Name, Version: u.Meta.Version, Stanza: u.Meta.Stanza, Instance: u.Meta.InstanceNumber(),
 				Active: u.ActiveState, Sub: u.SubState, Result: u.Result,
 				PID: u.MainPID, Restarts: u.NRestarts, Live: live[u.Name], Usage: unitUsage(u), Job: u.Meta.Job,
 			})
-			if live[u.Name] && u.ActiveState != "active" && u.ActiveState != "reloading" {
+			if live[u.Name] && u.ActiveState != "active" && u.ActiveState != "reloading" && !sleep.asleep[u.Name] {
 				degraded = true
 			}
 		}
@@ -130,6 +132,8 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 			a.State = StateFailed
 		case degraded || (err == nil && len(byApp[st.Name]) == 0):
 			a.State = StateDegraded
+		case sleep.all:
+			a.State = StateSleeping
 		default:
 			a.State = StateLive
 		}

@@ -12,15 +12,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keter-systemd/keter/internal/sdlisten"
 )
 
 func main() {
 	msg := flag.String("message", "hello", "body of every response")
 	cpu := flag.Duration("cpu", 0, "CPU time to spend on each request")
 	flag.Parse()
-	port := os.Getenv("PORT")
-	if port == "" {
-		log.Fatal("app: PORT is not set")
+	// The socket systemd passes when socket-activated, else PORT.
+	l, _, err := sdlisten.Listen(os.Getenv("PORT"))
+	if err != nil {
+		log.Fatal("app: ", err)
 	}
 	body := []byte(*msg)
 	work := 0
@@ -32,7 +35,7 @@ func main() {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write(body)
 	})
-	log.Fatal(http.ListenAndServe("127.0.0.1:"+port, h))
+	log.Fatal(http.Serve(l, h))
 }
 
 // spin does n rounds of busy arithmetic.

@@ -24,7 +24,7 @@ func installHooks(cfg *config.Config) error {
 		return fmt.Errorf("making the hooks folder: %w", err)
 	}
 	hooks := portmap.Hooks()
-	maps.Copy(hooks, map[string]string{unitgen.OwnFolderFile: unitgen.OwnFolderScript})
+	maps.Copy(hooks, map[string]string{unitgen.OwnFolderFile: unitgen.OwnFolderScript, unitgen.WaitPortFile: unitgen.WaitPortScript})
 	for name, body := range hooks {
 		if err := atomicfile.Write(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			return fmt.Errorf("writing hook %s: %w", name, err)

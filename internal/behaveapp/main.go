@@ -13,19 +13,22 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/keter-systemd/keter/internal/sdlisten"
 )
 
 func main() {
 	version := flag.String("version", "v0", "the version every answer carries (header X-Version)")
 	chatty := flag.Bool("chatty", false, "log each request to stdout")
 	grace := flag.Duration("shutdown-timeout", 5*time.Second, "how long answers under way may take to finish after SIGTERM")
+	delay := flag.Duration("start-delay", 0, "wait this long before listening (or serving the socket systemd passed), as a slow-starting app does")
 	flag.Parse()
+	time.Sleep(*delay)
 	log.SetOutput(os.Stdout)
 	log.SetFlags(0)
 	if err := run(*version, *chatty, *grace); err != nil {
@@ -35,12 +38,10 @@ func main() {
 
 func run(version string, chatty bool, grace time.Duration) error {
 	port := os.Getenv("PORT")
-	if port == "" {
-		return errors.New("PORT is not set")
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	// The socket systemd passes when socket-activated, else PORT.
+	ln, inherited, err := sdlisten.Listen(port)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
@@ -49,7 +50,7 @@ func run(version string, chatty bool, grace time.Duration) error {
 	srv.RegisterOnShutdown(a.sockets.goingAway)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	fmt.Printf("behaveapp %s listening on port %s pid %d\n", version, port, os.Getpid())
+	fmt.Printf("behaveapp %s listening on port %s pid %d (socket from systemd: %t)\n", version, port, os.Getpid(), inherited)
 
 	select {
 	case err := <-served:

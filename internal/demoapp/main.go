@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keter-systemd/keter/internal/sdlisten"
 )
 
 func main() {
@@ -44,8 +46,9 @@ func main() {
 	}
 	time.Sleep(*delay)
 	port := os.Getenv("PORT")
-	if port == "" {
-		log.Fatal("demoapp: PORT is not set")
+	l, inherited, err := sdlisten.Listen(port)
+	if err != nil {
+		log.Fatal("demoapp: ", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -132,8 +135,11 @@ func main() {
 		fmt.Fprintf(w, "%d ", resp.StatusCode)
 		io.Copy(w, resp.Body)
 	})
-	fmt.Printf("demoapp listening on port %s\n", port)
-	log.Fatal(http.ListenAndServe("127.0.0.1:"+port, mux))
+	mux.HandleFunc("/inherited", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, inherited) // whether systemd passed the socket
+	})
+	fmt.Printf("demoapp listening on port %s (socket from systemd: %t)\n", port, inherited)
+	log.Fatal(http.Serve(l, mux))
 }
 
 var (

@@ -136,3 +136,24 @@ func addr(family uint8, b []byte) netip.Addr {
 	}
 	return netip.AddrFrom16([16]byte(b[:16]))
 }
+
+// ServingEach is Serving for each of ports, in one pass over the kernel's
+// table: every port is in the result, 0 when nothing is served there.
+func ServingEach(ports []int) (map[int]int, error) {
+	out := make(map[int]int, len(ports))
+	for _, p := range ports {
+		out[p] = 0
+	}
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		socks, err := Dump(fam, 1<<StateEstablished|1<<StateSynRecv)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range socks {
+			if n, ok := out[int(s.Local.Port())]; ok {
+				out[int(s.Local.Port())] = n + 1
+			}
+		}
+	}
+	return out, nil
+}
