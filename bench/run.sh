@@ -9,7 +9,7 @@
 #   BENCHES="deploy scale" bash bench/run.sh   a subset (deploy replace
 #                                          throughput scale restart unpack
 #                                          status acme recovery instances
-#                                          behaviours gzip hosts);
+#                                          behaviours gzip hosts coldstart);
 #                                          BENCH_MD= leaves BENCHMARKS.md alone
 # Extra arguments go to every keterbench run (see bin/keterbench -h), e.g.
 #   BENCHES="behaviours throughput" BENCH_MD= bash bench/run.sh -switches 5 -throughput-rounds 3 -wrk 5s
@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (it boots a systemd and starts units)" >&2; exit 1; }
-BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery instances behaviours gzip hosts}
+BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery instances behaviours gzip hosts coldstart}
 BENCH_MD=${BENCH_MD-BENCHMARKS.md}
 
 bash scripts/deps.sh
@@ -31,6 +31,11 @@ make -s build
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/bench-app ./bench/app
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/behaveapp ./internal/behaveapp
 go build -o bin/keterbench ./bench/keterbench
+# The Warp app for the cold start benchmark (ghc and libghc-warp-dev from scripts/deps.sh).
+if command -v ghc >/dev/null; then
+	mkdir -p bin/warpapp-build
+	ghc -O0 -threaded -outputdir bin/warpapp-build -o bin/warpapp internal/warpapp/Main.hs >/dev/null
+fi
 
 ROOT=/srv/keter-bench
 WORK=$(mktemp -d /tmp/keter-bench.XXXXXX)
@@ -47,12 +52,12 @@ started=$(date +%s)
 for b in $BENCHES; do
 	if [ "$(cat /proc/1/comm)" = systemd ]; then
 		bin/keterbench -only "$b" -state "$WORK/state.json" -table=false \
-			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -behave-app "$PWD/bin/behaveapp" -root "$ROOT" "$@" || true
+			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -behave-app "$PWD/bin/behaveapp" -warp-app "$PWD/bin/warpapp" -root "$ROOT" "$@" || true
 	else
 		SANDBOX=$WORK/sandbox-$b
 		bash scripts/sandbox.sh up "$SANDBOX"
 		bash scripts/sandbox.sh exec "$SANDBOX" bin/keterbench -only "$b" -state "$WORK/state.json" -table=false \
-			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -behave-app "$PWD/bin/behaveapp" -root "$ROOT" "$@" || true
+			-keter "$PWD/bin/keter" -app "$PWD/bin/bench-app" -behave-app "$PWD/bin/behaveapp" -warp-app "$PWD/bin/warpapp" -root "$ROOT" "$@" || true
 		bash scripts/sandbox.sh down "$SANDBOX"
 		SANDBOX=""
 	fi

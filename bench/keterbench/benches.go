@@ -25,6 +25,7 @@ type env struct {
 	keterBin         string
 	app              []byte // the benchmark app's binary
 	behaveApp        string // internal/behaveapp's binary
+	warpApp          string // internal/warpapp's binary, for the cold start
 	switches         int    // replacements of the behave app
 	base             string // parent of every keter root
 	deploys          int

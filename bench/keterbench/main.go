@@ -20,11 +20,13 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip", "hosts"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip", "hosts", "coldstart"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
 	appBin := flag.String("app", "bin/bench-app", "benchmark app binary (bench/app)")
+	warpBin := flag.String("warp-app", "bin/warpapp", "GHC Warp app binary (internal/warpapp), for the cold start benchmark")
+	coldRounds := flag.Int("cold-rounds", 10, "cold starts timed per app")
 	behaveBin := flag.String("behave-app", "bin/behaveapp", "behave app binary (internal/behaveapp), for the behaviours benchmark")
 	base := flag.String("root", "/srv/keter-bench", "parent folder of every keter root (not under /tmp)")
 	only := flag.String("only", strings.Join(allBenches, ","), "comma-separated benchmarks to run (empty: only report)")
@@ -55,7 +57,7 @@ func main() {
 		fail(err)
 	}
 	e := env{
-		keterBin: *keterBin, app: app, behaveApp: *behaveBin, switches: *switches, base: *base, deploys: *deploys, apps: *apps,
+		keterBin: *keterBin, app: app, behaveApp: *behaveBin, warpApp: *warpBin, switches: *switches, base: *base, deploys: *deploys, apps: *apps,
 		replaces: *replaces, wrkDur: *wrkDur, acmeHosts: *acmeHosts, throughputRounds: *tpRounds, recoveryRounds: *recRounds,
 		logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	}
@@ -104,6 +106,10 @@ func main() {
 	run("hosts", "13. three hosts behind a load balancer", func() string {
 		r.Hosts = ptr(benchHosts(ctx, e, *hostsRounds))
 		return r.Hosts.Err
+	})
+	run("coldstart", "14. cold start of a sleeping app", func() string {
+		r.ColdStart = ptr(benchColdStart(ctx, e, *coldRounds))
+		return r.ColdStart.Err
 	})
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()

@@ -27,7 +27,12 @@ type recoveryResult struct {
 // freshGet fetches / with a new connection: after a kill a kept one would
 // only report the kill.
 func freshGet(ctx context.Context, port int, host string) (int, string, error) {
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+	return freshGetWithin(ctx, port, host, time.Second)
+}
+
+// freshGetWithin is freshGet with a bound on the whole exchange.
+func freshGetWithin(ctx context.Context, port int, host string, within time.Duration) (int, string, error) {
+	c := &http.Client{Timeout: within, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: (&net.Dialer{Timeout: 200 * time.Millisecond}).DialContext}}
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://127.0.0.1:"+strconv.Itoa(port)+"/", nil)
 	if err != nil {

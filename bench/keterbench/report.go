@@ -30,6 +30,7 @@ type results struct {
 	Behaviours *outcome[behavioursResult] `json:",omitempty"`
 	Gzip       *outcome[gzipResult]       `json:",omitempty"`
 	Hosts      *outcome[hostsResult]      `json:",omitempty"`
+	ColdStart  *outcome[coldResult]       `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -175,6 +176,13 @@ func (r *results) rows() []row {
 					fmt.Sprintf("%s (each: %s)", secs(median(x.Crash)), joinDur(x.Crash)), "< 0.5 s", verdict(len(x.Crash) >= 5 && median(x.Crash) < 500*time.Millisecond)},
 				row{fmt.Sprintf("9. managed nginx SIGKILLed under load → served again by a new master (median of %d)", len(x.Nginx)),
 					fmt.Sprintf("%s (each: %s); keter logged %d restarts", secs(median(x.Nginx)), joinDur(x.Nginx), x.NginxRestartsLogged), "< 1 s, each", verdict(len(x.Nginx) > 0 && slices.Max(x.Nginx) < time.Second)})
+		}
+	}
+	if o := r.ColdStart; o != nil {
+		if o.Err != "" {
+			failed("14. cold start", o.Err)
+		} else {
+			rows = append(rows, o.V.rows()...)
 		}
 	}
 	if o := r.Instances; o != nil {
@@ -497,6 +505,9 @@ func (r *results) details(p func(string, ...any)) {
 		p("- app: %s", joinDur(x.Crash))
 		p("- nginx: %s", joinDur(x.Nginx))
 	}
+	if o := r.ColdStart; o != nil && o.Err == "" {
+		o.V.details(p)
+	}
 	if o := r.Gzip; o != nil && o.Err == "" && len(o.V.Keter) > 0 {
 		o.V.details(p)
 	}
@@ -645,6 +656,9 @@ func (r *results) errs() []string {
 	}
 	if r.Hosts != nil {
 		add("hosts", r.Hosts.Err)
+	}
+	if r.ColdStart != nil {
+		add("coldstart", r.ColdStart.Err)
 	}
 	return out
 }
