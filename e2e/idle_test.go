@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keter-systemd/keter/internal/cgroup"
 	"github.com/keter-systemd/keter/internal/loadgen"
 	"github.com/keter-systemd/keter/internal/testkit"
 )
@@ -31,6 +33,7 @@ func TestIdleSleep(t *testing.T) {
 			if mode == "socket-activation" {
 				yaml += "socket-activation: true\n"
 			}
+			t.Cleanup(func() { dumpUnits(t, app) })
 			src := filepath.Join(k.Root, "."+app+".src")
 			testkit.BehaveBundle(t, src, host, yaml, "--version", "v1", "--start-delay", "1s")
 			k.Drop(src, app+".keter")
@@ -94,31 +97,57 @@ func TestIdleSleep(t *testing.T) {
 			}
 			waitAsleep(t, unit, socket)
 			burst(t, k, host, "waking after a keter restart while awake")
+
+			// A new bundle for a sleeping app deploys as usual and sleeps again.
+			waitAsleep(t, unit, socket)
+			before := strings.Count(k.Log(), `msg="version live" app=`+app+" ")
+			testkit.BehaveBundle(t, src, host, yaml, "--version", "v2", "--start-delay", "1s")
+			k.Drop(src, app+".keter")
+			eventually(t, 60*time.Second, func() error {
+				if strings.Count(k.Log(), `msg="version live" app=`+app+" ") == before {
+					return fmt.Errorf("v2 not live yet")
+				}
+				return nil
+			})
+			eventually(t, 30*time.Second, func() error {
+				if st := unitProp(t, socket, "ActiveState"); st != "inactive" {
+					return fmt.Errorf("the old version's socket %s is %s", socket, st)
+				}
+				return nil
+			})
+			unit2, socket2 := sleeperUnits(t, app, mode)
+			if unit2 == unit {
+				t.Fatalf("still the old unit %s", unit)
+			}
+			waitAsleep(t, unit2, socket2)
+			res := burstRes(t, k, host, "waking the new version")
+			if v := res.PerBehaviour[loadgen.One].Versions; v["v1"] != 0 || v["v2"] == 0 {
+				t.Errorf("versions answered: %v, want only v2", v)
+			}
 		})
 	}
 }
 
-// sleeperUnits finds app's service and its socket.
+// sleeperUnits finds app's listening socket and the service it wakes.
 func sleeperUnits(t *testing.T, app, mode string) (unit, socket string) {
 	t.Helper()
-	out := run(t, "systemctl", "list-units", "--all", "--plain", "--no-legend", "keter-app-"+app+"-*")
+	out := run(t, "systemctl", "list-units", "--all", "--plain", "--no-legend", "keter-app-"+app+"-*.socket")
 	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		switch {
-		case strings.HasSuffix(f[0], "-web0.service"):
-			unit = f[0]
-		case strings.HasSuffix(f[0], ".socket"):
+		if f := strings.Fields(line); len(f) > 2 && f[2] == "active" {
 			socket = f[0]
 		}
 	}
-	if unit == "" || socket == "" {
-		t.Fatalf("app %s has no service or no socket:\n%s", app, out)
+	head, _, ok := strings.Cut(socket, "-web0")
+	if !ok {
+		t.Fatalf("app %s has no listening socket:\n%s", app, out)
 	}
-	if want := strings.TrimSuffix(unit, ".service") + ".socket"; mode == "socket-activation" && socket != want {
-		t.Errorf("socket %s, want %s (the app's own)", socket, want)
+	unit = head + "-web0.service"
+	want := unit[:len(unit)-len(".service")] + `\x2dproxy.socket`
+	if mode == "socket-activation" {
+		want = unit[:len(unit)-len(".service")] + ".socket"
+	}
+	if socket != want {
+		t.Errorf("socket %s, want %s", socket, want)
 	}
 	return unit, socket
 }
@@ -131,7 +160,10 @@ func waitAsleep(t *testing.T, unit, socket string) {
 		if st := unitProp(t, unit, "ActiveState"); st != "inactive" {
 			return fmt.Errorf("%s is %s", unit, st)
 		}
-		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/keter.slice", unit)); err == nil {
+		if cg := unitProp(t, unit, "ControlGroup"); cg != "" {
+			return fmt.Errorf("%s stopped but still has its cgroup %s", unit, cg)
+		}
+		if _, err := os.Stat(filepath.Join(cgroupMount(t), "keter.slice", unit)); err == nil {
 			return fmt.Errorf("%s stopped but its cgroup is still there", unit)
 		}
 		if st := unitProp(t, socket, "ActiveState"); st != "active" {
@@ -143,7 +175,10 @@ func waitAsleep(t *testing.T, unit, socket string) {
 
 // burst sends 50 clients at once at a sleeping app through nginx, with
 // the strict client: not one request may fail.
-func burst(t *testing.T, k *keter, host, what string) {
+func burst(t *testing.T, k *keter, host, what string) { t.Helper(); burstRes(t, k, host, what) }
+
+// burstRes is burst, returning what the clients saw.
+func burstRes(t *testing.T, k *keter, host, what string) loadgen.Result {
 	t.Helper()
 	run := driveOne(t, k, host, 50, 100*time.Millisecond)
 	time.Sleep(2500 * time.Millisecond)
@@ -153,6 +188,7 @@ func burst(t *testing.T, k *keter, host, what string) {
 	if c == nil || c.Failed != 0 || c.OK < 50 || c.Dialled < 50 {
 		t.Fatalf("%s: want 50 clients answered and none failed: %+v", what, c)
 	}
+	return res
 }
 
 func grepLines(s, sub string) string {
@@ -177,4 +213,94 @@ func driveOne(t *testing.T, k *keter, host string, workers int, pause time.Durat
 		t.Fatal(err)
 	}
 	return run
+}
+
+// TestIdleInstancesAndMaintenance: a sleeping app with two instances
+// wakes whole under a burst (each instance has its own socket), and
+// maintenance on and off works on a sleeping app without waking it.
+func TestIdleInstancesAndMaintenance(t *testing.T) {
+	k := startKeter(t, "")
+	tok := testkit.Token()
+	app, host := "idlei"+tok, "idlei-"+tok+".test"
+	src := filepath.Join(k.Root, "."+app+".src")
+	testkit.BehaveBundle(t, src, host, "idle-stop: 2s\ninstances: 2\n", "--version", "v1")
+	k.Drop(src, app+".keter")
+	eventually(t, 60*time.Second, func() error {
+		if code, _, err := k.Get(host, "/"); err != nil || code != 200 {
+			return fmt.Errorf("not serving yet: %d %v", code, err)
+		}
+		return nil
+	})
+	var units, sockets []string
+	out := run(t, "systemctl", "list-units", "--all", "--plain", "--no-legend", "keter-app-"+app+"-*")
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case strings.Contains(f[0], "-web0.") && strings.HasSuffix(f[0], ".service") && !strings.Contains(f[0], "proxy"):
+			units = append(units, f[0])
+		case strings.HasSuffix(f[0], ".socket"):
+			sockets = append(sockets, f[0])
+		}
+	}
+	if len(units) != 2 || len(sockets) != 2 {
+		t.Fatalf("want 2 app units and 2 sockets:\n%s", out)
+	}
+	for i := range units {
+		waitAsleep(t, units[i], sockets[i])
+	}
+
+	mustCLI(t, 0, "maintenance", "on", app, "-c", k.config())
+	if code, _, err := k.Get(host, "/"); err != nil || code != 503 {
+		t.Errorf("in maintenance: %d %v, want 503", code, err)
+	}
+	for i := range units {
+		if st := unitProp(t, units[i], "ActiveState"); st != "inactive" {
+			t.Errorf("maintenance woke %s: %s", units[i], st)
+		}
+	}
+	mustCLI(t, 0, "maintenance", "off", app, "-c", k.config())
+
+	l := driveOne(t, k, host, 50, 100*time.Millisecond)
+	eventually(t, 20*time.Second, func() error {
+		for _, u := range units {
+			if st := unitProp(t, u, "ActiveState"); st != "active" {
+				return fmt.Errorf("%s is %s under load", u, st)
+			}
+		}
+		return nil
+	})
+	res := l.Stop()
+	t.Logf("burst: %s", res)
+	if c := res.PerBehaviour[loadgen.One]; c.Failed != 0 || c.OK < 50 {
+		t.Fatalf("want none failed: %+v", c)
+	}
+	for i := range units {
+		waitAsleep(t, units[i], sockets[i])
+	}
+}
+
+// dumpUnits logs what systemd and the app said, when t failed.
+func dumpUnits(t *testing.T, app string) {
+	if !t.Failed() {
+		return
+	}
+	out, _ := exec.Command("journalctl", "--no-pager", "-o", "short-precise", "-n", "300", "-u", "keter-app-"+app+"-*").CombinedOutput()
+	t.Logf("journal of %s's units:\n%s", app, out)
+	out, _ = exec.Command("systemctl", "list-units", "--all", "--no-pager", "keter-app-"+app+"-*").CombinedOutput()
+	t.Logf("units:\n%s", out)
+}
+
+// cgroupMount is where the cgroup2 file system is (under
+// /sys/fs/cgroup/unified on a hybrid host).
+func cgroupMount(t *testing.T) string {
+	t.Helper()
+	m, err := cgroup.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(m, "keter.slice")); err != nil {
+		t.Fatalf("no keter.slice under the cgroup2 mount %s: %v", m, err)
+	}
+	return m
 }

@@ -152,7 +152,7 @@ func proxy(in Input, app Unit, idle time.Duration, inner int) (Unit, error) {
 		sddbus.PropDescription(Description(meta)),
 		sddbus.PropType("exec"),
 		// Privileged: the hooks folder is under ROOT/etc, which only root reads.
-		prop("ExecStartPreEx", []execEx{{"/bin/bash", []string{"/bin/bash", wait, strconv.Itoa(inner)}, []string{"privileged"}}}),
+		prop("ExecStartPreEx", []execEx{{"/bin/bash", []string{"/bin/bash", wait, strconv.Itoa(inner), app.Name}, []string{"privileged"}}}),
 		prop("ExecStart", []execCmd{{SocketProxyd, []string{SocketProxyd, idleArg, target}, false}}),
 		prop("Requires", []string{app.Name}),
 		prop("After", []string{app.Name}),

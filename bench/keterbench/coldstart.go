@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/keter-systemd/keter/internal/cgroup"
 )
 
 // coldResult: a sleeping app's first request through nginx, from the
@@ -112,7 +114,12 @@ func untilAsleep(ctx context.Context, unit string, within time.Duration) error {
 	for {
 		out, err := command(ctx, "systemctl", "show", "--value", "-p", "ActiveState", unit)
 		if err == nil && strings.TrimSpace(out) == "inactive" {
-			if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/keter.slice", unit)); err != nil {
+			cg, _ := command(ctx, "systemctl", "show", "--value", "-p", "ControlGroup", unit)
+			m, merr := cgroup.Mount()
+			if merr != nil {
+				return merr
+			}
+			if _, err := os.Stat(filepath.Join(m, "keter.slice", unit)); err != nil && strings.TrimSpace(cg) == "" {
 				return sleep(ctx, 200*time.Millisecond) // nothing of it left running
 			}
 		}
