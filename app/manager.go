@@ -75,14 +75,12 @@ type Manager struct {
 	drain    time.Duration // graceful-drain-micros
 	minDrain time.Duration
 	serving  func(ports []int) (int, error)
-	// servingEach counts connections per port (watchIdle).
-	servingEach func(ports []int) (map[int]int, error)
-	gid         int
-	retired     func(ports []int)
-	oneOffs     OneOffs
-	ports       *ports
-	sync        *syncer
-	rescan      chan struct{}
+	gid      int
+	retired  func(ports []int)
+	oneOffs  OneOffs
+	ports    *ports
+	sync     *syncer
+	rescan   chan struct{}
 	// unpacking bounds concurrent unpacks: each holds megabytes of
 	// buffers, and inflating more bundles than cores gains nothing.
 	unpacking chan struct{}
@@ -103,6 +101,9 @@ type Manager struct {
 	metrics metrics // deploy counters for /metrics
 	maint   maintenance
 	opEnv   operatorEnv // keter env: the operators' layer
+
+	// servingEach counts connections per port (watchIdle).
+	servingEach func(ports []int) (map[int]int, error)
 }
 
 // New checks the options and makes a Manager; Run starts it.
@@ -122,20 +123,20 @@ func New(o Options) (*Manager, error) {
 	m := &Manager{
 		cfg: o.Config, units: o.Units, proxy: o.Proxy, dbs: o.Databases, log: o.Log,
 		lookup: o.LookupEnv, stable: o.StableWait, ready: o.OnReady, hook: o.StopHook, gid: o.DeployGID, retired: o.Retired, oneOffs: o.OneOffs,
-		drain:       time.Duration(o.Config.GracefulDrainMicros) * time.Microsecond,
-		minDrain:    o.MinDrain,
-		serving:     o.Serving,
-		servingEach: o.ServingEach,
-		draining:    map[*version]time.Time{},
-		ports:       newPorts(o.Config.PortManager.Ranges),
-		rescan:      make(chan struct{}, 1),
-		unpacking:   make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
-		live:        map[string]*version{},
-		pending:     map[string][]string{},
-		workers:     map[string]*worker{},
-		status:      map[string]*AppStatus{},
+		drain:     time.Duration(o.Config.GracefulDrainMicros) * time.Microsecond,
+		minDrain:  o.MinDrain,
+		serving:   o.Serving,
+		draining:  map[*version]time.Time{},
+		ports:     newPorts(o.Config.PortManager.Ranges),
+		rescan:    make(chan struct{}, 1),
+		unpacking: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+		live:      map[string]*version{},
+		pending:   map[string][]string{},
+		workers:   map[string]*worker{},
+		status:    map[string]*AppStatus{},
 	}
 	m.sync = newSyncer(o.Proxy, m.snapshot)
+	m.servingEach = o.ServingEach
 	m.maint = maintenance{port: o.MaintenancePort, apps: map[string]Maintenance{}}
 	if o.MaintenancePort != 0 {
 		m.ports.Hold(o.MaintenancePort)

@@ -124,6 +124,24 @@ func TestIdleSleep(t *testing.T) {
 			if v := res.PerBehaviour[loadgen.One].Versions; v["v1"] != 0 || v["v2"] == 0 {
 				t.Errorf("versions answered: %v, want only v2", v)
 			}
+
+			// The switch contract holds for an awake sleeper under load.
+			busy = driveOne(t, k, host, 4, 50*time.Millisecond)
+			before = strings.Count(k.Log(), `msg="version live" app=`+app+" ")
+			testkit.BehaveBundle(t, src, host, yaml, "--version", "v3", "--start-delay", "1s")
+			k.Drop(src, app+".keter")
+			eventually(t, 60*time.Second, func() error {
+				if strings.Count(k.Log(), `msg="version live" app=`+app+" ") == before {
+					return fmt.Errorf("v3 not live yet")
+				}
+				return nil
+			})
+			time.Sleep(1500 * time.Millisecond)
+			res = busy.Stop()
+			t.Logf("deploying v3 under load: %s", res)
+			if c := res.PerBehaviour[loadgen.One]; c.Failed != 0 || c.Versions["v3"] == 0 {
+				t.Errorf("deploying v3 under load: want 0 failed and answers from v3: %+v", c)
+			}
 		})
 	}
 }

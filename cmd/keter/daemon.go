@@ -138,17 +138,16 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	gid := deployGroup(cfg, log)
 	var st *status.Server
 	mgr, err := app.New(app.Options{
-		Config:      cfg,
-		Units:       bus,
-		Proxy:       proxy{ngx},
-		Databases:   pg,
-		Log:         log,
-		StopHook:    stopHook,
-		MinDrain:    minDrain,
-		Serving:     func(ports []int) (int, error) { return sockdiag.Serving(ports...) },
-		ServingEach: sockdiag.ServingEach,
-		DeployGID:   gid,
-		Retired:     retired,
+		Config:    cfg,
+		Units:     bus,
+		Proxy:     proxy{ngx},
+		Databases: pg,
+		Log:       log,
+		StopHook:  stopHook,
+		MinDrain:  minDrain,
+		Serving:   func(ports []int) (int, error) { return sockdiag.Serving(ports...) },
+		DeployGID: gid,
+		Retired:   retired,
 		// The port nginx listens on for maintenance is never an app's.
 		MaintenancePort: maintPort,
 		OneOffs:         bus,
@@ -157,6 +156,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 			daemon.SdNotify(false, daemon.SdNotifyReady)
 			log.Info("keter ready")
 		},
+		ServingEach: sockdiag.ServingEach,
 	})
 	if err != nil {
 		return err
