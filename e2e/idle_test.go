@@ -240,6 +240,7 @@ func TestIdleInstancesAndMaintenance(t *testing.T) {
 	k := startKeter(t, "")
 	tok := testkit.Token()
 	app, host := "idlei"+tok, "idlei-"+tok+".test"
+	t.Cleanup(func() { dumpUnits(t, app) })
 	src := filepath.Join(k.Root, "."+app+".src")
 	testkit.BehaveBundle(t, src, host, "idle-stop: 2s\ninstances: 2\n", "--version", "v1")
 	k.Drop(src, app+".keter")
