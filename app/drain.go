@@ -86,7 +86,11 @@ func (m *Manager) drainThenStop(ctx context.Context, v *version, until time.Time
 // in a row, so a connection being accepted between two looks is not
 // missed) or until has passed; ok is false when ctx ended first.
 func (m *Manager) waitDrained(ctx context.Context, v *version, until time.Time) (how string, ok bool) {
-	ports := v.portList()
+	return m.waitPortsDrained(ctx, v, v.portList(), until)
+}
+
+// waitPortsDrained is waitDrained for some of v's ports.
+func (m *Manager) waitPortsDrained(ctx context.Context, v *version, ports []int, until time.Time) (how string, ok bool) {
 	start, empty, warned := time.Now(), 0, false
 	open := -1
 	for {

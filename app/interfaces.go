@@ -55,6 +55,10 @@ type Live struct {
 	// Down are instance ports whose unit stopped for good: their front
 	// must send nothing anywhere.
 	Down map[int]bool
+	// Resting are instance ports taken out of rotation for a moment (an
+	// in-place restart): a proxy with a map sends their fronts to the
+	// other instances.
+	Resting map[int]bool
 	// Maintenance, when set, sends every host of the app to the proxy's
 	// maintenance page instead.
 	Maintenance *Maintenance

@@ -123,7 +123,7 @@ func (m *Manager) adoptable(name string, rec liveRecord, running map[string]unit
 func rebuild(name string, rec liveRecord, cfg *bundle.AppConfig) (*version, string) {
 	v := &version{
 		app: name, id: rec.Version, digest: rec.Digest, file: rec.File, bundle: rec.Bundle, dir: rec.Dir,
-		cfg: cfg, units: rec.Units, jobs: rec.Jobs, envFiles: rec.EnvFiles, deployedAt: rec.DeployedAt, web: map[int][]*instance{},
+		cfg: cfg, units: rec.Units, jobs: rec.Jobs, envFiles: rec.EnvFiles, opEnv: rec.OperatorEnv, deployedAt: rec.DeployedAt, web: map[int][]*instance{},
 	}
 	for i, ports := range rec.Ports {
 		if cfg != nil && (i < 0 || i >= len(cfg.Stanzas) || cfg.Stanzas[i].WebApp == nil) {

@@ -11,15 +11,26 @@ import (
 // ErrNotLive means the app has no live version to replace.
 var ErrNotLive = errors.New("no version is live")
 
-// Restart replaces app name's live version with its own bundle, the way a
-// deploy replaces it (new units on new ports, every instance ready, the
-// switch, the old version drained): for an app that leaks memory, read a
-// file at start, or has new operator env. It waits for the outcome. A
-// deploy under way finishes first and is then replaced (it may have read
-// the operator env before a change); a bundle still waiting is deployed
-// instead, when it goes live. The release step does not run again: the
-// digest is the live one's.
+// Restart restarts app name's live version (keter restart), for an app
+// that leaks memory or read a file at start: its instances one at a time
+// in place where every webapp stanza has two or more (see roll), else by
+// a replacement (see Replace). It waits for the outcome. A deploy under
+// way finishes first and is then restarted; a bundle still waiting is
+// deployed instead, when it goes live. The release step does not run
+// again.
 func (m *Manager) Restart(ctx context.Context, name string) error {
+	return m.restartAs(ctx, name, false)
+}
+
+// Replace replaces app name's live version with its own bundle, the way
+// a deploy replaces it (new units on new ports, every instance ready, the
+// switch, the old version drained): for new operator env, which every
+// unit then reads at once. Otherwise as Restart.
+func (m *Manager) Replace(ctx context.Context, name string) error {
+	return m.restartAs(ctx, name, true)
+}
+
+func (m *Manager) restartAs(ctx context.Context, name string, replace bool) error {
 	if m.liveVersion(name) == nil {
 		m.mu.Lock()
 		_, known := m.status[name]
@@ -30,7 +41,7 @@ func (m *Manager) Restart(ctx context.Context, name string) error {
 		return fmt.Errorf("restarting %q: %w", name, ErrNotLive)
 	}
 	done := make(chan error, 1)
-	m.enqueue(ctx, name, request{restart: true, done: []chan error{done}})
+	m.enqueue(ctx, name, request{restart: true, replace: replace, done: []chan error{done}})
 	select {
 	case err := <-done:
 		return err
@@ -39,12 +50,20 @@ func (m *Manager) Restart(ctx context.Context, name string) error {
 	}
 }
 
-// restart runs in the app's worker: the live version again, from the
-// bundle it was deployed from.
-func (m *Manager) restart(ctx context.Context, name string, w *worker) error {
+// restart runs in the app's worker: the live version in place, one
+// instance at a time, when it can (see canRoll); else the live version
+// again from the bundle it was deployed from.
+func (m *Manager) restart(ctx context.Context, name string, w *worker, replace bool) error {
 	cur := m.liveVersion(name)
 	if cur == nil {
 		return fmt.Errorf("restarting %q: %w", name, ErrNotLive)
+	}
+	if !replace {
+		why := m.canRoll(cur)
+		if why == "" {
+			return m.roll(ctx, cur, w)
+		}
+		m.log.Info("restarting by a replacement", "app", name, "version", cur.id, "why", why)
 	}
 	src, err := m.liveBundle(cur)
 	if err != nil {

@@ -174,6 +174,7 @@ func (r *rollout) start(ctx context.Context, pluginEnv map[string]string) error 
 
 func (r *rollout) units(pluginEnv map[string]string) ([]unitgen.Unit, error) {
 	m, v := r.m, r.v
+	v.opEnv = m.operatorEnvID(v.app) // before reading: a change in between shows as one
 	operator, err := m.OperatorEnv(v.app)
 	if err != nil {
 		return nil, err

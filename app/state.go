@@ -35,6 +35,9 @@ type liveRecord struct {
 	DeployedAt time.Time `json:"deployed_at"`
 	// Sleepers are the instances that sleep when idle, by app unit.
 	Sleepers map[string]sleepRecord `json:"sleepers,omitempty"`
+
+	// OperatorEnv identifies the operator env file the units read.
+	OperatorEnv fileID `json:"operator_env"`
 }
 
 // slots are a webapp stanza's instances' ports (stanza index → one port

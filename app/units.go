@@ -105,7 +105,7 @@ func (m *Manager) liveUnit(s unitgen.Status) (*version, *instance) {
 // front out of the map.
 func (m *Manager) unitDown(ctx context.Context, v *version, in *instance, s unitgen.Status) {
 	m.mu.Lock()
-	if in == nil || in.down || m.live[v.app] != v {
+	if in == nil || in.down || in.resting || m.live[v.app] != v {
 		m.mu.Unlock()
 		return
 	}

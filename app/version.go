@@ -27,6 +27,10 @@ type version struct {
 	envFiles   []string
 	deployedAt time.Time
 	steps      stepTimer
+
+	// opEnv is the operator env file as the units were built from it:
+	// a restart in place is only for units whose env is still current.
+	opEnv fileID
 }
 
 // instance is one unit of a webapp stanza.
@@ -36,6 +40,10 @@ type instance struct {
 	front int      // the app's stable front port for this slot, kept across versions
 	down  bool     // its unit stopped for good
 	sleep *sleeper // idle-stop: a socket holds port while it sleeps
+
+	// resting: out of rotation while it restarts in place (keter
+	// restart); its front goes to the other instances. Guarded by m.mu.
+	resting bool
 }
 
 // fileID tells whether a bundle file changed without reading it.
@@ -130,11 +138,14 @@ func (v *version) instanceOf(unit string) (*instance, int) {
 }
 
 func (v *version) asLive() Live {
-	l := Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.portSlots(), Fronts: v.frontSlots(), Down: map[int]bool{}}
+	l := Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.portSlots(), Fronts: v.frontSlots(), Down: map[int]bool{}, Resting: map[int]bool{}}
 	for _, insts := range v.web {
 		for _, in := range insts {
 			if in.down {
 				l.Down[in.port] = true
+			}
+			if in.resting {
+				l.Resting[in.port] = true
 			}
 		}
 	}
@@ -145,6 +156,6 @@ func (v *version) record() liveRecord {
 	return liveRecord{
 		Version: v.id, Digest: v.digest, File: v.file, Bundle: v.bundle, Dir: v.dir, Ports: v.portSlots(),
 		Fronts: v.frontSlots(), Units: v.units, Jobs: v.jobs, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
-		Sleepers: v.sleepRecords(),
+		Sleepers: v.sleepRecords(), OperatorEnv: v.opEnv,
 	}
 }

@@ -18,6 +18,10 @@ type request struct {
 	// only if the deploy left the live version in place (an unchanged
 	// bundle): a version that went live read the operator env as it is.
 	restart bool
+	// replace makes the restart a replacement by new units even where
+	// one in place would do (keter env set: every unit gets the new env
+	// at once).
+	replace bool
 	done    []chan error // each told the outcome
 }
 
@@ -54,6 +58,7 @@ func (w *worker) fold(r *request) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if p := w.pending; p != nil && !p.remove {
+		p.replace = p.replace || r.replace
 		p.restart = true
 		p.done = append(p.done, r.done...)
 		return true
@@ -82,6 +87,7 @@ func (m *Manager) enqueue(ctx context.Context, name string, r request) {
 				r.path = old.path
 			}
 			r.restart = r.restart || old.restart
+			r.replace = r.replace || old.replace
 			r.done = append(old.done, r.done...)
 		} else {
 			for _, d := range old.done {
@@ -121,7 +127,7 @@ func (m *Manager) runWorker(ctx context.Context, name string, w *worker) {
 					case r.path != "" && m.liveVersion(name) != before:
 						// The new version is the replacement.
 					default:
-						err = m.restart(ctx, name, w)
+						err = m.restart(ctx, name, w, r.replace)
 					}
 					if errors.Is(err, errSuperseded) && w.fold(r) {
 						continue

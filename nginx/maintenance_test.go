@@ -252,19 +252,22 @@ func TestMapFronts(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		fronts, ports []int
-		down          map[int]bool
+		down, resting map[int]bool
 		want          map[int]int
 	}{
-		{"one instance, three spares", []int{1, 2, 3, 4}, []int{10}, nil, map[int]int{1: 10, 2: 10, 3: 10, 4: 10}},
-		{"two instances", []int{1, 2, 3, 4}, []int{10, 20}, nil, map[int]int{1: 10, 2: 20, 3: 10, 4: 20}},
-		{"three instances", []int{1, 2, 3, 4}, []int{10, 20, 30}, nil, map[int]int{1: 10, 2: 20, 3: 30, 4: 10}},
-		{"one down: its front goes nowhere, spares to the others", []int{1, 2, 3, 4}, []int{10, 20}, map[int]bool{10: true}, map[int]int{2: 20, 3: 20, 4: 20}},
-		{"all down", []int{1, 2}, []int{10}, map[int]bool{10: true}, map[int]int{}},
-		{"more instances than fronts", []int{1}, []int{10, 20}, nil, map[int]int{1: 10}},
+		{"one instance, three spares", []int{1, 2, 3, 4}, []int{10}, nil, nil, map[int]int{1: 10, 2: 10, 3: 10, 4: 10}},
+		{"two instances", []int{1, 2, 3, 4}, []int{10, 20}, nil, nil, map[int]int{1: 10, 2: 20, 3: 10, 4: 20}},
+		{"three instances", []int{1, 2, 3, 4}, []int{10, 20, 30}, nil, nil, map[int]int{1: 10, 2: 20, 3: 30, 4: 10}},
+		{"one down: its front goes nowhere, spares to the others", []int{1, 2, 3, 4}, []int{10, 20}, map[int]bool{10: true}, nil, map[int]int{2: 20, 3: 20, 4: 20}},
+		{"all down", []int{1, 2}, []int{10}, map[int]bool{10: true}, nil, map[int]int{}},
+		{"more instances than fronts", []int{1}, []int{10, 20}, nil, nil, map[int]int{1: 10}},
+		{"one resting: its front and the spares go to the others", []int{1, 2, 3, 4}, []int{10, 20, 30}, nil, map[int]bool{20: true}, map[int]int{1: 10, 2: 30, 3: 30, 4: 10}},
+		{"resting beside one down", []int{1, 2, 3, 4}, []int{10, 20, 30}, map[int]bool{10: true}, map[int]bool{20: true}, map[int]int{2: 30, 3: 30, 4: 30}},
+		{"all resting: each keeps its own", []int{1, 2, 3}, []int{10, 20}, nil, map[int]bool{10: true, 20: true}, map[int]int{1: 10, 2: 20}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[int]int{}
-			mapFronts(got, tc.fronts, tc.ports, tc.down)
+			mapFronts(got, tc.fronts, tc.ports, tc.down, tc.resting)
 			if !maps.Equal(got, tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}

@@ -359,7 +359,7 @@ func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 	front := make([]App, len(apps))
 	for i, a := range apps {
 		for idx, fronts := range a.Fronts {
-			mapFronts(want, fronts, a.Ports[idx], a.Down)
+			mapFronts(want, fronts, a.Ports[idx], a.Down, a.Resting)
 		}
 		a.Ports = a.Fronts
 		front[i] = a
@@ -415,19 +415,27 @@ func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 // mapFronts sends each of a stanza's fronts to its instance's port, and
 // each spare front (beyond the instances) to the instances that are up,
 // in turn. A front of an instance that is down has no element: nginx's
-// connection is refused and it tries another server.
-func mapFronts(want map[int]int, fronts, ports []int, down map[int]bool) {
+// connection is refused and it tries another server. A front of a
+// resting instance goes to the instances up, as a spare's does, so
+// nginx sees no refusal.
+func mapFronts(want map[int]int, fronts, ports []int, down, resting map[int]bool) {
 	var up []int
 	for _, p := range ports {
-		if !down[p] {
+		if !down[p] && !resting[p] {
 			up = append(up, p)
 		}
 	}
 	for k, f := range fronts {
 		switch {
-		case k < len(ports):
+		case k < len(ports) && !resting[ports[k]]:
 			if !down[ports[k]] {
 				want[f] = ports[k]
+			}
+		case k < len(ports) && len(up) > 0:
+			want[f] = up[k%len(up)] // resting
+		case k < len(ports):
+			if !down[ports[k]] {
+				want[f] = ports[k] // every instance resting: none is left out
 			}
 		case len(up) > 0:
 			want[f] = up[(k-len(ports))%len(up)]

@@ -36,6 +36,10 @@ type App struct {
 	// Down are instance ports whose unit stopped for good: a PortMap sends
 	// their front nowhere.
 	Down map[int]bool
+	// Resting are instance ports out of rotation for a moment (keter
+	// restart, one instance at a time): a PortMap sends their fronts to
+	// the stanza's other instances.
+	Resting map[int]bool
 	// Maintenance, when set, sends every host of the app to the
 	// maintenance responder (see maintenance.go).
 	Maintenance *Maintenance

@@ -20,6 +20,7 @@ type Operator interface {
 	SetEnv(name string, vars []app.EnvVar) error
 	UnsetEnv(name string, names []string) error
 	Restart(ctx context.Context, name string) error
+	Replace(ctx context.Context, name string) error
 }
 
 // ResultStored is an env change kept for the next deploy: --no-restart,
@@ -112,7 +113,11 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 // replace restarts the live version and answers how it went; stored
 // says an env change was kept whatever happens.
 func (s *Server) replace(w http.ResponseWriter, r *http.Request, op Operator, name string, stored bool) {
-	err := op.Restart(r.Context(), name)
+	restart := op.Restart
+	if stored {
+		restart = op.Replace // an env change reaches every unit at once
+	}
+	err := restart(r.Context(), name)
 	if r.Context().Err() != nil {
 		return // the CLI gave up; the replacement goes on
 	}

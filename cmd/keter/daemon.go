@@ -282,7 +282,7 @@ type proxy struct{ m *nginx.Manager }
 func (p proxy) Apply(ctx context.Context, live []app.Live) error {
 	apps := make([]nginx.App, len(live))
 	for i, l := range live {
-		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts, Down: l.Down}
+		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts, Down: l.Down, Resting: l.Resting}
 		if l.Maintenance != nil {
 			apps[i].Maintenance = &nginx.Maintenance{Message: l.Maintenance.Message}
 		}
