@@ -160,12 +160,74 @@ func (m *Manager) startJobs(ctx context.Context, v *version) {
 		if j.unit == nil {
 			continue
 		}
-		if err := ju.StartJob(ctx, *j.unit); err != nil {
-			m.log.Error("starting a scheduled job; it will not run until the app is deployed again", "app", v.app, "version", v.id, "job", j.Name, "err", err)
+		if busy := m.olderRun(ctx, ju, v, j.Name); busy != "" {
+			m.log.Info("an older version's run of the job is under way; its timer starts when that run ends", "app", v.app, "version", v.id, "job", j.Name, "running", busy)
+			m.startJobAfter(ctx, ju, v, j, busy)
 			continue
 		}
-		m.log.Info("job scheduled", "app", v.app, "version", v.id, "job", j.Name, "unit", j.Timer)
+		m.startJob(ctx, ju, v, j)
 	}
+}
+
+func (m *Manager) startJob(ctx context.Context, ju JobUnits, v *version, j *job) {
+	if v.persistent(j) {
+		m.carryStamp(v, j)
+	}
+	if err := ju.StartJob(ctx, *j.unit); err != nil {
+		m.log.Error("starting a scheduled job; it will not run until the app is deployed again", "app", v.app, "version", v.id, "job", j.Name, "err", err)
+		return
+	}
+	m.log.Info("job scheduled", "app", v.app, "version", v.id, "job", j.Name, "unit", j.Timer)
+}
+
+// olderRun names the service of a run of job name that a version of v's
+// app older than v (one still draining) has under way, "" if none: v's
+// run must not overlap it.
+func (m *Manager) olderRun(ctx context.Context, ju JobUnits, v *version, name string) string {
+	var svcs []string
+	m.mu.Lock()
+	for d := range m.draining {
+		if d.app == v.app && d != v {
+			if j := d.job(name); j != nil {
+				svcs = append(svcs, j.Service)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, s := range svcs {
+		if st, err := ju.ActiveState(ctx, s); err == nil && running(st) {
+			return s
+		}
+	}
+	return ""
+}
+
+// startJobAfter starts j's timer once the older run busy has ended, if v
+// is still live then. A tick meanwhile is skipped, as systemd skips one
+// while the job's own service runs; a persistent job runs it when its
+// timer starts.
+func (m *Manager) startJobAfter(ctx context.Context, ju JobUnits, v *version, j *job, busy string) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return // the next start schedules it (adoptJobs)
+			case <-time.After(jobPoll):
+			}
+			if st, err := ju.ActiveState(ctx, busy); err == nil && running(st) {
+				continue
+			}
+			if m.liveVersion(v.app) != v {
+				return
+			}
+			if busy = m.olderRun(ctx, ju, v, j.Name); busy == "" {
+				m.startJob(ctx, ju, v, j)
+				return
+			}
+		}
+	}()
 }
 
 // stopTimers stops a retiring version's timers: no new run starts. Runs
@@ -312,6 +374,9 @@ func (m *Manager) RunJob(ctx context.Context, app, name string) (string, error) 
 	}
 	if st, err := ju.ActiveState(ctx, j.Service); err == nil && running(st) {
 		return j.Service, fmt.Errorf("job %q of %q is running already (%s is %s); systemd does not start it twice: %w", name, app, j.Service, st, ErrJobRunning)
+	}
+	if busy := m.olderRun(ctx, ju, v, name); busy != "" {
+		return j.Service, fmt.Errorf("job %q of %q is running already under an older version (%s); runs never overlap: %w", name, app, busy, ErrJobRunning)
 	}
 	if err := ju.RunJob(ctx, j.Service); err != nil {
 		return j.Service, err

@@ -154,9 +154,14 @@ func TestScheduledJobs(t *testing.T) {
 
 	// A replacement while slow runs: the new version's timers fire, the
 	// old ones are gone, slow ends under v1 and v1's folder goes after.
+	slowService := "keter-app-" + name + "-" + v1.Live.Version + "-job-slow.service"
 	eventually(t, 20*time.Second, func() error {
 		if !strings.Contains(readLog(slowLog), "end v1") {
 			return fmt.Errorf("slow.log: %q", readLog(slowLog))
+		}
+		// Its last line is written just before its process ends.
+		if st := unitProp(t, slowService, "ActiveState"); st == "active" || st == "deactivating" {
+			return fmt.Errorf("%s is %s", slowService, st)
 		}
 		return nil
 	})
