@@ -63,10 +63,11 @@ func (m *Manager) drainThenStop(ctx context.Context, v *version, until time.Time
 		}
 		m.crashpoint("draining")
 		ports := v.portList()
-		if len(v.jobs) > 0 {
-			// Its jobs' runs under way finish first, in its folder.
+		if len(v.jobs) > 0 || m.execsIn(v) > 0 {
+			// Its jobs' runs and keter exec commands under way finish
+			// first, in its folder.
 			m.stopUnits(context.WithoutCancel(ctx), v)
-			if !m.waitJobs(ctx, v) {
+			if !m.waitJobs(ctx, v) || !m.waitExecs(ctx, v) {
 				return
 			}
 		}

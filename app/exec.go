@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/unitgen"
@@ -21,6 +23,9 @@ type OneOffs interface {
 	RunOnce(ctx context.Context, u unitgen.Unit, started func()) (unitgen.Status, error)
 	// Record writes a journal entry with the given fields.
 	Record(msg string, fields map[string]string) error
+	// Interrupt sends sig to every process of a running unit, as a
+	// terminal sends Ctrl-C to its foreground processes.
+	Interrupt(ctx context.Context, unit string, sig syscall.Signal) error
 }
 
 // ErrNoLive means the app has no live version to run a command in.
@@ -39,6 +44,9 @@ type ExecRequest struct {
 	Stdio []int
 	// User says who asked, e.g. "1001/deploy", for the journal and log.
 	User string
+	// Signals are signals the caller sends to the running command (a
+	// Ctrl-C is SIGINT); nil: none.
+	Signals <-chan int
 }
 
 // Exec runs a command once in the app's live version: in its folder, as
@@ -59,7 +67,17 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest, started func(unit s
 	m.mu.Lock()
 	v := m.live[req.App]
 	_, known := m.status[req.App]
+	if v != nil {
+		v.execs++ // its folder stays until the command ends, live or not
+	}
 	m.mu.Unlock()
+	if v != nil {
+		defer func() {
+			m.mu.Lock()
+			v.execs--
+			m.mu.Unlock()
+		}()
+	}
 	switch {
 	case v == nil && !known:
 		return unitgen.Status{}, fmt.Errorf("%w: %q", ErrUnknownApp, req.App)
@@ -103,7 +121,14 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest, started func(unit s
 		"KETER_APP": v.app, "KETER_VERSION": v.id, "KETER_STANZA": unitgen.ExecStanza,
 		"KETER_INSTANCE": strconv.Itoa(u.Meta.Instance), "KETER_EXEC_USER": req.User, "KETER_EXEC_UNIT": u.Name,
 	}
+	running := make(chan struct{})
+	ended := make(chan struct{})
+	defer close(ended)
+	if req.Signals != nil {
+		go m.forwardSignals(ctx, u.Name, req.Signals, running, ended)
+	}
 	st, err := m.oneOffs.RunOnce(ctx, u, func() {
+		close(running)
 		m.log.Info("exec started", "app", v.app, "version", v.id, "unit", u.Name, "user", req.User, "command", command)
 		m.record(fmt.Sprintf("exec started by %s: %s", req.User, command), fields)
 		if started != nil {
@@ -119,6 +144,52 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest, started func(unit s
 	fields["KETER_EXEC_RESULT"] = end
 	m.record(fmt.Sprintf("exec ended (%s), started by %s: %s", end, req.User, command), fields)
 	return st, nil
+}
+
+// execsIn counts the keter exec commands running in v's folder.
+func (m *Manager) execsIn(v *version) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return v.execs
+}
+
+// waitExecs returns once no keter exec command runs in a retired
+// version's folder, which is then deleted; false when ctx ended first
+// (keter stopping stops the commands).
+func (m *Manager) waitExecs(ctx context.Context, v *version) bool {
+	logged := false
+	for m.execsIn(v) > 0 {
+		if !logged {
+			m.log.Info("a keter exec command still runs in the old version's folder; it is kept until the command ends", "app", v.app, "version", v.id)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(jobPoll):
+		}
+	}
+	return true
+}
+
+// forwardSignals sends the caller's signals to the command's processes
+// once it runs, until it ended.
+func (m *Manager) forwardSignals(ctx context.Context, unit string, signals <-chan int, running, ended <-chan struct{}) {
+	select {
+	case <-running:
+	case <-ended:
+		return
+	}
+	for {
+		select {
+		case sig := <-signals:
+			if err := m.oneOffs.Interrupt(ctx, unit, syscall.Signal(sig)); err != nil {
+				m.log.Debug("forwarding a signal to a one-off command", "unit", unit, "signal", sig, "err", err)
+			}
+		case <-ended:
+			return
+		}
+	}
 }
 
 // ExecEnd says how a one-off command ended: "exit status N", "killed by

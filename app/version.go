@@ -31,6 +31,8 @@ type version struct {
 	// opEnv is the operator env file as the units were built from it:
 	// a restart in place is only for units whose env is still current.
 	opEnv fileID
+	// execs counts keter exec commands running in its folder (m.mu).
+	execs int
 }
 
 // instance is one unit of a webapp stanza.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
@@ -175,4 +176,16 @@ func (c *Client) Record(msg string, fields map[string]string) error {
 		return errors.New("journald is not running")
 	}
 	return journal.Send(msg, journal.PriInfo, fields)
+}
+
+// Interrupt sends sig to every process of a unit (as a terminal sends
+// Ctrl-C to its foreground process group), with no job.
+func (c *Client) Interrupt(ctx context.Context, name string, sig syscall.Signal) error {
+	err := c.do(ctx, func(conn *sddbus.Conn) error {
+		return conn.KillUnitWithTarget(ctx, name, sddbus.All, int32(sig))
+	})
+	if err != nil {
+		return fmt.Errorf("sending %s to unit %s: %w", sig, name, err)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,12 @@ var ErrLost = errors.New("keter went away before the command ended")
 // once the command runs. When ctx ends, Run asks the server to stop the
 // command and still waits for its end.
 func Run(ctx context.Context, path string, req Request, stdin, stdout, stderr *os.File, started func(unit string)) (Outcome, error) {
+	return RunSignals(ctx, path, req, stdin, stdout, stderr, started, nil)
+}
+
+// RunSignals is Run that also asks the server to send each signal from
+// signals (SIGINT, SIGQUIT) to the command, as a terminal would.
+func RunSignals(ctx context.Context, path string, req Request, stdin, stdout, stderr *os.File, started func(unit string), signals <-chan syscall.Signal) (Outcome, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -65,6 +72,8 @@ func Run(ctx context.Context, path string, req Request, stdin, stdout, stderr *o
 			done = nil
 			// Ask once; the final line still comes.
 			json.NewEncoder(c).Encode(control{Stop: true})
+		case sig := <-signals:
+			json.NewEncoder(c).Encode(control{Signal: int(sig)})
 		case m, ok := <-lines:
 			if !ok {
 				if err := <-readErr; err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -48,7 +49,7 @@ func pipe(t *testing.T) (*os.File, *os.File) {
 func TestPassesFilesAndOutcome(t *testing.T) {
 	var got Request
 	var who Caller
-	path := serve(t, func(ctx context.Context, req Request, c Caller, f [3]*os.File, started func(string)) (Outcome, error) {
+	path := serve(t, func(ctx context.Context, req Request, c Caller, f [3]*os.File, started func(string), _ <-chan int) (Outcome, error) {
 		got, who = req, c
 		started("unit-1")
 		in, err := io.ReadAll(f[0])
@@ -87,7 +88,7 @@ func TestPassesFilesAndOutcome(t *testing.T) {
 // TestStop: a client whose context ends asks for a stop; the handler's
 // context ends and its outcome still reaches the client.
 func TestStop(t *testing.T) {
-	path := serve(t, func(ctx context.Context, _ Request, _ Caller, _ [3]*os.File, started func(string)) (Outcome, error) {
+	path := serve(t, func(ctx context.Context, _ Request, _ Caller, _ [3]*os.File, started func(string), _ <-chan int) (Outcome, error) {
 		started("u")
 		<-ctx.Done()
 		return Outcome{Stopped: true}, nil
@@ -99,10 +100,42 @@ func TestStop(t *testing.T) {
 	}
 }
 
+// TestSignals: SIGINT and SIGQUIT asked by the client reach the handler;
+// any other signal is dropped; the command's own exit status comes back.
+func TestSignals(t *testing.T) {
+	got := make(chan int, 4)
+	path := serve(t, func(ctx context.Context, _ Request, _ Caller, _ [3]*os.File, started func(string), signals <-chan int) (Outcome, error) {
+		started("u")
+		for sig := range signals {
+			got <- sig
+			if sig == 2 {
+				return Outcome{Status: 7}, nil // trapped Ctrl-C, exited 7
+			}
+		}
+		return Outcome{}, nil
+	})
+	sigs := make(chan syscall.Signal, 3)
+	sigs <- syscall.SIGKILL
+	sigs <- syscall.SIGQUIT
+	sigs <- syscall.SIGINT
+	out, err := RunSignals(t.Context(), path, Request{App: "a", Argv: []string{"x"}}, os.Stdin, os.Stdout, os.Stderr, nil, sigs)
+	if err != nil || out.ExitCode() != 7 {
+		t.Fatalf("outcome %+v, %v: want exit 7", out, err)
+	}
+	close(got)
+	var seen []int
+	for s := range got {
+		seen = append(seen, s)
+	}
+	if len(seen) != 2 || seen[0] != 3 || seen[1] != 2 {
+		t.Errorf("handler got signals %v, want [3 2] (SIGKILL dropped)", seen)
+	}
+}
+
 // TestClientGoneStops: a client that goes away ends the handler's context.
 func TestClientGoneStops(t *testing.T) {
 	ended := make(chan struct{})
-	path := serve(t, func(ctx context.Context, _ Request, _ Caller, _ [3]*os.File, started func(string)) (Outcome, error) {
+	path := serve(t, func(ctx context.Context, _ Request, _ Caller, _ [3]*os.File, started func(string), _ <-chan int) (Outcome, error) {
 		started("u")
 		<-ctx.Done()
 		close(ended)
@@ -129,7 +162,7 @@ func TestClientGoneStops(t *testing.T) {
 // TestErrors: a handler's error reaches the client as it is, and a
 // request without the three files is refused before any handler runs.
 func TestErrors(t *testing.T) {
-	path := serve(t, func(context.Context, Request, Caller, [3]*os.File, func(string)) (Outcome, error) {
+	path := serve(t, func(context.Context, Request, Caller, [3]*os.File, func(string), <-chan int) (Outcome, error) {
 		return Outcome{}, errors.New(`no app "nope"`)
 	})
 	if _, err := Run(t.Context(), path, Request{App: "nope", Argv: []string{"x"}}, os.Stdin, os.Stdout, os.Stderr, nil); err == nil || err.Error() != `no app "nope"` {

@@ -39,9 +39,10 @@ func (o Outcome) ExitCode() int {
 
 // Handler runs one request with the caller's three files as the
 // command's stdin, stdout and stderr; it calls started once the command
-// runs. ctx ends when the caller asks to stop or goes away. The files are
-// closed once the handler returns.
-type Handler func(ctx context.Context, req Request, caller Caller, files [3]*os.File, started func(unit string)) (Outcome, error)
+// runs. ctx ends when the caller asks to stop or goes away; signals
+// carries the signals the caller asks to send to the command (SIGINT for
+// a Ctrl-C). The files are closed once the handler returns.
+type Handler func(ctx context.Context, req Request, caller Caller, files [3]*os.File, started func(unit string), signals <-chan int) (Outcome, error)
 
 // message is one line from the server.
 type message struct {
@@ -55,8 +56,14 @@ type message struct {
 
 // control is one line from the client after its request.
 type control struct {
-	Stop bool `json:"stop"`
+	Stop bool `json:"stop,omitempty"`
+	// Signal asks to send this signal (SIGINT or SIGQUIT) to the command.
+	Signal int `json:"signal,omitempty"`
 }
+
+// forwardable are the signals a caller may send to its command: what a
+// terminal sends to its foreground processes (Ctrl-C, Ctrl-\).
+var forwardable = map[int]bool{2: true, 3: true}
 
 // maxRequest bounds the request line: about the kernel's ARG_MAX.
 const maxRequest = 2 << 20

@@ -120,17 +120,27 @@ func (s *Server) serve(ctx context.Context, c *net.UnixConn, h Handler) {
 	// The caller's stop, or its going away, ends the command.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	signals := make(chan int, 4)
 	go func() {
 		defer cancel()
 		sc := bufio.NewScanner(rest)
 		for sc.Scan() {
 			var ctl control
-			if json.Unmarshal(sc.Bytes(), &ctl) == nil && ctl.Stop {
+			if json.Unmarshal(sc.Bytes(), &ctl) != nil {
+				continue
+			}
+			if ctl.Stop {
 				return
+			}
+			if forwardable[ctl.Signal] {
+				select {
+				case signals <- ctl.Signal:
+				default: // a burst of Ctrl-C: one is enough
+				}
 			}
 		}
 	}()
-	out, err := h(ctx, req, caller, files, func(unit string) { w.send(message{Started: unit}) })
+	out, err := h(ctx, req, caller, files, func(unit string) { w.send(message{Started: unit}) }, signals)
 	if err != nil {
 		w.send(message{Error: err.Error()})
 		return

@@ -68,7 +68,9 @@ func cmdExec(ctx context.Context, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	out, err := execsock.Run(ctx, execSocket(cfg), execsock.Request{App: pos[0], Argv: argv}, os.Stdin, os.Stdout, os.Stderr, nil)
+	ctx, signals, done := execSignals(ctx)
+	defer done()
+	out, err := execsock.RunSignals(ctx, execSocket(cfg), execsock.Request{App: pos[0], Argv: argv}, os.Stdin, os.Stdout, os.Stderr, nil, signals)
 	if errors.Is(err, os.ErrNotExist) {
 		return fail("%v (is keter running, and new enough for exec?)", err)
 	}
@@ -86,9 +88,9 @@ func execSocket(cfg *config.Config) string {
 
 // execHandler runs exec requests in the apps' live versions.
 func execHandler(mgr *app.Manager) execsock.Handler {
-	return func(ctx context.Context, req execsock.Request, c execsock.Caller, files [3]*os.File, started func(string)) (execsock.Outcome, error) {
+	return func(ctx context.Context, req execsock.Request, c execsock.Caller, files [3]*os.File, started func(string), signals <-chan int) (execsock.Outcome, error) {
 		fds := []int{int(files[0].Fd()), int(files[1].Fd()), int(files[2].Fd())}
-		st, err := mgr.Exec(ctx, app.ExecRequest{App: req.App, Argv: req.Argv, Stdio: fds, User: userOf(c.UID)}, started)
+		st, err := mgr.Exec(ctx, app.ExecRequest{App: req.App, Argv: req.Argv, Stdio: fds, User: userOf(c.UID), Signals: signals}, started)
 		if err != nil {
 			return execsock.Outcome{}, err
 		}
