@@ -87,6 +87,11 @@ func (m *Manager) saveOperatorEnv(name string, vars map[string]operatorVar) erro
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("saving operator env of %s: %w", name, err)
 	}
+	// A folder made before (by hand, a restore) may be looser: it names
+	// the apps that have secrets.
+	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("saving operator env of %s: %w", name, err)
+	}
 	data, err := json.MarshalIndent(operatorFile{Vars: vars}, "", "  ")
 	if err != nil {
 		return err
@@ -132,9 +137,18 @@ func (m *Manager) Env(name string) ([]EnvVar, error) {
 	return out, nil
 }
 
+// MaxOperatorTotal bounds an app's whole operator layer (names and
+// values, in bytes): the kernel refuses to start a process whose
+// environment passes a few MiB (E2BIG), and the app would then fail every
+// deploy until the operator unset some.
+const MaxOperatorTotal = 1 << 20
+
 // SetEnv stores variables in app name's operator layer (a later one of the
 // same name wins); it does not touch the running version (see Restart).
-// Every problem is reported; nothing is stored unless all are valid.
+// Every problem is reported; nothing is stored unless all are valid. A
+// variable once secret stays secret (listed as ***) when set again
+// without --secret, until it is unset: re-setting a token in a hurry
+// must not make it readable.
 func (m *Manager) SetEnv(name string, vars []EnvVar) error {
 	if len(vars) == 0 {
 		return fmt.Errorf("%w: none given", ErrInvalidEnv)
@@ -157,8 +171,15 @@ func (m *Manager) SetEnv(name string, vars []EnvVar) error {
 	}
 	names := make([]string, 0, len(vars))
 	for _, v := range vars {
-		cur[v.Name] = operatorVar{Value: v.Value, Secret: v.Secret}
+		cur[v.Name] = operatorVar{Value: v.Value, Secret: v.Secret || cur[v.Name].Secret}
 		names = append(names, v.Name)
+	}
+	total := 0
+	for k, v := range cur {
+		total += len(k) + len(v.Value) + 2
+	}
+	if total > MaxOperatorTotal {
+		return fmt.Errorf("%w: %s's operator env would be %d bytes, more than %d: unset some, or put large values (certificates, keys) in a file the app reads", ErrInvalidEnv, name, total, MaxOperatorTotal)
 	}
 	if err := m.saveOperatorEnv(name, cur); err != nil {
 		return err

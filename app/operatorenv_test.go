@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,48 @@ func TestOperatorEnvStore(t *testing.T) {
 			t.Errorf("file left: %v", err)
 		}
 	})
+}
+
+// A careless operator: a secret set again without --secret stays secret;
+// a layer too large to start a process with is refused, nothing stored;
+// a looser folder left from before is made root's only again.
+func TestOperatorEnvHardening(t *testing.T) {
+	h := newHarness(t, nil)
+	m := h.m
+	if err := m.SetEnv("shop", []EnvVar{{Name: "TOKEN", Value: "old", Secret: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetEnv("shop", []EnvVar{{Name: "TOKEN", Value: "new"}}); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := m.Env("shop"); len(list) != 1 || list[0] != (EnvVar{Name: "TOKEN", Secret: true}) {
+		t.Errorf("after a set without --secret: %+v, want TOKEN still secret", list)
+	}
+	if vals, _ := m.OperatorEnv("shop"); vals["TOKEN"] != "new" {
+		t.Errorf("value %q, want new", vals["TOKEN"])
+	}
+	big := strings.Repeat("x", unitgen.MaxOperatorValue)
+	var many []EnvVar
+	for i := range MaxOperatorTotal/unitgen.MaxOperatorValue + 1 {
+		many = append(many, EnvVar{Name: "BIG_" + strconv.Itoa(i), Value: big})
+	}
+	if err := m.SetEnv("shop", many); !errors.Is(err, ErrInvalidEnv) || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("SetEnv of %d × 32 KiB = %v, want refused as too large", len(many), err)
+	}
+	if vals, _ := m.OperatorEnv("shop"); len(vals) != 1 {
+		t.Errorf("after a refused set: %d variables", len(vals))
+	}
+	if err := m.SetEnv("shop", many[:len(many)-2]); err != nil {
+		t.Errorf("SetEnv of %d × 32 KiB (under the bound): %v", len(many)-2, err)
+	}
+	dir := filepath.Join(h.cfg.Etc(), "operator-env")
+	os.Chmod(dir, 0o755)
+	if err := m.UnsetEnv("shop", []string{"BIG_0"}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("%s: %v %v, want 0700", dir, fi.Mode(), err)
+	}
 }
 
 // The port-env-vars names of the live bundle are refused at set time.

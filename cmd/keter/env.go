@@ -14,6 +14,7 @@ import (
 
 const envAbout = `keter env APP                                  list APP's operator variables
 keter env set APP KEY=VALUE... [--secret]      set them (the value may hold '=')
+keter env set APP KEY [--secret] < FILE        one value from stdin, out of ps
 keter env unset APP KEY...                     remove them
 
 The operator's layer belongs to the app, not to a bundle: it outlives
@@ -52,12 +53,9 @@ func cmdEnv(ctx context.Context, args []string) int {
 	}
 	var req status.EnvRequest
 	if verb == "set" {
-		for _, kv := range pos[2:] {
-			k, v, found := strings.Cut(kv, "=")
-			if !found || k == "" {
-				return usageError(fs, fmt.Sprintf("%q: want KEY=VALUE", kv))
-			}
-			req.Set = append(req.Set, app.EnvVar{Name: k, Value: v, Secret: *secret})
+		var err error
+		if req.Set, err = envVars(pos[2:], *secret, os.Stdin); err != nil {
+			return usageError(fs, err.Error())
 		}
 	} else if verb == "unset" {
 		req.Unset = pos[2:]

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/keter-systemd/keter/app"
+	"github.com/keter-systemd/keter/unitgen"
 )
 
 func TestEnvLine(t *testing.T) {
@@ -38,5 +41,36 @@ func TestSinceArg(t *testing.T) {
 	}
 	if _, err := sinceArg(" ", now); err == nil {
 		t.Error("sinceArg of blank: no error")
+	}
+}
+
+// keter env set: KEY=VALUE, or one KEY alone read from stdin.
+func TestEnvVars(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		args  []string
+		stdin string
+		want  []app.EnvVar
+		err   string
+	}{
+		{"pairs", []string{"A=1", "B=x=y"}, "", []app.EnvVar{{Name: "A", Value: "1", Secret: true}, {Name: "B", Value: "x=y", Secret: true}}, ""},
+		{"from stdin, final newline dropped", []string{"TOKEN"}, "s3cr3t\n", []app.EnvVar{{Name: "TOKEN", Value: "s3cr3t", Secret: true}}, ""},
+		{"from stdin, inner newlines kept", []string{"A=1", "CERT"}, "a\nb\n\n", []app.EnvVar{{Name: "A", Value: "1", Secret: true}, {Name: "CERT", Value: "a\nb\n", Secret: true}}, ""},
+		{"two from stdin", []string{"A", "B"}, "x", nil, "only one KEY"},
+		{"empty name", []string{"=v"}, "", nil, "want KEY=VALUE"},
+		{"too long", []string{"BIG"}, strings.Repeat("x", unitgen.MaxOperatorValue+1), nil, "longer than"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := envVars(c.args, true, strings.NewReader(c.stdin))
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, c.want) {
+				t.Fatalf("envVars = %+v, %v; want %+v", got, err, c.want)
+			}
+		})
 	}
 }
