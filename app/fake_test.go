@@ -31,6 +31,7 @@ type fakeUnit struct {
 	st   unitgen.Status
 	srv  *http.Server
 	hook []string // ExecStopPostEx's argv
+	unit unitgen.Unit
 }
 
 func newFakeUnits() *fakeUnits {
@@ -45,7 +46,7 @@ func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
 	if mode == "start" {
 		return errors.New("job failed: " + u.Name)
 	}
-	fu := &fakeUnit{st: unitgen.Status{Name: u.Name, Meta: u.Meta, ActiveState: "active", SubState: "running", MainPID: 1}}
+	fu := &fakeUnit{st: unitgen.Status{Name: u.Name, Meta: u.Meta, ActiveState: "active", SubState: "running", MainPID: 1}, unit: u}
 	for _, p := range u.Properties {
 		if p.Name == "ExecStopPostEx" {
 			v := reflect.ValueOf(p.Value.Value()).Index(0).FieldByName("Args")

@@ -30,6 +30,9 @@ type harness struct {
 	maintPort int
 	// serving, when set, is the Options' connection counter.
 	serving func([]int) (int, error)
+	// unitsAs, when set, is what New gets instead of units (a fake with
+	// more methods).
+	unitsAs Units
 }
 
 func newHarness(t *testing.T, units *fakeUnits) *harness {
@@ -52,7 +55,11 @@ func newHarness(t *testing.T, units *fakeUnits) *harness {
 
 func (h *harness) start() {
 	ready := make(chan struct{})
-	m, err := New(Options{Config: h.cfg, Units: h.units, Proxy: h.proxy, OnReady: func() { close(ready) }, StableWait: time.Millisecond, MaintenancePort: h.maintPort, Serving: h.serving,
+	var units Units = h.units
+	if h.unitsAs != nil {
+		units = h.unitsAs
+	}
+	m, err := New(Options{Config: h.cfg, Units: units, Proxy: h.proxy, OnReady: func() { close(ready) }, StableWait: time.Millisecond, MaintenancePort: h.maintPort, Serving: h.serving,
 		StopHook: func(front, port int, unit string) []string {
 			return []string{"/hook", strconv.Itoa(front), strconv.Itoa(port), unit}
 		}})

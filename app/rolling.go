@@ -29,6 +29,17 @@ import (
 // unitRestarter restarts a unit in place; the dbus package implements it.
 type unitRestarter interface {
 	Restart(ctx context.Context, name string) error
+	ResetFailed(ctx context.Context, name string) error
+}
+
+// restartUnit restarts a unit with its start counter flushed first: a
+// manual start counts towards StartLimitBurst, and a background stanza
+// with restart-count N (a burst of N+1 over an unbounded window) would
+// refuse its (N+1)th keter restart ("start-limit-hit"). Its units get a
+// fresh count, as a replacement's new units would.
+func restartUnit(ctx context.Context, r unitRestarter, name string) error {
+	_ = r.ResetFailed(ctx, name) // flushes the start rate limit; nothing to reset is fine
+	return r.Restart(ctx, name)
 }
 
 // canRoll says why v cannot be restarted in place ("" when it can): a
@@ -104,7 +115,7 @@ func (m *Manager) rollUnits(ctx context.Context, v *version, w *worker) (n int, 
 		if in, _ := v.instanceOf(u); in != nil {
 			continue
 		}
-		if err := r.Restart(ctx, u); err != nil {
+		if err := restartUnit(ctx, r, u); err != nil {
 			return n, err
 		}
 		m.log.Info("unit restarted", "app", v.app, "version", v.id, "unit", u)
@@ -145,7 +156,7 @@ func (m *Manager) restartInstance(ctx context.Context, v *version, in *instance,
 		return ctx.Err()
 	}
 	m.log.Info("instance out of rotation; restarting it", "app", v.app, "version", v.id, "unit", in.unit, "port", in.port, "drained", how)
-	err := r.Restart(ctx, in.unit)
+	err := restartUnit(ctx, r, in.unit)
 	if err == nil {
 		err = m.waitReady(ctx, nil, in.unit, in.port, nil, s)
 	}

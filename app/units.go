@@ -66,7 +66,11 @@ func (m *Manager) followUnits(ctx context.Context, events <-chan unitgen.Status)
 			watch[s.Name] = w
 			continue
 		}
-		if s.NRestarts <= w.restarts {
+		if s.NRestarts < w.restarts { // keter restart: systemd counts anew
+			w.restarts, w.loopSince = s.NRestarts, time.Time{}
+			continue
+		}
+		if s.NRestarts == w.restarts {
 			continue
 		}
 		now := time.Now()

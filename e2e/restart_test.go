@@ -37,6 +37,7 @@ stanzas:
     instances: %d
   - type: background
     exec: ../bin/idle.sh
+    restart-count: 1
 `, v, host, n))},
 		"bin/behaveapp": {Body: behave, Mode: 0o755},
 		"bin/idle.sh":   {Body: []byte("#!/bin/sh\nexec sleep 1000000\n"), Mode: 0o755},
@@ -58,9 +59,10 @@ func appUnits(t *testing.T, name string) map[string]string {
 
 // TestRestartOneByOne: keter restart of an app with three instances
 // restarts them in place one at a time (same version, every PID new, the
-// background unit too) while a strict keep-alive load of every behaviour
-// (split writes and streams included) sees no failed request; an app of
-// one instance is replaced by a new version, also with no failure.
+// background unit's too, twice though its restart-count is 1) while a
+// strict keep-alive load of every behaviour (split writes and streams
+// included) sees no failed request; an app of one instance is replaced
+// by a new version, also with no failure.
 func TestRestartOneByOne(t *testing.T) {
 	k, _ := startZeroKeter(t)
 	cfg := k.config()
@@ -94,7 +96,11 @@ func TestRestartOneByOne(t *testing.T) {
 	if !strings.Contains(out, "roll3: version "+live3.Version+" is live") {
 		t.Errorf("keter restart roll3 printed %q, want the same version %s live", out, live3.Version)
 	}
+	mid3 := appUnits(t, "roll3")
 	mustCLI(t, 0, "restart", "-c", cfg, "roll1")
+	// Again: the background stanza's restart-count: 1 (a start limit of
+	// 2 starts, ever) must not refuse a second keter restart.
+	mustCLI(t, 0, "restart", "-c", cfg, "roll3")
 	settle()
 	res3, res1 := three.Stop(), one.Stop()
 	checkZero(t, "roll3 (3 instances) across keter restart", res3, 1)
@@ -109,8 +115,8 @@ func TestRestartOneByOne(t *testing.T) {
 	}
 	after3 := appUnits(t, "roll3")
 	for u, pid := range before3 {
-		if after3[u] == "" || after3[u] == pid {
-			t.Errorf("%s: PID %s after restart, was %s", u, after3[u], pid)
+		if after3[u] == "" || after3[u] == pid || after3[u] == mid3[u] || mid3[u] == pid {
+			t.Errorf("%s: PIDs %s, %s after the first restart, %s after the second", u, pid, mid3[u], after3[u])
 		}
 	}
 	// One at a time: no two instances were ever down together, by
@@ -145,8 +151,8 @@ func TestRestartOneByOne(t *testing.T) {
 			out3 = append(out3, m[1][:3]+" "+m[2])
 		}
 	}
-	if len(out3) != 6 {
-		t.Errorf("keter logged %d rotation changes for roll3, want 6: %v", len(out3), out3)
+	if len(out3) != 12 {
+		t.Errorf("keter logged %d rotation changes for roll3, want 12 (two restarts of 3): %v", len(out3), out3)
 	}
 	for i := 0; i+1 < len(out3); i += 2 {
 		u := strings.TrimPrefix(out3[i], "out ")
