@@ -108,7 +108,9 @@ func TestExecTerminal(t *testing.T) {
 		name, script, want string
 		code               int
 	}{
-		{"trapped", `trap "echo trapped; exit 7" INT; echo ready; sleep 60; echo not-interrupted`, "trapped", 7},
+		// Short sleeps: a Ctrl-C between two still ends the loop at the
+		// next (sh runs a trap once its foreground child returns).
+		{"trapped", `trap "echo trapped; exit 7" INT; echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo not-interrupted`, "trapped", 7},
 		{"default", `echo ready; exec sleep 60`, "", 130},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -142,11 +144,17 @@ func TestExecTerminal(t *testing.T) {
 		t.Errorf("the app's PID is %s after the commands, was %s", now, pid)
 	}
 
-	// A deploy while a command runs: the command keeps its folder.
+	// A deploy while a command runs: the command keeps its folder. It
+	// goes on (reads its stdin) only once v1 is stopped, which is when
+	// the folder would go.
 	v1Dir := jobsApp(t, k, name).Live.Dir
-	cmd := exec.Command(keterBinary(t), "exec", "-c", cfg, name, "--", "sh", "-c", "echo started; sleep 6; echo kept > exec-wrote && cat exec-wrote && pwd")
+	cmd := exec.Command(keterBinary(t), "exec", "-c", cfg, name, "--", "sh", "-c", "echo started; read go; echo kept > exec-wrote && cat exec-wrote && pwd")
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
+	goOn, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +166,25 @@ func TestExecTerminal(t *testing.T) {
 	})
 	mustCLI(t, 0, "deploy", "-c", cfg, bundle("v2"))
 	k.WaitBody(host, "v2", 30*time.Second)
+	eventually(t, 30*time.Second, func() error {
+		if st := unitProp(t, units[0], "ActiveState"); st != "inactive" && st != "failed" {
+			return fmt.Errorf("v1's unit %s is %s", units[0], st)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // the folder would be deleted right after
+	if _, err := os.Stat(v1Dir); err != nil {
+		t.Errorf("v1's folder is gone while a keter exec command runs in it: %v", err)
+	}
+	goOn.Write([]byte("go\n"))
+	goOn.Close()
 	if code := exitCode(t, cmd); code != 0 || out.String() != "started\nkept\n"+v1Dir+"\n" {
 		t.Errorf("exec across a deploy: exit %d, output %q; want 0 and kept written in %s", code, out.String(), v1Dir)
+	}
+	for _, l := range strings.Split(k.Log(), "\n") {
+		if strings.Contains(l, `msg="version live"`) || strings.Contains(l, "still runs in the old version") {
+			t.Log(strings.TrimSpace(l))
+		}
 	}
 	eventually(t, 30*time.Second, func() error {
 		if _, err := os.Stat(v1Dir); err == nil {
