@@ -86,6 +86,7 @@ func (m *Manager) remove(ctx context.Context, name string) error {
 	old := m.swapLive(name, nil)
 	m.forget(name)
 	m.dropMaintenance(name)
+	dropStamps(name)
 	if old == nil {
 		return nil
 	}

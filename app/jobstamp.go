@@ -71,6 +71,23 @@ func (m *Manager) carryStamp(v *version, j *job) {
 	}
 }
 
+// dropStamps deletes the stamps of a removed app's job timers.
+func dropStamps(app string) {
+	entries, err := os.ReadDir(timerStamps)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Name(), "stamp-")
+		if !ok || !strings.HasPrefix(name, unitgen.AppPrefix(app)) || !strings.HasSuffix(name, unitgen.TimerSuffix) {
+			continue
+		}
+		if meta, ok := unitgen.ParseUnitName(name); ok && meta.App == app && meta.Job != "" {
+			os.Remove(filepath.Join(timerStamps, e.Name()))
+		}
+	}
+}
+
 // persistent reports whether job j of v is `persistent: true`.
 func (v *version) persistent(j *job) bool {
 	s := v.scheduled(j.Name)

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -51,6 +52,19 @@ func TestCarryStamp(t *testing.T) {
 			t.Errorf("%s: gone=%v, want %v", name, gone, wantGone)
 		}
 	}
+
+	// A removed app's stamps go; others' stay.
+	defer func() {
+		dropStamps("shop")
+		left, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		if want := []string{"stamp-keter-app-shop-x-7-job-nightly.timer", "stamp-keter-app-shopping-7-job-nightly.timer"}; !slices.Equal(names, want) {
+			t.Errorf("after dropStamps(shop): %v, want %v", names, want)
+		}
+	}()
 
 	// Its own stamp (a restart of keter) is kept as it is.
 	now := time.Now().Truncate(time.Second)

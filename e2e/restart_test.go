@@ -16,7 +16,8 @@ import (
 )
 
 // rollBundle writes app name: behaveapp (version v) with n instances for
-// host, and a background stanza that only sleeps.
+// host, a background stanza that only sleeps, and a release step that
+// logs each run to the state directory.
 func rollBundle(t *testing.T, k *keter, name, host, v string, n int) string {
 	t.Helper()
 	behave, err := os.ReadFile(testkit.BehaveApp(t))
@@ -29,6 +30,8 @@ func rollBundle(t *testing.T, k *keter, name, host, v string, n int) string {
 	}
 	testkit.Bundle(t, path, map[string]testkit.File{
 		"config/keter.yaml": {Body: []byte(fmt.Sprintf(`drain: 8s
+release:
+  exec: ../bin/release.sh
 stanzas:
   - type: webapp
     exec: ../bin/behaveapp
@@ -39,8 +42,9 @@ stanzas:
     exec: ../bin/idle.sh
     restart-count: 1
 `, v, host, n))},
-		"bin/behaveapp": {Body: behave, Mode: 0o755},
-		"bin/idle.sh":   {Body: []byte("#!/bin/sh\nexec sleep 1000000\n"), Mode: 0o755},
+		"bin/behaveapp":  {Body: behave, Mode: 0o755},
+		"bin/idle.sh":    {Body: []byte("#!/bin/sh\nexec sleep 1000000\n"), Mode: 0o755},
+		"bin/release.sh": {Body: []byte("#!/bin/sh\necho ran >> \"$STATE_DIRECTORY/release.log\"\n"), Mode: 0o755},
 	})
 	return path
 }
@@ -66,6 +70,11 @@ func appUnits(t *testing.T, name string) map[string]string {
 func TestRestartOneByOne(t *testing.T) {
 	k, _ := startZeroKeter(t)
 	cfg := k.config()
+	for _, app := range []string{"roll3", "roll1"} {
+		dir := "/var/lib/private/keter-app-" + app
+		os.RemoveAll(dir)
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
 	mustCLI(t, 0, "deploy", "-c", cfg, rollBundle(t, k, "roll3", "roll3.test", "v1", 3))
 	mustCLI(t, 0, "deploy", "-c", cfg, rollBundle(t, k, "roll1", "roll1.test", "v1", 1))
 	for _, host := range []string{"roll3.test", "roll1.test"} {
@@ -159,6 +168,13 @@ func TestRestartOneByOne(t *testing.T) {
 		if !strings.HasPrefix(out3[i], "out ") || out3[i+1] != "bac "+u {
 			t.Errorf("rotation changes not one instance at a time: %v", out3)
 			break
+		}
+	}
+
+	// The release step ran once per app, at its deploy: no restart reran it.
+	for _, app := range []string{"roll3", "roll1"} {
+		if got := readLog("/var/lib/private/keter-app-" + app + "/release.log"); got != "ran\n" {
+			t.Errorf("%s's release step ran %q, want once (at the deploy)", app, got)
 		}
 	}
 
