@@ -51,8 +51,10 @@ func (m *Manager) restartAs(ctx context.Context, name string, replace bool) erro
 }
 
 // restart runs in the app's worker: the live version in place, one
-// instance at a time, when it can (see canRoll); else the live version
-// again from the bundle it was deployed from.
+// instance at a time, when it can (see canRoll); else, or when that
+// fails (an instance that does not come back: its port taken meanwhile
+// by another program, the app broken), the live version again from the
+// bundle it was deployed from, on new ports.
 func (m *Manager) restart(ctx context.Context, name string, w *worker, replace bool) error {
 	cur := m.liveVersion(name)
 	if cur == nil {
@@ -61,7 +63,11 @@ func (m *Manager) restart(ctx context.Context, name string, w *worker, replace b
 	if !replace {
 		why := m.canRoll(cur)
 		if why == "" {
-			return m.roll(ctx, cur, w)
+			err := m.roll(ctx, cur, w)
+			if err == nil || errors.Is(err, errSuperseded) || ctx.Err() != nil || m.liveVersion(name) != cur {
+				return err
+			}
+			why = "restarting in place failed"
 		}
 		m.log.Info("restarting by a replacement", "app", name, "version", cur.id, "why", why)
 	}

@@ -21,10 +21,11 @@ import (
 // restarted first. The version, its folder, ports, env files and timers
 // stay: nothing is unpacked, no release step runs.
 //
-// An instance that does not answer after its restart is stopped and
-// marked down (its front goes nowhere, as for a unit that stopped for
-// good), the restart stops there and fails; the instances not yet
-// restarted serve on untouched.
+// An instance that does not answer after its restart (its port taken
+// meanwhile by another program, the app broken) is stopped and marked
+// down (its front goes nowhere, as for a unit that stopped for good);
+// the restart in place stops there, the other instances serve on, and
+// Restart replaces the version instead (new units on new ports).
 
 // unitRestarter restarts a unit in place; the dbus package implements it.
 type unitRestarter interface {
@@ -97,8 +98,8 @@ func (m *Manager) roll(ctx context.Context, v *version, w *worker) error {
 		m.log.Info("restart interrupted by shutdown", "app", v.app, "restarted", n, "err", err)
 		return err
 	case err != nil:
-		m.log.Error("restart failed", "app", v.app, "version", v.id, "restarted", n, "err", err)
-		m.noteResult(v.app, nil, err, started)
+		// The caller replaces the version, which notes the outcome.
+		m.log.Warn("restart in place failed; the version is replaced instead", "app", v.app, "version", v.id, "restarted", n, "err", err)
 		return err
 	}
 	m.log.Info("version restarted in place", "app", v.app, "version", v.id, "units", n,
@@ -174,7 +175,7 @@ func (m *Manager) restartInstance(ctx context.Context, v *version, in *instance,
 		if serr := m.sync.Sync(context.WithoutCancel(ctx)); serr != nil {
 			m.log.Error("taking a stopped instance out of nginx", "unit", in.unit, "err", serr)
 		}
-		return fmt.Errorf("restarting %s (the other instances serve on; it is stopped until the app is deployed or restarted again): %w", in.unit, err)
+		return fmt.Errorf("restarting %s in place (stopped; the other instances serve on): %w", in.unit, err)
 	}
 	m.setResting(in, false)
 	if err := m.sync.Sync(ctx); err != nil {

@@ -17,6 +17,7 @@ type rollingUnits struct {
 	app   string
 
 	mu        sync.Mutex
+	fail      string // a unit whose restart job fails
 	restarted []string
 	resting   [][]int // the resting ports the proxy last got, at each restart
 	reset     []string
@@ -34,7 +35,11 @@ func (r *rollingUnits) Restart(ctx context.Context, name string) error {
 	r.mu.Lock()
 	r.restarted = append(r.restarted, name)
 	r.resting = append(r.resting, rest)
+	fail := r.fail == name
 	r.mu.Unlock()
+	if fail {
+		return errors.New("job failed: " + name)
+	}
 	r.fakeUnits.mu.Lock()
 	fu := r.running[name]
 	r.fakeUnits.mu.Unlock()
@@ -99,6 +104,26 @@ func TestRestartInPlace(t *testing.T) {
 	}
 	if now := h.m.liveVersion("one"); now == one {
 		t.Error("an app of one instance was restarted in place, not replaced")
+	}
+
+	// An instance that does not come back: the version is replaced, so
+	// every instance serves again.
+	ru.mu.Lock()
+	ru.fail = v.web[0][1].unit
+	ru.mu.Unlock()
+	if err := h.m.Restart(t.Context(), "three"); err != nil {
+		t.Fatalf("restart with an instance that fails to restart: %v, want a replacement", err)
+	}
+	if got := ru.restarted[len(ru.restarted)-2:]; !slices.Equal(got, []string{v.web[0][0].unit, v.web[0][1].unit}) {
+		t.Errorf("last restarts %v, want the first instance, then the failing one", got)
+	}
+	if now := h.m.liveVersion("three"); now == v {
+		t.Fatal("after a failed restart in place, the version was not replaced")
+	} else {
+		v = now
+	}
+	if l := h.proxy.app("three"); len(l.Down) != 0 || len(l.Resting) != 0 || len(l.Ports[0]) != 3 {
+		t.Errorf("after the replacement: ports %v down %v resting %v, want 3 serving", l.Ports, l.Down, l.Resting)
 	}
 
 	n := len(ru.restarted)

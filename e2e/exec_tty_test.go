@@ -77,10 +77,11 @@ func onTerminal(t *testing.T, args string) (*exec.Cmd, io.WriteCloser, *syncBuff
 // it (130). A deploy while a command runs keeps the old version's folder
 // until the command ends. The app's process is never touched.
 func TestExecTerminal(t *testing.T) {
-	k := startKeter(t, "")
-	cfg := k.config()
 	tok := testkit.Token()
 	name, host := "tty"+tok, "tty-"+tok+".test"
+	t.Cleanup(func() { os.RemoveAll("/var/lib/private/keter-app-" + name) }) // after the harness stopped the units
+	k := startKeter(t, "")
+	cfg := k.config()
 	bin, err := os.ReadFile(testkit.DemoApp(t))
 	if err != nil {
 		t.Fatal(err)

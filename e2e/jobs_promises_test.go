@@ -92,11 +92,11 @@ func unixTime(f float64) time.Time {
 // as the new version's timer starts; a run under way at a redeploy
 // writes into its own version's folder, which is deleted only after.
 func TestScheduledJobPromises(t *testing.T) {
-	k := startKeter(t, "")
-	cfg := k.config()
 	name := "promise-" + testkit.Token()
 	host := name + ".test"
 	stateDir := "/var/lib/private/keter-app-" + name
+	// Before startKeter: cleanups run last first, so this one runs once
+	// the harness has stopped the app's units, which would make it anew.
 	t.Cleanup(func() {
 		os.RemoveAll(stateDir)
 		stamps, _ := filepath.Glob("/var/lib/systemd/timers/stamp-keter-app-" + name + "-*")
@@ -104,6 +104,8 @@ func TestScheduledJobPromises(t *testing.T) {
 			os.Remove(s)
 		}
 	})
+	k := startKeter(t, "")
+	cfg := k.config()
 	longLog, persistLog, folderLog := filepath.Join(stateDir, "long.log"), filepath.Join(stateDir, "persist.log"), filepath.Join(stateDir, "folder.log")
 
 	src := filepath.Join(k.Root, "v1", name+".keter")

@@ -69,11 +69,11 @@ func readLog(path string) string {
 }
 
 func TestScheduledJobs(t *testing.T) {
-	k := startKeter(t, "")
 	name := "jobs-" + testkit.Token()
 	host := name + ".test"
 	stateDir := "/var/lib/private/keter-app-" + name
-	t.Cleanup(func() { os.RemoveAll(stateDir) })
+	t.Cleanup(func() { os.RemoveAll(stateDir) }) // after the harness stopped the units
+	k := startKeter(t, "")
 	tickLog, slowLog := filepath.Join(stateDir, "tick.log"), filepath.Join(stateDir, "slow.log")
 
 	src := filepath.Join(k.Root, ".v1.src")

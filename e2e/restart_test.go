@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -68,13 +69,19 @@ func appUnits(t *testing.T, name string) map[string]string {
 // included) sees no failed request; an app of one instance is replaced
 // by a new version, also with no failure.
 func TestRestartOneByOne(t *testing.T) {
-	k, _ := startZeroKeter(t)
-	cfg := k.config()
 	for _, app := range []string{"roll3", "roll1"} {
 		dir := "/var/lib/private/keter-app-" + app
 		os.RemoveAll(dir)
-		t.Cleanup(func() { os.RemoveAll(dir) })
+		t.Cleanup(func() { os.RemoveAll(dir) }) // after the harness stopped the units
 	}
+	// Ports of its own, away from the 20000-31999 slots other tests'
+	// keters (other sandboxes on this host) hand out: an instance's port
+	// is free for a moment while it restarts in place, and another
+	// keter's app taking it would turn this restart into a replacement
+	// (see TestRestartInPlace), which is not what is tested here.
+	from := 6100 + rand.IntN(6)*300
+	k := startKeter(t, fmt.Sprintf("port-manager:\n  reserve: false\n  ranges: [{from: %d, to: %d}]\n", from, from+299))
+	cfg := k.config()
 	mustCLI(t, 0, "deploy", "-c", cfg, rollBundle(t, k, "roll3", "roll3.test", "v1", 3))
 	mustCLI(t, 0, "deploy", "-c", cfg, rollBundle(t, k, "roll1", "roll1.test", "v1", 1))
 	for _, host := range []string{"roll3.test", "roll1.test"} {
