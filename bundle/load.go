@@ -56,6 +56,18 @@ func LoadWithWarnings(dir string) (*AppConfig, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Plain basic-auth passwords become hashes before anything else
+	// reads the config, on disk too.
+	hashed, err := hashPlainCreds(data, hashPassword)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing %s: %w", name, err)
+	}
+	if hashed != nil {
+		if err := rewriteConfig(root, name, hashed); err != nil {
+			return nil, nil, err
+		}
+		data = hashed
+	}
 	c, warns, err := ParseWithWarnings(data)
 	if err != nil {
 		return nil, warns, fmt.Errorf("parsing %s: %w", name, err)

@@ -104,6 +104,7 @@ type WebApp struct {
 	// SocketActivation: the app takes its listening socket from systemd
 	// (LISTEN_FDS) instead of binding PORT behind a proxy (ours).
 	SocketActivation bool `json:"socket-activation,omitempty"`
+	Access                // allow-from, deny-from (ours)
 }
 
 // Middleware is one item of Keter's `middleware` list, kept as parsed.
@@ -121,6 +122,7 @@ type StaticFiles struct {
 	SSL                 SSL          `json:"ssl"`
 	ConnectionTimeBound *int64       `json:"connection-time-bound,omitempty"`
 	Middleware          []Middleware `json:"middleware,omitempty"`
+	Access                           // allow-from, deny-from (ours)
 }
 
 // Redirect is a `redirect` stanza.
@@ -155,6 +157,7 @@ type ReverseProxy struct {
 	PreserveHost        bool         `json:"preserve-host"`
 	ConnectionTimeBound *int64       `json:"connection-time-bound,omitempty"`
 	Middleware          []Middleware `json:"middleware,omitempty"`
+	Access                           // allow-from, deny-from (ours)
 }
 
 // Rewrite is one header rewrite rule: From is a regex, To may use \1 refs.

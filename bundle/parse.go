@@ -342,6 +342,7 @@ func parseStanza(w *walker, n *yaml.Node, p string, i int) (Stanza, bool) {
 			SSL:                 o.ssl(),
 			ConnectionTimeBound: o.microseconds("connection-time-bound"),
 			Middleware:          o.middleware(),
+			Access:              o.access(),
 		}
 	case TypeRedirect:
 		s.Redirect = parseRedirect(o)
@@ -375,6 +376,7 @@ func parseWebApp(o *obj) *WebApp {
 		EnsureAliveTimeBound: DefaultEnsureAliveTimeBound,
 		PortEnvVars:          o.envNames("port-env-vars"),
 		Middleware:           o.middleware(),
+		Access:               o.access(),
 	}
 	if v, ok := o.intRange("ensure-alive-time-bound", 1, 1<<62); ok {
 		a.EnsureAliveTimeBound = v
@@ -478,6 +480,7 @@ func parseReverseProxy(o *obj) *ReverseProxy {
 		PreserveHost:        o.boolean("preserve-host", false),
 		ConnectionTimeBound: o.microseconds("connection-time-bound"),
 		Middleware:          o.middleware(),
+		Access:              o.access(),
 	}
 	if h, ok := o.requiredStr("reversed-host"); ok {
 		if err := validPlainHost(h); err != nil {
@@ -610,59 +613,12 @@ func (o *obj) middleware() []Middleware {
 	return out
 }
 
-// validMiddleware checks what nginx would print from basic-auth, headers
-// and local.
+// validMiddleware checks what nginx would print from headers and the
+// access items (middleware.go).
 func validMiddleware(w *walker, p string, m Middleware) {
-	strOf := func(k string) (string, bool, bool) {
-		v, present := m.Config[k]
-		if !present || v == nil {
-			return "", false, true
-		}
-		s, ok := v.(string)
-		if !ok {
-			w.failf(join(p, k), "must be a string")
-		}
-		return s, true, ok
-	}
 	switch m.Name {
-	case "basic-auth":
-		for k := range m.Config {
-			if k != "realm" && k != "creds" {
-				w.warn(join(p, k), "unknown key ignored")
-			}
-		}
-		if s, present, ok := strOf("realm"); present && ok {
-			if err := validText(s, "realm", false); err != nil {
-				w.fail(join(p, "realm"), err)
-			}
-		}
-		creds, ok := m.Config["creds"].(map[string]any)
-		if !ok {
-			w.failf(join(p, "creds"), "required: a mapping of user: password")
-			return
-		}
-		users := make([]string, 0, len(creds))
-		for u := range creds {
-			users = append(users, u)
-		}
-		sort.Strings(users)
-		for _, u := range users {
-			if u == "" || strings.ContainsAny(u, ":\n\r\x00") || validText(u, "user", false) != nil {
-				w.failf(join(join(p, "creds"), u), "user names must be printable without ':', quotes, '$', ';', braces or '#'")
-			}
-			pw, ok := creds[u].(string)
-			if !ok {
-				if creds[u] == nil {
-					w.failf(join(join(p, "creds"), u), "password must be a string")
-					continue
-				}
-				pw = fmt.Sprint(creds[u])
-				creds[u] = pw
-			}
-			if strings.ContainsAny(pw, "\n\r\x00") {
-				w.failf(join(join(p, "creds"), u), "password must not contain line breaks or NUL")
-			}
-		}
+	case "basic-auth", "local", "rate-limiter":
+		validAccessMiddleware(w, p, m)
 	case "headers":
 		keys := make([]string, 0, len(m.Config))
 		for k := range m.Config {
@@ -685,23 +641,6 @@ func validMiddleware(w *walker, p string, m Middleware) {
 			}
 			if err := validText(v, "header value", false); err != nil {
 				w.fail(join(p, k), err)
-			}
-		}
-	case "local":
-		for k := range m.Config {
-			if k != "status" && k != "message" {
-				w.warn(join(p, k), "unknown key ignored")
-			}
-		}
-		if v, present := m.Config["status"]; present {
-			n, ok := v.(int)
-			if !ok || n < 100 || n > 599 {
-				w.failf(join(p, "status"), "must be an HTTP status between 100 and 599")
-			}
-		}
-		if s, present, ok := strOf("message"); present && ok {
-			if err := validText(s, "message", false); err != nil {
-				w.fail(join(p, "message"), err)
 			}
 		}
 	}

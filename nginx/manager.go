@@ -334,6 +334,9 @@ func (m *Manager) render(ctx context.Context, apps []App) (*Output, bool, error)
 	if err != nil {
 		return nil, false, fmt.Errorf("building certificate chains: %w", err)
 	}
+	if err := m.writeAuth(out.Auth); err != nil {
+		return nil, false, err
+	}
 	return out, changed, nil
 }
 
@@ -522,6 +525,7 @@ func (m *Manager) load(ctx context.Context, napps int, p *prepared) error {
 	m.log.Info("nginx reloaded", "unit", m.unit, "apps", napps, "test", ms(p.tested.Sub(p.start)),
 		"signal", ms(signalled.Sub(p.tested)), "serving", ms(serving.Sub(signalled)), "settled", ms(time.Since(serving)))
 	m.cleanChains(p.out.Concat)
+	m.cleanAuth(p.out.Auth)
 	return nil
 }
 

@@ -151,6 +151,42 @@ var renderCases = []renderCase{
 		}}}
 		return g, []App{app("web", one(map[int]int{0: 43600}), webapp("web.example.com"), rd)}
 	}},
+	{"basic-auth", func(t testing.TB, tls string) (*config.Config, []App) {
+		g := globalConfig(t, "healthcheck-path: /keter-health\n")
+		web := webapp("staging.example.com")
+		web.WebApp.Middleware = []bundle.Middleware{{Name: "basic-auth", Config: map[string]any{
+			"realm": "Staging area", "hashed-creds": map[string]any{"bob": testHashes["bcrypt"], "alice": testHashes["sha512"]}}}}
+		st := bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"docs.example.com"},
+			Middleware: []bundle.Middleware{{Name: "basic-auth", Config: map[string]any{"htpasswd": "/etc/keter/docs.htpasswd"}}}}}
+		rp := bundle.Stanza{Type: bundle.TypeReverseProxy, ReverseProxy: &bundle.ReverseProxy{ReversedHost: "127.0.0.1", ReversedPort: 9000, ReversingHost: "rp.example.com",
+			Middleware: []bundle.Middleware{{Name: "basic-auth", Config: map[string]any{"hashed-creds": map[string]any{"ops": testHashes["apr1"]}}}}}}
+		return g, []App{app("staging", one(map[int]int{0: 43800}), web, st, rp)}
+	}},
+	{"local", func(t testing.TB, tls string) (*config.Config, []App) {
+		web := webapp("admin.example.com")
+		web.WebApp.Middleware = []bundle.Middleware{{Name: "local", Config: map[string]any{}}}
+		st := bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"internal.example.com"},
+			Middleware: []bundle.Middleware{{Name: "local", Config: map[string]any{"status": 403, "message": "Host only"}}}}}
+		return globalConfig(t, ""), []App{app("admin", one(map[int]int{0: 43810}), web, st)}
+	}},
+	{"allow-deny", func(t testing.TB, tls string) (*config.Config, []App) {
+		web := webapp("office.example.com")
+		web.WebApp.Access = bundle.Access{AllowFrom: []string{"192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"}, DenyFrom: []string{"192.0.2.66/32"}}
+		rp := bundle.Stanza{Type: bundle.TypeReverseProxy, ReverseProxy: &bundle.ReverseProxy{ReversedHost: "127.0.0.1", ReversedPort: 9000, ReversingHost: "rp.example.com",
+			Access: bundle.Access{DenyFrom: []string{"203.0.113.0/24"}}}}
+		return globalConfig(t, ""), []App{app("office", one(map[int]int{0: 43820}), web, rp)}
+	}},
+	{"rate-limiter", func(t testing.TB, tls string) (*config.Config, []App) {
+		throttle := func(name string, limit, period int, algo string) any {
+			return map[string]any{"name": name, "limit": limit, "period": period, "algorithm": algo, "identifier_by": "ip"}
+		}
+		web := webapp("api.example.com")
+		web.WebApp.Middleware = []bundle.Middleware{{Name: "rate-limiter", Config: map[string]any{"zone_by": "default",
+			"throttles": []any{throttle("burst", 20, 1, "TokenBucket"), throttle("hourly", 1000, 3600, "FixedWindow")}}}}
+		st := bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"static.example.com"},
+			Middleware: []bundle.Middleware{{Name: "rate-limiter", Config: map[string]any{"throttles": []any{throttle("one", 1, 60, "LeakyBucket")}}}}}}
+		return globalConfig(t, ""), []App{app("api", one(map[int]int{0: 43830}), web, st)}
+	}},
 	{"ip-from-header", func(t testing.TB, tls string) (*config.Config, []App) {
 		g := globalConfig(t, "ip-from-header: true\nnginx:\n  client-max-body-size: 10m\n")
 		return g, []App{app("web", one(map[int]int{0: 43700}), webapp("web.example.com"))}
@@ -171,6 +207,14 @@ func renderText(out *Output) []byte {
 	sort.Strings(keys)
 	for _, k := range keys {
 		b.WriteString("# concat " + k + " <- " + strings.Join(out.Concat[k], " ") + "\n")
+	}
+	for _, k := range sortedKeys(out.Auth) {
+		b.WriteString("# auth " + k + "\n")
+		for _, l := range strings.SplitAfter(string(out.Auth[k]), "\n") {
+			if l != "" {
+				b.WriteString("#   " + l)
+			}
+		}
 	}
 	return b.Bytes()
 }
@@ -283,9 +327,16 @@ func TestRenderRefusesUnsupported(t *testing.T) {
 		name string
 		st   bundle.Stanza
 	}{
-		{"basic-auth", func() bundle.Stanza {
+		{"rate-limiter by header", func() bundle.Stanza {
 			s := webapp("a.example.com")
-			s.WebApp.Middleware = []bundle.Middleware{{Name: "basic-auth", Config: map[string]any{"creds": map[string]any{"u": "p"}}}}
+			s.WebApp.Middleware = []bundle.Middleware{{Name: "rate-limiter", Config: map[string]any{"throttles": []any{
+				map[string]any{"name": "k", "limit": 1, "period": 1, "algorithm": "FixedWindow", "identifier_by": map[string]any{"header": "X-Key"}}}}}}
+			return s
+		}()},
+		{"rate-limiter slower than nginx", func() bundle.Stanza {
+			s := webapp("a.example.com")
+			s.WebApp.Middleware = []bundle.Middleware{{Name: "rate-limiter", Config: map[string]any{"throttles": []any{
+				map[string]any{"name": "k", "limit": 1, "period": 3600, "algorithm": "FixedWindow", "identifier_by": "ip"}}}}}
 			return s
 		}()},
 		{"redirect status 200", bundle.Stanza{Type: bundle.TypeRedirect, Redirect: &bundle.Redirect{Hosts: []string{"a.example.com"}, Status: 200,

@@ -78,6 +78,7 @@ type site struct {
 	// checkPlain: the server being rendered is a requires-secure site's
 	// plain one behind trusted proxies (proxies.go).
 	checkPlain bool
+	acc        access // access rules (access.go)
 }
 
 type rewrite struct {
@@ -319,6 +320,7 @@ func (r *model) stanza(a App, i int, st bundle.Stanza) (*site, error) {
 		errs = append(errs, r.middleware(s, m))
 	}
 	errs = append(errs, checkFront(st.Front))
+	errs = append(errs, r.addresses(s, stanzaAccess(st)))
 	if ssl.Certificate != "" || ssl.Key != "" {
 		c, err := r.cert(a.Dir, ssl.Certificate, ssl.Key, ssl.ChainCertificates)
 		if err != nil {
@@ -451,6 +453,8 @@ func (r *model) middleware(s *site, m bundle.Middleware) error {
 	switch m.Name {
 	case "autohead":
 		return nil // nginx answers HEAD itself
+	case "basic-auth", "local", "rate-limiter":
+		return r.accessMiddleware(s, m)
 	case "headers":
 		keys := make([]string, 0, len(m.Config))
 		for k := range m.Config {
