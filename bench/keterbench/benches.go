@@ -304,12 +304,12 @@ func sumRPS(rs []wrkResult) float64 {
 // startPlainNginx runs nginx with the smallest keep-alive proxy config in
 // front of the app, outside keter, and returns its port and a stop func.
 func startPlainNginx(ctx context.Context, dir string, appPort int, upstreamExtra string) (int, func(), error) {
-	return startPlainNginxWith(ctx, dir, appPort, upstreamExtra, "")
+	return startPlainNginxWith(ctx, dir, appPort, upstreamExtra, "", "")
 }
 
-// startPlainNginxWith is startPlainNginx with more directives for its
-// server block.
-func startPlainNginxWith(ctx context.Context, dir string, appPort int, upstreamExtra, serverExtra string) (int, func(), error) {
+// startPlainNginxWith is startPlainNginx with more directives at http
+// level and for its server block.
+func startPlainNginxWith(ctx context.Context, dir string, appPort int, upstreamExtra, httpExtra, serverExtra string) (int, func(), error) {
 	port, err := freeport.Get()
 	if err != nil {
 		return 0, nil, err
@@ -327,6 +327,7 @@ http {
     keepalive_timeout 65s;
     keepalive_requests 10000;
     upstream app { server 127.0.0.1:%d; keepalive 64;%s }
+    %s
     server {
         listen 127.0.0.1:%d;
 %s        location / {
@@ -337,7 +338,7 @@ http {
         }
     }
 }
-`, dir, appPort, upstreamExtra, port, serverExtra)
+`, dir, appPort, upstreamExtra, httpExtra, port, serverExtra)
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		return 0, nil, err
 	}

@@ -102,7 +102,7 @@ func benchGzip(ctx context.Context, e env) (res gzipResult, err error) {
 		return res, errors.New("keter's log names no port for the app")
 	}
 	res.Directives = strings.TrimSpace(strings.ReplaceAll(gzipDirectives(), "        ", ""))
-	port, stop, err := startPlainNginxWith(ctx, filepath.Join(e.base, "plain-nginx-gzip"), appPort, "", gzipDirectives())
+	port, stop, err := startPlainNginxWith(ctx, filepath.Join(e.base, "plain-nginx-gzip"), appPort, "", "", gzipDirectives())
 	if err != nil {
 		return res, err
 	}

@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip", "hosts", "coldstart"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip", "hosts", "coldstart", "access"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
@@ -111,6 +111,7 @@ func main() {
 		r.ColdStart = ptr(benchColdStart(ctx, e, *coldRounds))
 		return r.ColdStart.Err
 	})
+	run("access", "15. access rules", func() string { r.Access = ptr(benchAccess(ctx, e)); return r.Access.Err })
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()
 	if *state != "" {

@@ -31,6 +31,7 @@ type results struct {
 	Gzip       *outcome[gzipResult]       `json:",omitempty"`
 	Hosts      *outcome[hostsResult]      `json:",omitempty"`
 	ColdStart  *outcome[coldResult]       `json:",omitempty"`
+	Access     *outcome[accessResult]     `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -218,6 +219,7 @@ func (r *results) rows() []row {
 		}
 	}
 	rows = append(rows, r.hostsRows()...)
+	rows = append(rows, r.accessRows()...)
 	return rows
 }
 
@@ -584,6 +586,7 @@ func (r *results) details(p func(string, ...any)) {
 		}
 	}
 	r.hostsDetails(p)
+	r.accessDetails(p)
 	if errs := r.errs(); len(errs) > 0 {
 		p("")
 		p("### Benchmarks that did not finish")
@@ -659,6 +662,9 @@ func (r *results) errs() []string {
 	}
 	if r.ColdStart != nil {
 		add("coldstart", r.ColdStart.Err)
+	}
+	if r.Access != nil {
+		add("access", r.Access.Err)
 	}
 	return out
 }
