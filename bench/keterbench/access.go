@@ -27,7 +27,7 @@ import (
 type accessResult struct {
 	Limited, PlainLimited []wrkResult
 	Unlimited             []wrkResult // keter's nginx, the same app without the limit
-	LimitCounted          wrkResult // a counting run: refused requests show as non-2xx
+	LimitCounted          wrkResult   // a counting run: refused requests show as non-2xx
 	Open                  wrkResult
 	Schemes               []schemeRun
 }
