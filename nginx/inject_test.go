@@ -38,9 +38,13 @@ func fullModel(t testing.TB) (*config.Config, App) {
 		RewriteResponse: []bundle.Rewrite{{Header: "X-Resp", From: "a", To: "b"}}}
 	web := webapp("web.example.com")
 	web.WebApp.SSL = bundle.SSL{Enabled: true, Certificate: "/etc/keter/tls/a.pem", Key: "/etc/keter/tls/a.key", ChainCertificates: []string{"/etc/keter/tls/chain.pem"}}
-	web.WebApp.Middleware = []bundle.Middleware{{Name: "headers", Config: map[string]any{"X-H": "v"}}}
+	web.WebApp.Middleware = []bundle.Middleware{{Name: "headers", Config: map[string]any{"X-H": "v"}},
+		{Name: "basic-auth", Config: map[string]any{"realm": "r", "hashed-creds": map[string]any{"u": testHashes["bcrypt"]}}},
+		{Name: "local", Config: map[string]any{"message": "m"}}}
+	web.WebApp.Access = bundle.Access{AllowFrom: []string{"192.0.2.0/24"}, DenyFrom: []string{"192.0.2.1"}}
 	a := app("all", one(map[int]int{0: 43124}), web,
-		bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"static.example.com"}}},
+		bundle.Stanza{Type: bundle.TypeStaticFiles, StaticFiles: &bundle.StaticFiles{Root: "public", Hosts: []string{"static.example.com"},
+			Middleware: []bundle.Middleware{{Name: "basic-auth", Config: map[string]any{"htpasswd": "/etc/keter/users"}}}}},
 		bundle.Stanza{Type: bundle.TypeRedirect, Redirect: &bundle.Redirect{Hosts: []string{"redirect.example.com"}, Actions: []bundle.RedirectAction{
 			{Path: "/p", URL: "https://u.example.com/x"}, {Host: "h.example.com"}}}},
 		bundle.Stanza{Type: bundle.TypeReverseProxy, ReverseProxy: rp})
@@ -71,6 +75,23 @@ func TestRenderRefusesInjection(t *testing.T) {
 		"header value": func(g *config.Config, a *App, v string) {
 			a.Config.Stanzas[0].WebApp.Middleware[0].Config = map[string]any{"X-H": v}
 		},
+		"basic-auth realm": func(g *config.Config, a *App, v string) { a.Config.Stanzas[0].WebApp.Middleware[1].Config["realm"] = v },
+		"basic-auth user": func(g *config.Config, a *App, v string) {
+			a.Config.Stanzas[0].WebApp.Middleware[1].Config["hashed-creds"] = map[string]any{v: testHashes["bcrypt"]}
+		},
+		"basic-auth hash": func(g *config.Config, a *App, v string) {
+			a.Config.Stanzas[0].WebApp.Middleware[1].Config["hashed-creds"] = map[string]any{"u": testHashes["sha512"] + v}
+		},
+		"basic-auth htpasswd": func(g *config.Config, a *App, v string) {
+			a.Config.Stanzas[1].StaticFiles.Middleware[0].Config["htpasswd"] = "/etc/keter/" + v
+		},
+		"local message": func(g *config.Config, a *App, v string) {
+			a.Config.Stanzas[0].WebApp.Middleware[2].Config["message"] = v
+		},
+		"allow-from": func(g *config.Config, a *App, v string) {
+			a.Config.Stanzas[0].WebApp.AllowFrom = []string{"192.0.2.0/24" + v}
+		},
+		"deny-from":     func(g *config.Config, a *App, v string) { a.Config.Stanzas[0].WebApp.DenyFrom = []string{v} },
 		"static root":   func(g *config.Config, a *App, v string) { a.Config.Stanzas[1].StaticFiles.Root = "public/" + v },
 		"static host":   func(g *config.Config, a *App, v string) { a.Config.Stanzas[1].StaticFiles.Hosts = []string{v} },
 		"bundle folder": func(g *config.Config, a *App, v string) { a.Dir = "/srv/keter/temp/" + v },
@@ -100,8 +121,8 @@ func TestRenderRefusesInjection(t *testing.T) {
 	}
 	for place, set := range places {
 		for _, v := range hostile {
-			if v == "a b" && (place == "header value" || place == "rewrite to") {
-				continue // header values may hold spaces: they stay quoted
+			if v == "a b" && (place == "header value" || place == "rewrite to" || place == "basic-auth realm" || place == "local message" || place == "basic-auth user") {
+				continue // these may hold spaces: they stay quoted (a user name stays in the user file)
 			}
 			t.Run(place+"/"+v, func(t *testing.T) {
 				g, a := fullModel(t)
@@ -114,7 +135,8 @@ func TestRenderRefusesInjection(t *testing.T) {
 					t.Fatalf("want ErrInvalid or ErrUnsupported, got %v", err)
 				}
 				if strings.HasPrefix(place, "webapp") || strings.HasPrefix(place, "static") || strings.HasPrefix(place, "redirect") ||
-					strings.HasPrefix(place, "rewrite") || strings.HasPrefix(place, "revers") || strings.HasPrefix(place, "header") {
+					strings.HasPrefix(place, "rewrite") || strings.HasPrefix(place, "revers") || strings.HasPrefix(place, "header") ||
+					strings.HasPrefix(place, "basic-auth") || strings.HasPrefix(place, "local") || strings.HasSuffix(place, "-from") {
 					if !strings.Contains(err.Error(), `app "all"`) {
 						t.Fatalf("error does not name the app: %v", err)
 					}
