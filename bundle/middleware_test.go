@@ -139,3 +139,35 @@ func TestAccessRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestHashPlainCredsMerges: creds beside hashed-creds join them; a file
+// with no creds is left alone; anchors are refused rather than half done.
+func TestHashPlainCredsMerges(t *testing.T) {
+	data, err := os.ReadFile("testdata/parse/access.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := func(pw string) (string, error) { return "$2y$05$" + strings.Repeat("x", 53), nil }
+	out, err := hashPlainCreds(data, fake)
+	if err != nil || out == nil {
+		t.Fatalf("hashPlainCreds: %v", err)
+	}
+	if strings.Contains(string(out), "open sesame") || strings.Contains(string(out), "12345") || strings.Contains(string(out), "creds:\n") {
+		t.Fatalf("plain creds left:\n%s", out)
+	}
+	c, err := Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba, err := c.Stanzas[0].WebApp.Middleware[0].BasicAuth()
+	if err != nil || len(ba.Hashes) != 2 || ba.Hashes[0].User != "alice" || ba.Hashes[1].User != "bob" {
+		t.Fatalf("merged: %+v %v", ba, err)
+	}
+	if again, err := hashPlainCreds(out, fake); again != nil || err != nil {
+		t.Fatalf("a second pass changed something: %v", err)
+	}
+	anchored := "x: &c {u: pw}\nstanzas:\n  - type: webapp\n    exec: a\n    host: a.com\n    middleware:\n      - basic-auth: {creds: *c}\n"
+	if _, err := hashPlainCreds([]byte(anchored), fake); err == nil {
+		t.Fatal("creds through an anchor were accepted")
+	}
+}
