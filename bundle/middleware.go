@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -407,6 +408,9 @@ func failKeyed(w *walker, p string, err error) {
 // neither the parsed config nor the unpacked file on disk keeps a plain
 // password. It returns nil when there was nothing to hash.
 func hashPlainCreds(data []byte, hash func(pw string) (string, error)) ([]byte, error) {
+	if !bytes.Contains(data, []byte("basic-auth")) {
+		return nil, nil
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, nil // the parser reports it
