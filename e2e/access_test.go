@@ -125,9 +125,16 @@ func TestAccessRules(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "access.keter")
 	accessBundle(t, src, y)
 	k.Drop(src, "access.keter")
+	// Served once keter called it live (nginx's old workers may take new
+	// connections for a moment after a reload), each host by the new config.
 	eventually(t, 60*time.Second, func() error {
-		if code, body, err := k.getFrom("127.0.0.1", hosts["web"], "/", "alice", password); err != nil || code != 200 || body != "web" {
-			return fmt.Errorf("%d %q %v", code, body, err)
+		if !strings.Contains(k.Log(), `msg="version live" app=access `) {
+			return fmt.Errorf("not live yet")
+		}
+		for name, want := range map[string]string{"web": "web", "static": "static", "rp": "backend", "local": "local", "deny": "deny", "limit": "limit"} {
+			if code, body, err := k.getFrom("127.0.0.1", hosts[name], "/", "alice", password); err != nil || code != 200 || body != want {
+				return fmt.Errorf("%s: %d %q %v", name, code, body, err)
+			}
 		}
 		return nil
 	})

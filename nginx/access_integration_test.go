@@ -127,6 +127,16 @@ func TestManagedAccess(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	base := "http://" + addr
 	c := client(addr)
+	// nginx's old workers may take a connection for a moment after the
+	// reload: wait until the new config answers for every host.
+	eventually(t, "the new config", func() error {
+		for _, h := range []string{"web.test", "static.test", "rp.test", "local.test", "acl.test", "limit.test"} {
+			if code, _, err := getAuth(fromAddr(addr, "127.0.0.4"), base+"/", h, "", ""); err != nil || code == 404 {
+				return fmt.Errorf("%s: %d %v", h, code, err)
+			}
+		}
+		return nil
+	})
 
 	// Basic auth: without, wrong, right, on each kind of stanza and scheme.
 	type login struct{ host, user string }
