@@ -54,7 +54,7 @@ func kill(t *testing.T, unit string) {
 	}
 }
 
-// TestShortOutageIsRiddenOut: an app whose database is down for 5 s exits
+// TestShortOutageIsRiddenOut: an app whose database is down for 5-30 s exits
 // at start again and again (about every 0.15 s); once the database is
 // back it serves, the same unit, never failed.
 func TestShortOutageIsRiddenOut(t *testing.T) {
@@ -63,17 +63,25 @@ func TestShortOutageIsRiddenOut(t *testing.T) {
 	unit, down := crashingApp(t, k, name, "50ms")
 	down(true)
 	kill(t, unit)
-	time.Sleep(5 * time.Second)
-	restarts, _ := strconv.Atoi(unitProp(t, unit, "NRestarts"))
-	if restarts < 10 {
-		t.Fatalf("%d restarts in 5 s: the app did not keep failing at start, the test proves little", restarts)
+	// At least 5 s and 10 failed starts: on a loaded machine a start takes
+	// longer, so the outage lasts until both are true (well under the
+	// minute after which keter gives up).
+	began := time.Now()
+	restarts := 0
+	for time.Since(began) < 5*time.Second || restarts < 10 {
+		if time.Since(began) > 30*time.Second {
+			t.Fatalf("%d restarts in 30 s: the app did not keep failing at start, the test proves little", restarts)
+		}
+		time.Sleep(200 * time.Millisecond)
+		restarts, _ = strconv.Atoi(unitProp(t, unit, "NRestarts"))
 	}
+	outage := time.Since(began).Round(100 * time.Millisecond)
 	down(false)
 	k.WaitBody(name+".test", "up", 30*time.Second)
 	if st := unitProp(t, unit, "ActiveState"); st != "active" {
 		t.Fatalf("%s is %s after the outage, want active", unit, st)
 	}
-	t.Logf("%d restarts during the 5 s outage, serving again after it", restarts)
+	t.Logf("%d restarts during the %s outage, serving again after it", restarts, outage)
 	if strings.Contains(k.Log(), "kept crashing") {
 		t.Fatal("keter gave up on a 5 s outage")
 	}
