@@ -130,6 +130,9 @@ func New(g *config.Config, units Units, log *slog.Logger, opts ...Option) *Manag
 		m.paths.Maintenance, m.paths.MaintenanceDir = m.maintenance, filepath.Join(g.Etc(), "maintenance")
 	}
 	m.paths.ErrorDir = filepath.Join(g.Etc(), "errors")
+	if m.pm != nil {
+		m.paths.CanaryDir = filepath.Join(g.Etc(), "canary")
+	}
 	m.conf = filepath.Join(prefix, "nginx.conf")
 	if g.Nginx.Mode == config.ModeSystem {
 		m.conf = g.Nginx.IncludeFile
@@ -364,6 +367,7 @@ func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 		for idx, fronts := range a.Fronts {
 			mapFronts(want, fronts, a.Ports[idx], a.Down, a.Resting)
 		}
+		m.mapCanary(want, a)
 		a.Ports = a.Fronts
 		front[i] = a
 	}
@@ -409,6 +413,9 @@ func (m *Manager) apply(ctx context.Context, apps []App) (err error) {
 		m.mapped = want
 	}
 	if err := m.writeGates(apps); err != nil {
+		return err
+	}
+	if err := m.writeCanaryFlags(apps); err != nil {
 		return err
 	}
 	m.forgetFinished(moved)

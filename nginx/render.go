@@ -42,6 +42,9 @@ type Paths struct {
 	MaintenanceDir string
 	// ErrorDir holds each app's error pages (errorpages.go; "": none).
 	ErrorDir string
+	// CanaryDir holds the canary split's flag files (canary.go); "": no
+	// canary groups.
+	CanaryDir string
 }
 
 // Kept upstream connections of a mapped upstream are retired by nginx
@@ -256,6 +259,7 @@ func (r *renderer) include() []byte {
 	w.line(`""`, `""`)
 	w.close()
 	r.proxyMaps(w)
+	r.canaryMaps(w)
 	for _, s := range r.sites {
 		u := upstreamName(s)
 		for i, rw := range s.rwReq {
@@ -293,6 +297,7 @@ func (r *renderer) include() []byte {
 				w.line("keepalive_timeout", strconv.FormatInt(UpstreamKeepaliveTimeout.Milliseconds(), 10)+"ms")
 			}
 			w.close()
+			r.canaryGroup(w, s)
 		case s.stanza.ReverseProxy != nil:
 			rp := s.stanza.ReverseProxy
 			w.open("upstream", u)
@@ -455,7 +460,7 @@ func (r *renderer) siteServers(w *writer, s *site) {
 			w.open("location", "/")
 			r.locationChecks(w, s)
 			r.accessRules(w, s)
-			w.line("proxy_pass", "http://"+upstreamName(s))
+			r.canaryPass(w, s)
 			r.proxyHeaders(w, "$http_host", s.timeout)
 			r.limits(w, s)
 			r.addHeaders(w, s)

@@ -43,6 +43,11 @@ type App struct {
 	// Maintenance, when set, sends every host of the app to the
 	// maintenance responder (see maintenance.go).
 	Maintenance *Maintenance
+	// CanaryFronts are each webapp stanza's canary fronts, rendered ahead
+	// as its canary group; Canary is the canary version, nil for none
+	// (see canary.go).
+	CanaryFronts map[int][]int
+	Canary       *Canary
 }
 
 // cert is what a TLS server block serves.
@@ -69,6 +74,7 @@ type site struct {
 	maint   bool   // proxied to the maintenance responder
 	gate    string // the file whose presence sends it to the responder; "": none
 	ports   []int  // webapp: its instances' ports (or front ports)
+	canary  []int  // webapp behind a port map: its canary fronts
 	root    string // static-files, absolute
 	timeout string // proxy read/send timeout
 	rpHost  string // reverse-proxy Host header value
@@ -259,6 +265,9 @@ func (r *model) app(a App) error {
 		}
 		s.maint = r.maintained(a, st)
 		s.gate = r.gate(a, st)
+		if st.WebApp != nil {
+			s.canary = r.canaryFronts(a, i)
+		}
 		r.sites = append(r.sites, s)
 	}
 	return errors.Join(errs...)
