@@ -44,6 +44,12 @@ func (m *Manager) deploy(ctx context.Context, name, path string, w *worker) erro
 		m.noteResult(name, nil, err, started)
 		return err
 	}
+	if m.isCanary(v) {
+		m.log.Info("canary running", "app", name, "version", v.id, "ports", v.portList(),
+			"duration", time.Since(started).Round(time.Millisecond).String(), "steps", v.steps.String())
+		m.noteResult(name, v, nil, started)
+		return nil
+	}
 	m.log.Info("version live", "app", name, "version", v.id, "ports", v.portList(),
 		"duration", time.Since(started).Round(time.Millisecond).String(), "steps", v.steps.String())
 	m.keepBundle(v) // before "live" is reported, while incoming/ still holds this bundle
@@ -83,6 +89,7 @@ func (m *Manager) stopVersion(ctx context.Context, v *version) {
 
 // remove takes an app off the front door at once, then drains and stops it.
 func (m *Manager) remove(ctx context.Context, name string) error {
+	m.dropCanary(ctx, name)
 	old := m.swapLive(name, nil)
 	m.forget(name)
 	m.dropMaintenance(name)

@@ -173,7 +173,7 @@ func (m *Manager) holdPorts(v *version) {
 				m.ports.Hold(in.sleep.inner)
 			}
 		}
-		for _, f := range v.frontsOf(i) {
+		for _, f := range append(v.frontsOf(i), v.canary[i]...) {
 			m.ports.Hold(f)
 		}
 	}

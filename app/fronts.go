@@ -54,6 +54,7 @@ func (m *Manager) takeFronts(v, from *version) error {
 		}
 		v.spare[i] = have[len(insts):]
 	}
+	m.takeCanaryFronts(v, from)
 	return nil
 }
 
@@ -74,14 +75,14 @@ func (m *Manager) releaseFronts(v *version) {
 	m.mu.Lock()
 	if live := m.live[v.app]; live != nil {
 		for i := range live.web {
-			for _, f := range live.frontsOf(i) {
+			for _, f := range append(live.frontsOf(i), live.canary[i]...) {
 				inUse[f] = true
 			}
 		}
 	}
 	m.mu.Unlock()
 	for i := range v.web {
-		for _, f := range v.frontsOf(i) {
+		for _, f := range append(v.frontsOf(i), v.canary[i]...) {
 			if !inUse[f] {
 				m.ports.Release(f)
 			}

@@ -72,7 +72,7 @@ func TestInstances(t *testing.T) {
 	waitFor(t, func() bool {
 		h.m.ports.mu.Lock()
 		defer h.m.ports.mu.Unlock()
-		return len(units.names()) == 1 && len(h.m.ports.held) == 1+minFronts // the one port and the fronts
+		return len(units.names()) == 1 && len(h.m.ports.held) == 1+2*minFronts // the one port, the fronts and the canary fronts
 	})
 	h.dropInstances("web.keter", "web.test", 4)
 	waitFor(t, func() bool { v := live().Version; return v != "" && v != one.Version })

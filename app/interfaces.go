@@ -62,4 +62,8 @@ type Live struct {
 	// Maintenance, when set, sends every host of the app to the proxy's
 	// maintenance page instead.
 	Maintenance *Maintenance
+	// CanaryFronts are each webapp stanza's canary fronts; Canary is the
+	// app's canary version, nil for none (canary.go).
+	CanaryFronts map[int][]int
+	Canary       *CanaryLive
 }

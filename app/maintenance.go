@@ -116,6 +116,11 @@ func MaintenancePort(cfg *config.Config) (int, error) {
 				held[p] = true
 			}
 		}
+		for _, ps := range rec.CanaryFronts {
+			for _, p := range ps {
+				held[p] = true
+			}
+		}
 	}
 	pool := newPorts(cfg.PortManager.Ranges)
 	if f.Port != 0 && !held[f.Port] {

@@ -100,6 +100,7 @@ type Manager struct {
 
 	metrics metrics // deploy counters for /metrics
 	maint   maintenance
+	canary  canaries
 	opEnv   operatorEnv // keter env: the operators' layer
 
 	// servingEach counts connections per port (watchIdle).
@@ -295,6 +296,7 @@ func (m *Manager) snapshot() []Live {
 	for _, v := range m.live {
 		l := v.asLive()
 		l.Maintenance = m.maintenanceOf(v.app)
+		l.Canary = m.canaryLive(v.app)
 		out = append(out, l)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -326,6 +328,7 @@ func (m *Manager) saveState() {
 		s.Apps[name] = v.record()
 	}
 	s.Draining = m.drainingRecords()
+	s.Canaries = m.canaryRecords()
 	err := saveState(m.statePath(), s)
 	m.mu.Unlock()
 	if err != nil {

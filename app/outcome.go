@@ -31,6 +31,8 @@ func (m *Manager) WaitDeploy(ctx context.Context, name, digest string, since tim
 		switch {
 		case ok && s.Live != nil && s.Live.Digest == digest && !s.Deploying:
 			return s, nil
+		case ok && s.Canary != nil && s.Canary.Version != nil && s.Canary.Version.Digest == digest && !s.Deploying:
+			return s, nil // it runs as the canary
 		case ok && !s.Deploying && !s.LastAt.Before(since) && s.LastDigest == digest && s.LastResult == ResultFailed:
 			return s, fmt.Errorf("%w: %s", ErrDeployFailed, s.LastError)
 		case !ok || (!s.Deploying && !s.LastAt.Before(since)):

@@ -46,6 +46,7 @@ func (m *Manager) reconcile(ctx context.Context) error {
 		m.log.Info("re-adopted running version", "app", name, "version", v.id, "units", v.units)
 	}
 
+	canaries := m.adoptCanaries(st.Canaries, byName)
 	var drained []*version
 	for _, d := range st.Draining {
 		if v := m.adoptDraining(d, byName); v != nil {
@@ -54,7 +55,7 @@ func (m *Manager) reconcile(ctx context.Context) error {
 	}
 
 	keepUnits, keepDirs, keepFiles := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for _, v := range append(m.liveList(), drained...) {
+	for _, v := range append(append(m.liveList(), drained...), canaries...) {
 		for _, u := range append(append(v.units, v.jobUnitNames()...), v.sleeperUnits()...) {
 			keepUnits[u] = true
 		}
@@ -147,6 +148,7 @@ func rebuild(name string, rec liveRecord, cfg *bundle.AppConfig) (*version, stri
 			v.spare[i] = rec.Fronts[i][len(ports):]
 		}
 	}
+	v.canary = rec.CanaryFronts
 	return v, ""
 }
 

@@ -28,6 +28,8 @@ type rollout struct {
 	// restart): no unchanged-bundle check, same digest and bundle file.
 	again bool
 	src   string
+	// canary: the version starts beside the live one as its canary.
+	canary bool
 }
 
 // startVersion runs a bundle up to live (see rollout); errUnchanged when
@@ -45,6 +47,10 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	if !again && r.cur != nil && r.cur.file == identify(fi) {
 		return nil, errUnchanged // the same file again: a second event for one change
 	}
+	r.canary = !again && r.cur != nil && m.canaryArmed(name)
+	if r.canary && m.sameAsCanary(name, identify(fi), "") {
+		return nil, errUnchanged
+	}
 	id := m.newVersionID()
 	r.v = &version{app: name, id: id, bundle: path, dir: filepath.Join(m.cfg.Temp(), name+"-"+id), web: map[int][]*instance{}}
 	if again {
@@ -61,6 +67,11 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	if err := r.read(ctx); err != nil {
 		return r.v, err
 	}
+	if r.canary {
+		if err := canaryFits(r.cur, r.v); err != nil {
+			return r.v, err
+		}
+	}
 	env, err := r.plugins(ctx)
 	if err != nil {
 		return r.v, err
@@ -76,6 +87,9 @@ func (m *Manager) startVersion(ctx context.Context, name, path string, w *worker
 	}
 	if err := r.ready(ctx); err != nil {
 		return r.v, err
+	}
+	if r.canary {
+		return r.v, m.goCanary(ctx, r)
 	}
 	return r.v, m.golive(ctx, r)
 }
@@ -103,6 +117,8 @@ func (r *rollout) read(ctx context.Context) error {
 	} else if r.cur != nil && r.cur.digest == v.digest {
 		m.touchLive(v.app, v.file) // same content copied again
 		return errUnchanged
+	} else if r.canary && m.sameAsCanary(v.app, fileID{}, v.digest) {
+		return errUnchanged // the canary's bundle again
 	}
 	m.crashpoint("unpacked")
 	var warns []string

@@ -18,6 +18,8 @@ type stateFile struct {
 	// Draining are old versions still serving what they were sent before
 	// a switch, with their deadlines.
 	Draining []drainRecord `json:"draining,omitempty"`
+	// Canaries are apps' canaries (canary.go).
+	Canaries map[string]canaryRecord `json:"canaries,omitempty"`
 }
 
 // liveRecord is one app's live version.
@@ -38,6 +40,9 @@ type liveRecord struct {
 
 	// OperatorEnv identifies the operator env file the units read.
 	OperatorEnv fileID `json:"operator_env"`
+
+	// CanaryFronts are the app's canary fronts (canary.go).
+	CanaryFronts slots `json:"canary_fronts,omitempty"`
 }
 
 // slots are a webapp stanza's instances' ports (stanza index → one port

@@ -21,6 +21,8 @@ type AppStatus struct {
 	Duration   time.Duration  `json:"last_duration_ns,omitempty"`
 	// Maintenance is set while the app is in maintenance.
 	Maintenance *MaintenanceStatus `json:"maintenance,omitempty"`
+	// Canary is set while the app has a canary (canary.go).
+	Canary *CanaryStatus `json:"canary,omitempty"`
 	// Draining are old versions still serving what they were sent before
 	// a switch.
 	Draining []DrainingStatus `json:"draining,omitempty"`
@@ -70,6 +72,7 @@ func (m *Manager) Status() []AppStatus {
 			}
 		}
 		c.Maintenance = m.maintenanceStatus(name)
+		c.Canary = m.canaryStatus(name)
 		for v, until := range m.draining {
 			if v.app == name {
 				c.Draining = append(c.Draining, DrainingStatus{Version: v.id, Ports: v.portSlots(), Units: v.units, Until: until})

@@ -46,6 +46,7 @@ func (m *Manager) followUnits(ctx context.Context, events <-chan unitgen.Status)
 				return
 			}
 		}
+		m.canaryUnit(ctx, s)
 		v, in := m.liveUnit(s)
 		if v == nil {
 			delete(watch, s.Name)

@@ -22,6 +22,7 @@ type version struct {
 	cfg        *bundle.AppConfig
 	web        map[int][]*instance // webapp stanza index → its instances
 	spare      map[int][]int       // webapp stanza index → its spare fronts
+	canary     map[int][]int       // webapp stanza index → the app's canary fronts
 	units      []string            // background first, then webapps
 	jobs       []*job              // scheduled stanzas: not in units
 	envFiles   []string
@@ -140,7 +141,7 @@ func (v *version) instanceOf(unit string) (*instance, int) {
 }
 
 func (v *version) asLive() Live {
-	l := Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.portSlots(), Fronts: v.frontSlots(), Down: map[int]bool{}, Resting: map[int]bool{}}
+	l := Live{Name: v.app, Version: v.id, Dir: v.dir, Config: v.cfg, Ports: v.portSlots(), Fronts: v.frontSlots(), Down: map[int]bool{}, Resting: map[int]bool{}, CanaryFronts: v.canarySlots()}
 	for _, insts := range v.web {
 		for _, in := range insts {
 			if in.down {
@@ -157,7 +158,7 @@ func (v *version) asLive() Live {
 func (v *version) record() liveRecord {
 	return liveRecord{
 		Version: v.id, Digest: v.digest, File: v.file, Bundle: v.bundle, Dir: v.dir, Ports: v.portSlots(),
-		Fronts: v.frontSlots(), Units: v.units, Jobs: v.jobs, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
+		Fronts: v.frontSlots(), CanaryFronts: v.canarySlots(), Units: v.units, Jobs: v.jobs, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
 		Sleepers: v.sleepRecords(), OperatorEnv: v.opEnv,
 	}
 }

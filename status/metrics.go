@@ -51,6 +51,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(b, "keter_apps{state=%q} %d\n", st, states[st])
 	}
 	writeMaintenance(b, apps, header)
+	writeCanary(b, apps, header)
 	writeUsage(b, apps, header)
 	writeJobs(b, apps, header)
 	header("keter_nginx_reloads_total", "counter", "nginx reloads keter asked for since it started.")

@@ -74,6 +74,8 @@ type Options struct {
 
 	// Operator serves keter env and keter restart; nil: refused.
 	Operator Operator
+	// Canary serves keter canary; nil: refused.
+	Canary Canaries
 }
 
 // Server serves the page on Listen and the CLI API on Socket.
@@ -213,6 +215,7 @@ func (s *Server) socketHandler() http.Handler {
 	mux.HandleFunc("GET /api/apps/{name}/wait", s.wait)
 	mux.HandleFunc("POST /api/apps/{name}/rollback", s.rollback)
 	mux.HandleFunc("POST /api/apps/{name}/maintenance", s.maintenance)
+	mux.HandleFunc("POST /api/apps/{name}/canary", s.canary)
 	mux.HandleFunc("POST /api/apps/{name}/jobs/{job}/run", s.runJob)
 
 	mux.HandleFunc("GET /api/apps/{name}/env", s.getEnv)

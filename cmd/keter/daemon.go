@@ -173,7 +173,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket, SocketGID: gid,
 		DeployGroup: operators, RemoteLogs: cfg.Status.RemoteLogs,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
-		Certs: statusCerts(certs), CertStorage: statusCertStorage(certs), Operator: mgr,
+		Certs: statusCerts(certs), CertStorage: statusCertStorage(certs), Operator: mgr, Canary: mgr,
 	})
 	if err := st.Listen(); err != nil {
 		return err
@@ -282,7 +282,8 @@ type proxy struct{ m *nginx.Manager }
 func (p proxy) Apply(ctx context.Context, live []app.Live) error {
 	apps := make([]nginx.App, len(live))
 	for i, l := range live {
-		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts, Down: l.Down, Resting: l.Resting}
+		apps[i] = nginx.App{Name: l.Name, Dir: l.Dir, Config: l.Config, Ports: l.Ports, Fronts: l.Fronts, Down: l.Down, Resting: l.Resting,
+			CanaryFronts: l.CanaryFronts, Canary: nginxCanary(l.Canary)}
 		if l.Maintenance != nil {
 			apps[i].Maintenance = &nginx.Maintenance{Message: l.Maintenance.Message}
 		}

@@ -75,6 +75,8 @@ func await(ctx context.Context, c *status.Client, name, digest string, since tim
 		return fail("%s: bundle %s is not live after %s; keter keeps trying (see: keter status %s)", name, digest[:12], timeout, name)
 	case err != nil:
 		return fail("%s: waiting for the deploy: %v", name, err)
+	case r.Result == app.ResultLive && canaryDeployed(name, digest, r.App):
+		return exitOK
 	case r.Result == app.ResultLive && r.App != nil && r.App.Live != nil:
 		v := r.App.Live
 		fmt.Printf("%s: version %s is live (bundle %s) on %s\n", name, v.Version, digest[:12], strings.Join(v.Hosts, ", "))

@@ -7,6 +7,7 @@ func init() {
 	register(command{"rollback", "APP", "bring back the app's previous bundle", cmdRollback})
 	register(command{"restart", "APP", "replace the live version with its own bundle, no request failing", cmdRestart})
 	register(command{"maintenance", "on|off APP", "answer 503 for the app's hosts, or serve it again", cmdMaintenance})
+	register(command{"canary", "APP --percent N", "send a share of new clients to the app's next bundle; promote|abort", cmdCanary})
 	register(command{"job", "run APP JOB", "run one of the app's scheduled jobs now", cmdJob})
 
 	register(command{"env", "set|unset APP", "list (keter env APP), set or unset the app's variables", cmdEnv})

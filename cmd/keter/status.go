@@ -145,6 +145,7 @@ func portList(ports, fronts map[int][]int) string {
 func printApp(w io.Writer, a status.App) {
 	fmt.Fprintf(w, "app:          %s\nstate:        %s\n", a.Name, a.State)
 	printMaintenance(w, a.Maintenance)
+	printCanary(w, a.Canary)
 	if v := a.Live; v != nil {
 		fmt.Fprintf(w, "version:      %s (since %s)\ndigest:       %s\nhosts:        %s\nports:        %s\nfolder:       %s\n",
 			v.Version, v.DeployedAt.Local().Format(time.DateTime), v.Digest, strings.Join(v.Hosts, ", "), portList(v.Ports, v.Fronts), v.Dir)
