@@ -266,11 +266,25 @@ func (m *Manager) PromoteCanary(ctx context.Context, name string) error {
 	s := m.entry(name)
 	s.LastResult, s.LastError, s.LastDigest, s.LastAt = ResultLive, "", v.digest, time.Now()
 	m.mu.Unlock()
+	bg := m.detached(ctx)
 	if old != nil {
-		m.retire(ctx, old)
+		m.retire(bg, old)
 	}
-	m.startJobs(ctx, v)
+	m.startJobs(bg, v)
 	return nil
+}
+
+// detached is ctx without its end (a CLI request's), ended instead when
+// the manager stops: for what outlives the request, as a drain.
+func (m *Manager) detached(ctx context.Context) context.Context {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		<-m.sync.stopped
+		cancel()
+	}()
+	return c
 }
 
 // AbortCanary drops name's canary: its clients go back to the live
@@ -303,7 +317,7 @@ func (m *Manager) AbortCanary(ctx context.Context, name string) error {
 	if live != nil {
 		m.restoreIncoming(c.v, live)
 	}
-	m.retire(ctx, c.v)
+	m.retire(m.detached(ctx), c.v)
 	return nil
 }
 

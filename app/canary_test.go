@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -107,7 +108,7 @@ func TestCanaryLifecycle(t *testing.T) {
 		t.Fatalf("after a restart: live %s canary %+v", again.Version, again.Canary)
 	}
 
-	if err := h.m.PromoteCanary(ctx, "web"); err != nil {
+	if err := asRequest(t, func(ctx context.Context) error { return h.m.PromoteCanary(ctx, "web") }); err != nil {
 		t.Fatal(err)
 	}
 	p := h.proxy.app("web")
@@ -123,7 +124,7 @@ func TestCanaryLifecycle(t *testing.T) {
 	}
 	h.drop("web.keter", "web.test")
 	waitFor(t, func() bool { return h.proxy.app("web").Canary != nil })
-	if err := h.m.AbortCanary(ctx, "web"); err != nil {
+	if err := asRequest(t, func(ctx context.Context) error { return h.m.AbortCanary(ctx, "web") }); err != nil {
 		t.Fatal(err)
 	}
 	if a := h.proxy.app("web"); a.Canary != nil || a.Version != c.Version {
@@ -155,6 +156,14 @@ func (l Live) digest(h *harness) string {
 		}
 	}
 	return ""
+}
+
+// asRequest calls f as the status server does for a CLI request: its
+// context ends once f returned, and what f started (a drain) must go on.
+func asRequest(t *testing.T, f func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	return f(ctx)
 }
 
 // metaOf reads a unit's metadata from its name.

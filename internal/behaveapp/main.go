@@ -27,10 +27,15 @@ func main() {
 	chatty := flag.Bool("chatty", false, "log each request to stdout")
 	grace := flag.Duration("shutdown-timeout", 5*time.Second, "how long answers under way may take to finish after SIGTERM")
 	delay := flag.Duration("start-delay", 0, "wait this long before listening (or serving the socket systemd passed), as a slow-starting app does")
+	downFile := flag.String("down-file", "", "while this file exists, exit at start after 200 ms without listening (a crash loop)")
 	flag.Parse()
 	time.Sleep(*delay)
 	log.SetOutput(os.Stdout)
 	log.SetFlags(0)
+	if _, err := os.Stat(*downFile); *downFile != "" && err == nil {
+		time.Sleep(200 * time.Millisecond)
+		log.Fatalf("behaveapp: %s is there: exiting", *downFile)
+	}
 	if err := run(*version, *chatty, *grace); err != nil {
 		log.Fatalf("behaveapp: %v", err)
 	}

@@ -131,6 +131,9 @@ func (r *Run) exchange(ctx context.Context, c **conn, b Behaviour, method, path 
 	sum := sha256.Sum256(body)
 	sent := sentBody{n: int64(len(body)), sha256: hex.EncodeToString(sum[:])}
 	req, err := http.NewRequest(method, "http://"+r.o.Host+path, bytes.NewReader(body))
+	if err == nil && r.o.Cookie != "" {
+		req.Header.Set("Cookie", r.o.Cookie)
+	}
 	if err != nil {
 		return false, fail("write", err)
 	}

@@ -65,6 +65,9 @@ type Options struct {
 	Timeout time.Duration
 	// Pause is how long a worker waits between two requests; 0 means none.
 	Pause time.Duration
+	// Cookie, when set, is sent as the Cookie header of every request
+	// (a client the canary split keeps on one version).
+	Cookie string
 	// Maintenance counts a 503 with Retry-After (keter's maintenance
 	// page) as Paged instead of Failed: the answer an app in maintenance
 	// should give.

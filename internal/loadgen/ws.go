@@ -73,6 +73,9 @@ func (r *Run) wsSession(ctx context.Context) error {
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Sec-WebSocket-Version", "13")
 	req.Header.Set("Sec-WebSocket-Key", key)
+	if r.o.Cookie != "" {
+		req.Header.Set("Cookie", r.o.Cookie)
+	}
 	c.c.SetDeadline(time.Now().Add(r.o.Timeout))
 	if err := req.Write(c.bw); err != nil {
 		return fail("write", err)
