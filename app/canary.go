@@ -39,6 +39,16 @@ type canaryState struct {
 	since   time.Time
 	v       *version        // nil until a bundle arrives
 	down    map[string]bool // canary webapp units not running now
+	// requests counts what nginx logged per version since v started
+	// (CountRequest).
+	requests CanaryRequests
+}
+
+// CanaryRequests counts requests per version while a canary runs, since
+// its version started or keter did, whichever is later.
+type CanaryRequests struct {
+	Live   uint64 `json:"live"`
+	Canary uint64 `json:"canary"`
 }
 
 func (c *canaryState) ready() bool { return c.v != nil && len(c.down) == 0 }
@@ -68,6 +78,8 @@ type CanaryStatus struct {
 	Ready bool `json:"ready"`
 	// Down names the canary units not running.
 	Down []string `json:"down,omitempty"`
+	// Requests are the requests each version answered.
+	Requests CanaryRequests `json:"requests"`
 }
 
 // CanaryLive is the canary as the proxy needs it.
@@ -199,7 +211,7 @@ func (m *Manager) goCanary(ctx context.Context, r *rollout) error {
 	}
 	prev := c.v
 	v.deployedAt = time.Now()
-	c.v, c.down = v, nil
+	c.v, c.down, c.requests = v, nil, CanaryRequests{}
 	delete(m.pending, v.app)
 	m.mu.Unlock()
 	m.saveState()
@@ -404,7 +416,7 @@ func (m *Manager) canaryStatus(name string) *CanaryStatus {
 	if c == nil {
 		return nil
 	}
-	s := &CanaryStatus{Percent: c.percent, Since: c.since, Ready: c.ready(), Down: slices.Sorted(maps.Keys(c.down))}
+	s := &CanaryStatus{Percent: c.percent, Since: c.since, Ready: c.ready(), Down: slices.Sorted(maps.Keys(c.down)), Requests: c.requests}
 	if v := c.v; v != nil {
 		s.Version = &VersionStatus{
 			Version: v.id, Digest: v.digest, Dir: v.dir, Hosts: v.cfg.Hosts(),
@@ -524,4 +536,29 @@ func versionID(v *version) string {
 		return ""
 	}
 	return v.id
+}
+
+// CountRequest counts a request nginx sent to front while its app's
+// canary runs: to the canary when front is a canary front and the canary
+// is serving (else the map sends it to the live version), to the live
+// version when front is one of its fronts.
+func (m *Manager) CountRequest(front int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, c := range m.canary.apps {
+		live := m.live[name]
+		if live == nil || c.v == nil {
+			continue
+		}
+		for i := range live.web {
+			switch {
+			case slices.Contains(live.canary[i], front) && c.ready():
+				c.requests.Canary++
+				return
+			case slices.Contains(live.canary[i], front), slices.Contains(live.frontsOf(i), front):
+				c.requests.Live++
+				return
+			}
+		}
+	}
 }

@@ -63,6 +63,32 @@ func canaryOf(t *testing.T, k *keter, name string) *canaryJSON {
 	return nil
 }
 
+// requestsOf is the canary's request counts from keter status --json.
+func requestsOf(t *testing.T, k *keter, name string) struct{ Live, Canary uint64 } {
+	t.Helper()
+	out, _ := mustCLI(t, 0, "status", "-c", k.config(), "--json")
+	var s struct {
+		Apps []struct {
+			Name   string `json:"name"`
+			Canary *struct {
+				Requests struct {
+					Live   uint64 `json:"live"`
+					Canary uint64 `json:"canary"`
+				} `json:"requests"`
+			} `json:"canary"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range s.Apps {
+		if a.Name == name && a.Canary != nil {
+			return struct{ Live, Canary uint64 }{a.Canary.Requests.Live, a.Canary.Requests.Canary}
+		}
+	}
+	return struct{ Live, Canary uint64 }{}
+}
+
 // deployCanary writes version v and deploys it with keter deploy, which
 // returns once it runs as the canary.
 func (z *zeroApp) deployCanary(extra string, args ...string) string {
@@ -218,6 +244,14 @@ func TestCanarySplit(t *testing.T) {
 	if got[v1]+got[v2] != n || share < 18 || share > 22 {
 		t.Fatalf("split %v: %.2f%% on the canary, want 20 ± 2 and every answer from %s or %s", got, share, v1, v2)
 	}
+	// nginx told keter each request's version.
+	eventually(t, 10*time.Second, func() error {
+		r := requestsOf(t, k, z.name)
+		if r.Live != uint64(got[v1]) || r.Canary != uint64(got[v2]) {
+			return fmt.Errorf("keter counted %+v, want live %d canary %d", r, got[v1], got[v2])
+		}
+		return nil
+	})
 	sticks := func(when string) {
 		t.Helper()
 		for _, v := range []string{v1, v2} {

@@ -81,6 +81,9 @@ func (r *renderer) canaryMaps(w *writer) {
 	}
 	w.line("*", strconv.Itoa(CanaryBuckets-1))
 	w.close()
+	if r.canaryLog() != "" {
+		w.line("log_format", "keter_canary", q("$upstream_addr"))
+	}
 }
 
 // canaryGroup renders site s's canary upstream: its canary fronts first,
@@ -115,14 +118,19 @@ func (r *renderer) canaryPass(w *writer, s *site) {
 	dir := filepath.Join(r.p.CanaryDir, upstreamName(s))
 	w.line("set", "$keter_upstream", upstreamName(s))
 	w.line("set", "$keter_canary_cookie", `""`)
+	w.line("set", "$keter_canary_log", `""`)
 	w.open("if", "(-f", q(filepath.Join(dir, canaryOn)), ")")
 	w.line("set", "$keter_canary_cookie", "$keter_canary_new")
+	w.line("set", "$keter_canary_log", "1")
 	w.close()
 	w.open("if", "(-f", q(dir+"/$keter_canary_bucket"), ")")
 	w.line("set", "$keter_upstream", canaryUpstream(s))
 	w.close()
 	w.line("proxy_pass", "http://$keter_upstream")
 	w.line("add_header", "Set-Cookie", "$keter_canary_cookie", "always")
+	if l := r.canaryLog(); l != "" {
+		w.line("access_log", q("syslog:server=unix:"+l+",nohostname,tag=keter"), "keter_canary", "if=$keter_canary_log")
+	}
 }
 
 // canaryOn is the flag file that says a canary runs for a stanza.

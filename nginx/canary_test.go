@@ -124,3 +124,21 @@ func sorted(s []string) []string {
 	slices.Sort(s)
 	return s
 }
+
+func TestLastFront(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want int
+	}{
+		{"<190>Dec  6 22:30:04 keter: 127.0.0.1:41020", 41020},
+		{"<190>Dec  6 22:30:04 keter: 127.0.0.1:41020, 127.0.0.1:41000", 41000},
+		{"<190>Dec  6 22:30:04 keter: 127.0.0.1:41020 : 127.0.0.1:41001", 41001},
+		{"<190>Dec  6 22:30:04 keter: -", 0},
+		{"keter: 127.0.0.1:99999", 0},
+		{"keter: 127.0.0.1:", 0},
+	} {
+		if got := lastFront(tc.line); got != tc.want {
+			t.Errorf("lastFront(%q) = %d, want %d", tc.line, got, tc.want)
+		}
+	}
+}

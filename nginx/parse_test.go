@@ -150,7 +150,7 @@ var allowed = map[string]map[string]bool{
 	"http": set("include", "default_type", "sendfile", "tcp_nopush", "server_tokens", "access_log",
 		"keepalive_timeout", "keepalive_requests", "server_names_hash_bucket_size", "server_names_hash_max_size",
 		"map", "upstream", "server", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
-		"uwsgi_temp_path", "scgi_temp_path", "limit_req_zone", "geo", "split_clients"),
+		"uwsgi_temp_path", "scgi_temp_path", "limit_req_zone", "geo", "split_clients", "log_format"),
 	"upstream": set("server", "keepalive", "keepalive_time", "keepalive_timeout", "least_conn"),
 	"server": set("listen", "server_name", "ssl_certificate", "ssl_certificate_key", "ssl_protocols",
 		"ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache", "ssl_session_timeout",
@@ -159,7 +159,7 @@ var allowed = map[string]map[string]bool{
 		"gzip", "gzip_comp_level", "gzip_min_length", "gzip_proxied", "gzip_vary", "gzip_types"),
 	"location": set("internal", "types", "default_type", "alias", "return", "proxy_pass", "proxy_http_version",
 		"proxy_set_header", "proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name",
-		"proxy_hide_header", "add_header", "root", "autoindex", "try_files", "if", "set",
+		"proxy_hide_header", "add_header", "root", "autoindex", "try_files", "if", "set", "access_log",
 		"client_max_body_size", "proxy_connect_timeout", "proxy_buffering",
 		"allow", "deny", "limit_req", "limit_req_status", "limit_req_log_level", "auth_basic", "auth_basic_user_file"),
 	// Maintenance gates, local, proxied plain requests: if (...) { return

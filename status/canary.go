@@ -119,6 +119,17 @@ func writeCanary(b io.Writer, apps []App, header func(name, typ, help string)) {
 			fmt.Fprintf(b, "keter_app_canary_percent{app=%q} %d\n", a.Name, a.Canary.Percent)
 		}
 	}
+	header("keter_app_canary_requests_total", "counter", "Requests nginx sent to each version of an app with a canary, since the canary's version started or keter did (role live or canary).")
+	for _, a := range apps {
+		if c := a.Canary; c != nil && c.Version != nil {
+			live := ""
+			if a.Live != nil {
+				live = a.Live.Version
+			}
+			fmt.Fprintf(b, "keter_app_canary_requests_total{app=%q,version=%q,role=\"live\"} %d\n", a.Name, live, c.Requests.Live)
+			fmt.Fprintf(b, "keter_app_canary_requests_total{app=%q,version=%q,role=\"canary\"} %d\n", a.Name, c.Version.Version, c.Requests.Canary)
+		}
+	}
 	header("keter_app_canary_ready", "gauge", "1 while every instance of the canary runs (its clients reach it), else 0.")
 	for _, a := range apps {
 		if a.Canary != nil {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keter-systemd/keter/app"
@@ -25,7 +28,8 @@ func printCanary(w io.Writer, c *app.CanaryStatus) {
 	if !c.Ready {
 		state = "not serving (" + strings.Join(c.Down, ", ") + " down): its clients get the live version"
 	}
-	fmt.Fprintf(w, "canary:       version %s, %d%% of new clients, %s\ncanary ports: %s\n", v.Version, c.Percent, state, portList(v.Ports, v.Fronts))
+	fmt.Fprintf(w, "canary:       version %s, %d%% of new clients, %s\ncanary ports: %s\nrequests:     live %d, canary %d (since the canary started)\n",
+		v.Version, c.Percent, state, portList(v.Ports, v.Fronts), c.Requests.Live, c.Requests.Canary)
 }
 
 // canaryDeployed reports a deploy that started a canary; false when r is
@@ -45,4 +49,16 @@ func nginxCanary(c *app.CanaryLive) *nginx.Canary {
 		return nil
 	}
 	return &nginx.Canary{Ports: c.Ports, Percent: c.Percent, Ready: c.Ready}
+}
+
+// countCanaryRequests has nginx's canary request lines counted by the
+// app manager until ctx ends.
+func countCanaryRequests(ctx context.Context, ngx *nginx.Manager, mgr *app.Manager, log *slog.Logger, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := ngx.CountCanaryRequests(ctx, mgr.CountRequest); err != nil {
+			log.Warn("not counting requests per version during canaries", "err", err)
+		}
+	}()
 }

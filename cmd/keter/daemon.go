@@ -191,6 +191,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	go func() { defer served.Done(); use.Run(ctx) }()
 	go watchdog(ctx)
 	go ngx.Watch(ctx)
+	countCanaryRequests(ctx, ngx, mgr, log.With("part", "canary"), &served)
 	if certs != nil {
 		served.Add(2)
 		go func() { defer served.Done(); certs.Run(ctx) }()
