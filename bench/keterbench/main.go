@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip", "hosts", "coldstart", "access"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip", "hosts", "coldstart", "access", "canary"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
@@ -112,6 +112,7 @@ func main() {
 		return r.ColdStart.Err
 	})
 	run("access", "15. access rules", func() string { r.Access = ptr(benchAccess(ctx, e)); return r.Access.Err })
+	run("canary", "16. canary split accuracy", func() string { r.Canary = ptr(benchCanary(ctx, e)); return r.Canary.Err })
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()
 	if *state != "" {

@@ -32,6 +32,7 @@ type results struct {
 	Hosts      *outcome[hostsResult]      `json:",omitempty"`
 	ColdStart  *outcome[coldResult]       `json:",omitempty"`
 	Access     *outcome[accessResult]     `json:",omitempty"`
+	Canary     *outcome[canaryResult]     `json:",omitempty"`
 }
 
 // Goals from issues 5, 6 and 10.
@@ -220,6 +221,13 @@ func (r *results) rows() []row {
 	}
 	rows = append(rows, r.hostsRows()...)
 	rows = append(rows, r.accessRows()...)
+	if o := r.Canary; o != nil {
+		if o.Err != "" {
+			failed("16. canary split accuracy", o.Err)
+		} else {
+			rows = append(rows, canaryRow(o.V))
+		}
+	}
 	return rows
 }
 
@@ -665,6 +673,9 @@ func (r *results) errs() []string {
 	}
 	if r.Access != nil {
 		add("access", r.Access.Err)
+	}
+	if r.Canary != nil {
+		add("canary", r.Canary.Err)
 	}
 	return out
 }
