@@ -272,6 +272,13 @@ func TestCanarySplit(t *testing.T) {
 		t.Fatalf("status after a keter restart: %+v", cj)
 	}
 	sticks("after a keter restart")
+	// nginx sends its request lines to the new keter's socket.
+	eventually(t, 10*time.Second, func() error {
+		if r := requestsOf(t, k, z.name); r.Live < 90 || r.Canary < 90 {
+			return fmt.Errorf("after a keter restart keter counted %+v of 100 requests per version", r)
+		}
+		return nil
+	})
 	// A share that grows keeps the canary's clients.
 	canaryCLI(t, k, z.name, "--percent", "60")
 	for i := range 100 {
