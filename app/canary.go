@@ -133,7 +133,20 @@ func (m *Manager) SetCanary(ctx context.Context, name string, percent int) error
 	if err := m.sync.Sync(ctx); err != nil {
 		return fmt.Errorf("changing the canary share of %s: %w", name, err)
 	}
+	canarySettle(ctx)
 	return nil
+}
+
+// canaryFlagDelay is how long nginx may act on the split's flag files as
+// they were (its open file cache, nginx/canary.go): a step is served in
+// full that long after the proxy applied it.
+var canaryFlagDelay = time.Second
+
+func canarySettle(ctx context.Context) {
+	select {
+	case <-time.After(canaryFlagDelay):
+	case <-ctx.Done():
+	}
 }
 
 // canSplit tells whether v's clients can be split: every webapp stanza
@@ -227,6 +240,7 @@ func (m *Manager) goCanary(ctx context.Context, r *rollout) error {
 		}
 		return fmt.Errorf("switching nginx to the canary: %w", err)
 	}
+	canarySettle(ctx)
 	r.steps.mark("switch")
 	if prev != nil {
 		m.log.Info("canary replaced", "app", v.app, "version", v.id, "replaces", prev.id)
@@ -272,6 +286,7 @@ func (m *Manager) PromoteCanary(ctx context.Context, name string) error {
 		}
 		return fmt.Errorf("promoting the canary of %s: %w", name, err)
 	}
+	canarySettle(ctx)
 	m.log.Info("canary promoted: version live", "app", name, "version", v.id, "replaces", versionID(old))
 	m.keepBundle(v)
 	m.mu.Lock()
@@ -322,6 +337,7 @@ func (m *Manager) AbortCanary(ctx context.Context, name string) error {
 		m.saveState()
 		return fmt.Errorf("aborting the canary of %s: %w", name, err)
 	}
+	canarySettle(ctx)
 	m.log.Info("canary aborted", "app", name, "version", versionID(c.v))
 	if c.v == nil {
 		return nil

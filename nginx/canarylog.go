@@ -49,6 +49,7 @@ func (m *Manager) CountCanaryRequests(ctx context.Context, count func(front int)
 		return fmt.Errorf("listening for canary request lines: %w", err)
 	}
 	defer conn.Close()
+	defer os.Remove(path) // nginx stops logging to it (canaryMaps)
 	if err := m.allowWorkers(path); err != nil {
 		return err
 	}

@@ -159,7 +159,7 @@ var allowed = map[string]map[string]bool{
 		"gzip", "gzip_comp_level", "gzip_min_length", "gzip_proxied", "gzip_vary", "gzip_types"),
 	"location": set("internal", "types", "default_type", "alias", "return", "proxy_pass", "proxy_http_version",
 		"proxy_set_header", "proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name",
-		"proxy_hide_header", "add_header", "root", "autoindex", "try_files", "if", "set", "access_log",
+		"proxy_hide_header", "add_header", "root", "autoindex", "try_files", "if", "set", "access_log", "open_file_cache", "open_file_cache_valid", "open_file_cache_errors",
 		"client_max_body_size", "proxy_connect_timeout", "proxy_buffering",
 		"allow", "deny", "limit_req", "limit_req_status", "limit_req_log_level", "auth_basic", "auth_basic_user_file"),
 	// Maintenance gates, local, proxied plain requests: if (...) { return
