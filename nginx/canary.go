@@ -136,7 +136,7 @@ func (r *renderer) canaryPass(w *writer, s *site) {
 	l := r.canaryLog()
 	if l != "" {
 		w.line("set", "$keter_canary_sock", `""`)
-		w.open("if", "(-e", q(l), ")")
+		w.open("if", "(-f", q(l+canaryLogOn), ")")
 		w.line("set", "$keter_canary_sock", "1")
 		w.close()
 	}

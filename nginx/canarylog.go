@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/keter-systemd/keter/internal/atomicfile"
 )
 
 // Requests per version while a canary runs. Each webapp location logs
@@ -20,8 +22,13 @@ import (
 // canary, none otherwise; a line nginx could not send (keter restarting)
 // is not counted.
 
-// canaryLogSocket is the socket's file name in Paths.CanaryDir.
-const canaryLogSocket = "requests.sock"
+// canaryLogSocket is the socket's file name in Paths.CanaryDir; the file
+// named after it with canaryLogOn exists while keter listens (a socket
+// itself is no file for nginx's open file cache).
+const (
+	canaryLogSocket = "requests.sock"
+	canaryLogOn     = ".on"
+)
 
 // canaryLog is where nginx sends the lines; "" when there are no canary
 // groups.
@@ -49,10 +56,15 @@ func (m *Manager) CountCanaryRequests(ctx context.Context, count func(front int)
 		return fmt.Errorf("listening for canary request lines: %w", err)
 	}
 	defer conn.Close()
-	defer os.Remove(path) // nginx stops logging to it (canaryMaps)
+	defer os.Remove(path)
 	if err := m.allowWorkers(path); err != nil {
 		return err
 	}
+	// nginx logs to the socket only while this file exists (canaryPass).
+	if err := atomicfile.Write(path+canaryLogOn, nil, 0o644); err != nil {
+		return fmt.Errorf("marking the canary request socket: %w", err)
+	}
+	defer os.Remove(path + canaryLogOn)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	buf := make([]byte, 2048)
