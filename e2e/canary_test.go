@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -244,14 +245,18 @@ func TestCanarySplit(t *testing.T) {
 	if got[v1]+got[v2] != n || share < 18 || share > 22 {
 		t.Fatalf("split %v: %.2f%% on the canary, want 20 ± 2 and every answer from %s or %s", got, share, v1, v2)
 	}
-	// nginx told keter each request's version.
+	// nginx told keter each request's version. A line nginx cannot send
+	// at once (keter's queue full on a busy machine) is not counted.
 	eventually(t, 10*time.Second, func() error {
 		r := requestsOf(t, k, z.name)
-		if r.Live != uint64(got[v1]) || r.Canary != uint64(got[v2]) {
-			return fmt.Errorf("keter counted %+v, want live %d canary %d", r, got[v1], got[v2])
+		counted := r.Live + r.Canary
+		if counted < n*95/100 || counted > n || r.Canary > uint64(got[v2]) || r.Live > uint64(got[v1]) ||
+			math.Abs(float64(r.Canary)*100/float64(counted)-share) > 1 {
+			return fmt.Errorf("keter counted %+v, want about live %d canary %d", r, got[v1], got[v2])
 		}
 		return nil
 	})
+	t.Logf("keter counted %+v", requestsOf(t, k, z.name))
 	sticks := func(when string) {
 		t.Helper()
 		for _, v := range []string{v1, v2} {
