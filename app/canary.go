@@ -39,6 +39,10 @@ type canaryState struct {
 	since   time.Time
 	v       *version        // nil until a bundle arrives
 	down    map[string]bool // canary webapp units not running now
+	// stable are down units up again, each with the generation of the
+	// timer that counts them up after canaryStable.
+	stable map[string]uint64
+	gen    uint64
 	// requests counts what nginx logged per version since v started
 	// (CountRequest).
 	requests CanaryRequests
@@ -224,7 +228,7 @@ func (m *Manager) goCanary(ctx context.Context, r *rollout) error {
 	}
 	prev := c.v
 	v.deployedAt = time.Now()
-	c.v, c.down, c.requests = v, nil, CanaryRequests{}
+	c.v, c.down, c.stable, c.requests = v, nil, nil, CanaryRequests{}
 	delete(m.pending, v.app)
 	m.mu.Unlock()
 	m.saveState()
@@ -394,15 +398,60 @@ func (m *Manager) canaryUnit(ctx context.Context, s unitgen.Status) {
 	}
 	was := c.ready()
 	up := s.ActiveState == "active" || s.ActiveState == "reloading"
-	if up {
-		delete(c.down, s.Name)
-	} else {
+	switch {
+	case up && c.down[s.Name] && c.stable[s.Name] == 0:
+		// Back only once it stays up for canaryStable: a crash loop's
+		// unit is active for a moment at each start.
+		c.gen++
+		if c.stable == nil {
+			c.stable = map[string]uint64{}
+		}
+		c.stable[s.Name] = c.gen
+		gen, v := c.gen, c.v
+		m.mu.Unlock()
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			select {
+			case <-time.After(canaryStable):
+			case <-ctx.Done():
+				return
+			}
+			m.mu.Lock()
+			if cur := m.canary.apps[s.Meta.App]; cur == c && c.v == v && c.stable[s.Name] == gen {
+				delete(c.stable, s.Name)
+				delete(c.down, s.Name)
+			}
+			m.mu.Unlock()
+			m.canaryChanged(ctx, s, false)
+		}()
+		return
+	case up:
+		// Still up, or waiting to count as up.
+	default:
 		if c.down == nil {
 			c.down = map[string]bool{}
 		}
 		c.down[s.Name] = true
+		delete(c.stable, s.Name)
 	}
 	now := c.ready()
+	m.mu.Unlock()
+	if was != now {
+		m.canaryChanged(ctx, s, was)
+	}
+}
+
+// canaryStable is how long a canary unit that was down must stay up
+// before its canary serves again.
+var canaryStable = 2 * time.Second
+
+// canaryChanged tells the proxy a canary's readiness may have changed
+// (was: what it was before).
+func (m *Manager) canaryChanged(ctx context.Context, s unitgen.Status, was bool) {
+	m.mu.Lock()
+	c := m.canary.apps[s.Meta.App]
+	now := c != nil && c.ready()
 	m.mu.Unlock()
 	if was == now {
 		return
