@@ -24,6 +24,7 @@ import (
 	"github.com/keter-systemd/keter/portmap"
 	"github.com/keter-systemd/keter/postgres"
 	"github.com/keter-systemd/keter/status"
+	"github.com/keter-systemd/keter/unitcache"
 	"github.com/keter-systemd/keter/unitgen"
 	appusage "github.com/keter-systemd/keter/usage"
 )
@@ -161,7 +162,9 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	use := appusage.New(bus, unitgen.Prefix, log.With("part", "usage"))
+	units := unitcache.New(bus, unitgen.Prefix, log.With("part", "unitcache"))
+	cached := cachedBus{bus, units}
+	use := appusage.New(cached, unitgen.Prefix, log.With("part", "usage"))
 	// The operators' group reads the apps' log lines on the page as on the socket.
 	var operators string
 	if gid > 0 {
@@ -169,7 +172,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	}
 	// The socket listens before READY, so the CLI works once start returns.
 	st = status.New(status.Options{
-		Core: mgr, Units: bus, Usage: use, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
+		Core: mgr, Units: cached, Usage: use, Reloads: ngx.Reloads, MapSwitches: ngx.Switches, DropDatabase: pg.Drop,
 		Listen: cfg.Status.Listen, Socket: cfg.Status.Socket, SocketGID: gid,
 		DeployGroup: operators, RemoteLogs: cfg.Status.RemoteLogs,
 		Root: cfg.Root, Incoming: cfg.Incoming(), Version: version, Log: log.With("part", "status"),
@@ -187,7 +190,13 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	if err := serveExec(ctx, cfg, gid, mgr, log.With("part", "exec"), &served); err != nil {
 		return err
 	}
-	served.Add(1)
+	served.Add(2)
+	go func() {
+		defer served.Done()
+		if err := units.Run(ctx); err != nil {
+			log.Error("unit cache", "err", err)
+		}
+	}()
 	go func() { defer served.Done(); use.Run(ctx) }()
 	go watchdog(ctx)
 	go ngx.Watch(ctx)

@@ -1,0 +1,311 @@
+package unitcache
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keter-systemd/keter/unitgen"
+)
+
+// Source is what the cache reads systemd through; the dbus package's
+// Client implements it.
+type Source interface {
+	// List reads every loaded unit whose name starts with prefix, with its
+	// figures: one call per unit, so the cache calls it rarely.
+	List(ctx context.Context, prefix string) ([]unitgen.Status, error)
+	// Subscribe sends each matching unit's state, first as it is, then at
+	// every change; ActiveState "gone" once systemd unloaded it.
+	Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error)
+}
+
+// Defaults for how often the cache reads by itself.
+const (
+	DefaultInterval  = 5 * time.Second
+	DefaultFullEvery = 2 * time.Minute
+	// settle is how long a changed unit waits before it is read in full:
+	// one read then covers the burst of signals a start or stop sends.
+	settle = 300 * time.Millisecond
+)
+
+// Cache holds every unit whose name starts with its prefix. Its methods
+// are safe for concurrent use.
+type Cache struct {
+	src    Source
+	prefix string
+	log    *slog.Logger
+	// Interval is how often usage figures are read from cgroup files.
+	Interval time.Duration
+	// FullEvery is how often the whole list is read from systemd.
+	FullEvery time.Duration
+	// Cgroups reads a unit's figures from its cgroup; nil reads the
+	// cgroup v2 files under keter.slice (see ReadCgroup).
+	Cgroups func(unit string) (unitgen.Figures, bool)
+
+	loaded   chan struct{} // closed after the first full read
+	loadOnce sync.Once
+	bypass   atomic.Bool // no subscription: List reads systemd
+
+	mu    sync.Mutex
+	units map[string]unitgen.Status
+	dirty map[string]bool // changed since their last full read
+	// base is, per unit, what its cgroup's counters held beyond systemd's
+	// at the last full read: systemd counts each run from its start, a
+	// cgroup kept across an automatic restart counts on.
+	base map[string]unitgen.Figures
+	wake chan struct{}
+}
+
+// New makes a Cache of the units whose name starts with prefix; Run fills it.
+func New(src Source, prefix string, log *slog.Logger) *Cache {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Cache{
+		src: src, prefix: prefix, log: log, Interval: DefaultInterval, FullEvery: DefaultFullEvery,
+		loaded: make(chan struct{}), units: map[string]unitgen.Status{}, dirty: map[string]bool{},
+		base: map[string]unitgen.Figures{}, wake: make(chan struct{}, 1),
+	}
+}
+
+// List returns the cached units whose name starts with prefix, sorted by
+// name. Before the first full read it waits for it; a prefix outside the
+// cache's is read from the Source.
+func (c *Cache) List(ctx context.Context, prefix string) ([]unitgen.Status, error) {
+	if !strings.HasPrefix(prefix, c.prefix) || c.bypass.Load() {
+		return c.src.List(ctx, prefix)
+	}
+	select {
+	case <-c.loaded:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	out := make([]unitgen.Status, 0, len(c.units))
+	for name, s := range c.units {
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, s)
+		}
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Run subscribes, reads every unit, then keeps the cache current until
+// ctx ends. When it cannot subscribe, List reads systemd instead.
+func (c *Cache) Run(ctx context.Context) error {
+	events, err := c.src.Subscribe(ctx, c.prefix)
+	if err != nil {
+		c.bypass.Store(true)
+		c.loadOnce.Do(func() { close(c.loaded) })
+		return fmt.Errorf("following app units, so status reads systemd at each request: %w", err)
+	}
+	go c.follow(ctx, events)
+	c.full(ctx)
+	fast := time.NewTicker(c.Interval)
+	defer fast.Stop()
+	slow := time.NewTicker(c.FullEvery)
+	defer slow.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-slow.C:
+			c.full(ctx)
+		case <-fast.C:
+			c.readCgroups()
+		case <-c.wake:
+			if sleepCtx(ctx, settle) != nil {
+				return nil
+			}
+			c.readDirty(ctx)
+		}
+	}
+}
+
+// follow applies the Source's state changes as they come.
+func (c *Cache) follow(ctx context.Context, events <-chan unitgen.Status) {
+	for s := range events {
+		c.apply(s)
+	}
+}
+
+// apply merges one state change. Figures stay those of the last read: a
+// change may start a new run, whose start time and figures the full read
+// of the unit that follows brings together.
+func (c *Cache) apply(s unitgen.Status) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.ActiveState == "gone" {
+		delete(c.units, s.Name)
+		delete(c.dirty, s.Name)
+		delete(c.base, s.Name)
+		return
+	}
+	old, seen := c.units[s.Name]
+	if seen {
+		s.Usage = old.Usage
+		if s.ExecMainCode == 0 && s.ExecMainStatus == 0 {
+			s.ExecMainCode, s.ExecMainStatus = old.ExecMainCode, old.ExecMainStatus
+		}
+	}
+	c.units[s.Name] = s
+	c.dirty[s.Name] = true
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// full reads every unit from systemd and replaces the cache with it.
+func (c *Cache) full(ctx context.Context) {
+	list, err := c.src.List(ctx, c.prefix)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("reading app units", "err", err)
+		}
+		return
+	}
+	bases := make([]*unitgen.Figures, len(list))
+	for i, s := range list {
+		bases[i] = c.baseOf(s)
+	}
+	c.mu.Lock()
+	units := make(map[string]unitgen.Status, len(list))
+	for n := range c.dirty { // changed while we read: keep the signal's state
+		if s, ok := c.units[n]; ok {
+			units[n] = s
+		}
+	}
+	c.units = units
+	clear(c.base)
+	for i, s := range list {
+		c.keep(s, bases[i])
+	}
+	c.mu.Unlock()
+	c.loadOnce.Do(func() { close(c.loaded) })
+}
+
+// readDirty reads each changed unit from systemd again.
+func (c *Cache) readDirty(ctx context.Context) {
+	c.mu.Lock()
+	names := make([]string, 0, len(c.dirty))
+	for n := range c.dirty {
+		names = append(names, n)
+	}
+	clear(c.dirty)
+	c.mu.Unlock()
+	for _, n := range names {
+		list, err := c.src.List(ctx, n)
+		if err != nil {
+			c.log.Debug("reading a changed unit", "unit", n, "err", err)
+			continue
+		}
+		found := false
+		for _, s := range list {
+			if s.Name == n {
+				found = true
+				c.store(s)
+			}
+		}
+		c.mu.Lock()
+		if _, known := c.units[n]; !found && known && !c.dirty[n] {
+			delete(c.units, n) // collected before we read it
+		}
+		c.mu.Unlock()
+	}
+}
+
+// store keeps a unit as systemd reported it in full.
+func (c *Cache) store(s unitgen.Status) {
+	b := c.baseOf(s)
+	c.mu.Lock()
+	c.keep(s, b)
+	c.mu.Unlock()
+}
+
+// keep stores s unless a signal changed the unit since it was read (it is
+// read again then); c.mu is held.
+func (c *Cache) keep(s unitgen.Status, base *unitgen.Figures) {
+	if c.dirty[s.Name] {
+		return
+	}
+	c.units[s.Name] = s
+	delete(c.base, s.Name)
+	if base != nil {
+		c.base[s.Name] = *base
+	}
+}
+
+// baseOf is how far the unit's cgroup counters run ahead of systemd's
+// figures in s; nil when its cgroup cannot be read.
+func (c *Cache) baseOf(s unitgen.Status) *unitgen.Figures {
+	if s.ActiveState != "active" || s.Usage.Started == 0 {
+		return nil
+	}
+	raw, ok := c.cgroups()(s.Name)
+	if !ok {
+		return nil
+	}
+	var b unitgen.Figures
+	for f := range b {
+		if unitgen.Figure(f).Counter() && raw[f] != unitgen.Unset && s.Usage.Figures[f] != unitgen.Unset && raw[f] > s.Usage.Figures[f] {
+			b[f] = raw[f] - s.Usage.Figures[f]
+		}
+	}
+	return &b
+}
+
+func (c *Cache) cgroups() func(string) (unitgen.Figures, bool) {
+	if c.Cgroups != nil {
+		return c.Cgroups
+	}
+	return ReadCgroup
+}
+
+// readCgroups refreshes the running units' figures from their cgroups.
+func (c *Cache) readCgroups() {
+	read := c.cgroups()
+	c.mu.Lock()
+	names := make([]string, 0, len(c.units))
+	for n, s := range c.units {
+		if s.Usage.Started != 0 && s.ActiveState == "active" && !c.dirty[n] && strings.HasSuffix(n, ".service") {
+			names = append(names, n)
+		}
+	}
+	c.mu.Unlock()
+	for _, n := range names {
+		figs, ok := read(n)
+		if !ok {
+			continue
+		}
+		c.mu.Lock()
+		if s, known := c.units[n]; known && !c.dirty[n] {
+			b := c.base[n]
+			for f, v := range figs {
+				if v != unitgen.Unset {
+					s.Usage.Figures[f] = v - min(v, b[f])
+				}
+			}
+			c.units[n] = s
+		}
+		c.mu.Unlock()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

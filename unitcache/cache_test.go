@@ -1,0 +1,255 @@
+package unitcache
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keter-systemd/keter/unitgen"
+)
+
+// fakeSource is systemd as the cache sees it: a table of units, read by
+// List (counted), and a channel of signals the test sends by hand.
+type fakeSource struct {
+	mu    sync.Mutex
+	units map[string]unitgen.Status
+	lists int
+	sigs  chan unitgen.Status
+}
+
+func (f *fakeSource) List(ctx context.Context, prefix string) ([]unitgen.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	var out []unitgen.Status
+	for n, s := range f.units {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeSource) Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error) {
+	return f.sigs, nil
+}
+
+func (f *fakeSource) set(s unitgen.Status) {
+	f.mu.Lock()
+	f.units[s.Name] = s
+	f.mu.Unlock()
+}
+
+func (f *fakeSource) calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lists
+}
+
+func unit(name, state string, started, mem, cpu uint64) unitgen.Status {
+	s := unitgen.Status{Name: name, ActiveState: state, SubState: "running", Usage: unitgen.Usage{Started: started, Figures: unitgen.NoFigures()}}
+	s.Usage.Figures[unitgen.Memory], s.Usage.Figures[unitgen.CPU] = mem, cpu
+	s.Usage.Figures[unitgen.IPIn] = 7
+	return s
+}
+
+// cgroupFake stands for the units' cgroup files.
+type cgroupFake map[string]unitgen.Figures
+
+func (g cgroupFake) read(n string) (unitgen.Figures, bool) {
+	f, ok := g[n]
+	return f, ok
+}
+
+func (g cgroupFake) set(n string, mem, cpu uint64) {
+	f := unitgen.NoFigures()
+	f[unitgen.Memory], f[unitgen.CPU] = mem, cpu
+	g[n] = f
+}
+
+func newTestCache(t *testing.T, units ...unitgen.Status) (*Cache, *fakeSource, cgroupFake) {
+	t.Helper()
+	src := &fakeSource{units: map[string]unitgen.Status{}, sigs: make(chan unitgen.Status)}
+	for _, u := range units {
+		src.set(u)
+	}
+	cg := cgroupFake{}
+	c := New(src, "keter-app-", nil)
+	c.Cgroups = cg.read
+	return c, src, cg
+}
+
+func get(t *testing.T, c *Cache, name string) (unitgen.Status, bool) {
+	t.Helper()
+	list, err := c.List(t.Context(), "keter-app-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return unitgen.Status{}, false
+}
+
+func TestListAsksSystemdNothing(t *testing.T) {
+	c, src, _ := newTestCache(t, unit("keter-app-a.service", "active", 1, 10, 20), unit("keter-app-b.service", "active", 1, 10, 20))
+	c.full(t.Context())
+	before := src.calls()
+	for range 100 {
+		list, err := c.List(t.Context(), "keter-app-")
+		if err != nil || len(list) != 2 {
+			t.Fatalf("List = %d units, %v; want 2", len(list), err)
+		}
+	}
+	if got := src.calls() - before; got != 0 {
+		t.Errorf("100 Lists read systemd %d times; want 0", got)
+	}
+	// A prefix outside the cache's goes to systemd.
+	if _, err := c.List(t.Context(), "keter-nginx"); err != nil || src.calls() != before+1 {
+		t.Errorf("List(keter-nginx) = %v, %d calls; want it read from systemd", err, src.calls()-before)
+	}
+}
+
+func TestSignalsUpdateState(t *testing.T) {
+	c, src, _ := newTestCache(t, unit("keter-app-a.service", "active", 1, 10, 20))
+	c.full(t.Context())
+
+	// A crash: the signal changes the state at once, keeps the figures
+	// until the unit is read again.
+	sig := unit("keter-app-a.service", "activating", 0, 0, 0)
+	sig.SubState, sig.NRestarts = "auto-restart", 1
+	c.apply(sig)
+	s, _ := get(t, c, "keter-app-a.service")
+	if s.ActiveState != "activating" || s.SubState != "auto-restart" || s.NRestarts != 1 {
+		t.Errorf("after the signal: %s/%s restarts %d; want activating/auto-restart 1", s.ActiveState, s.SubState, s.NRestarts)
+	}
+	if s.Usage.Started != 1 || s.Usage.Figures[unitgen.Memory] != 10 {
+		t.Errorf("after the signal: usage %+v; want the last read's kept", s.Usage)
+	}
+	// The new run, read in full after the signal.
+	src.set(unit("keter-app-a.service", "active", 2, 5, 3))
+	c.readDirty(t.Context())
+	s, _ = get(t, c, "keter-app-a.service")
+	if s.ActiveState != "active" || s.Usage.Started != 2 || s.Usage.Figures[unitgen.CPU] != 3 {
+		t.Errorf("after the read: %s, usage %+v; want active, run 2 with cpu 3", s.ActiveState, s.Usage)
+	}
+
+	// A new unit and a unit systemd unloaded.
+	c.apply(unitgen.Status{Name: "keter-app-b.service", ActiveState: "activating"})
+	if s, ok := get(t, c, "keter-app-b.service"); !ok || s.ActiveState != "activating" {
+		t.Errorf("new unit: %+v, %v; want it activating", s, ok)
+	}
+	c.apply(unitgen.Status{Name: "keter-app-a.service", ActiveState: "gone"})
+	if _, ok := get(t, c, "keter-app-a.service"); ok {
+		t.Error("a unit gone from systemd is still listed")
+	}
+}
+
+func TestRefreshUpdatesUsage(t *testing.T) {
+	c, _, cg := newTestCache(t, unit("keter-app-a.service", "active", 1, 10, 20), unit("keter-app-b.service", "inactive", 1, 10, 20))
+	// The cgroup counted 100 ns of CPU before this run (kept across an
+	// automatic restart): the cache counts from the run's start as systemd does.
+	cg.set("keter-app-a.service", 10, 120)
+	cg.set("keter-app-b.service", 99, 999)
+	c.full(t.Context())
+	cg.set("keter-app-a.service", 50, 170)
+	c.readCgroups()
+	a, _ := get(t, c, "keter-app-a.service")
+	if a.Usage.Figures[unitgen.Memory] != 50 || a.Usage.Figures[unitgen.CPU] != 70 {
+		t.Errorf("after the refresh: memory %d cpu %d; want 50 and 70", a.Usage.Figures[unitgen.Memory], a.Usage.Figures[unitgen.CPU])
+	}
+	if a.Usage.Figures[unitgen.IPIn] != 7 {
+		t.Errorf("IP in = %d; want 7, systemd's, kept (no cgroup file counts it)", a.Usage.Figures[unitgen.IPIn])
+	}
+	if b, _ := get(t, c, "keter-app-b.service"); b.Usage.Figures[unitgen.Memory] != 10 {
+		t.Errorf("an inactive unit's memory became %d from its cgroup; want systemd's 10", b.Usage.Figures[unitgen.Memory])
+	}
+	// A unit a signal changed keeps its figures until it is read again:
+	// its cgroup may already be the next run's.
+	c.apply(unit("keter-app-a.service", "active", 1, 0, 0))
+	cg.set("keter-app-a.service", 1, 1)
+	c.readCgroups()
+	if a, _ := get(t, c, "keter-app-a.service"); a.Usage.Figures[unitgen.Memory] != 50 {
+		t.Errorf("a changed unit's memory = %d after a cgroup refresh; want 50 kept", a.Usage.Figures[unitgen.Memory])
+	}
+}
+
+func TestFullReadCorrectsMissedSignal(t *testing.T) {
+	c, src, _ := newTestCache(t, unit("keter-app-a.service", "active", 1, 10, 20), unit("keter-app-b.service", "active", 1, 10, 20))
+	c.full(t.Context())
+	// systemd changed a and dropped b, and no signal arrived.
+	src.set(unit("keter-app-a.service", "failed", 1, 0, 20))
+	src.mu.Lock()
+	delete(src.units, "keter-app-b.service")
+	src.mu.Unlock()
+	if s, _ := get(t, c, "keter-app-a.service"); s.ActiveState != "active" {
+		t.Fatalf("the cache saw a change it was not told of: %s", s.ActiveState)
+	}
+	c.full(t.Context())
+	if s, _ := get(t, c, "keter-app-a.service"); s.ActiveState != "failed" {
+		t.Errorf("after the full read: %s; want failed", s.ActiveState)
+	}
+	if _, ok := get(t, c, "keter-app-b.service"); ok {
+		t.Error("after the full read a unit systemd no longer has is listed")
+	}
+}
+
+func TestRunFollowsSignals(t *testing.T) {
+	c, src, _ := newTestCache(t, unit("keter-app-a.service", "active", 1, 10, 20))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	// List waits for the first full read.
+	if s, ok := get(t, c, "keter-app-a.service"); !ok || s.ActiveState != "active" {
+		t.Fatalf("first List: %+v %v", s, ok)
+	}
+	// The signal is taken once the unbuffered send returns; one more
+	// send makes sure the first was applied.
+	src.sigs <- unitgen.Status{Name: "keter-app-a.service", ActiveState: "deactivating"}
+	src.sigs <- unitgen.Status{Name: "keter-app-z.service", ActiveState: "activating"}
+	src.sigs <- unitgen.Status{Name: "keter-app-z.service", ActiveState: "activating"}
+	if s, _ := get(t, c, "keter-app-a.service"); s.ActiveState != "deactivating" {
+		t.Errorf("after a signal through Run: %s; want deactivating", s.ActiveState)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+}
+
+func TestReadCgroupFiles(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"cpu.stat":       "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+		"memory.current": "4096\n",
+		"pids.current":   "3\n",
+		"io.stat":        "8:0 rbytes=100 wbytes=20 rios=1 wios=1 dbytes=0 dios=0\n8:16 rbytes=5 wbytes=1 rios=1 wios=1\n",
+	}
+	for n, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, ok := readCgroupAt(dir)
+	want := unitgen.NoFigures()
+	want[unitgen.CPU], want[unitgen.Memory], want[unitgen.Tasks], want[unitgen.IORead], want[unitgen.IOWrite] = 1500000, 4096, 3, 105, 21
+	if !ok || f != want {
+		t.Errorf("readCgroupAt = %v, %v; want %v", f, ok, want)
+	}
+	// A hybrid host's v2 tree: cpu.stat only.
+	os.Remove(filepath.Join(dir, "memory.current"))
+	os.Remove(filepath.Join(dir, "pids.current"))
+	os.Remove(filepath.Join(dir, "io.stat"))
+	f, _ = readCgroupAt(dir)
+	if f[unitgen.Memory] != unitgen.Unset || f[unitgen.CPU] != 1500000 {
+		t.Errorf("without memory.current: %v; want memory unset, CPU read", f)
+	}
+	if _, ok := readCgroupAt(filepath.Join(dir, "nope")); ok {
+		t.Error("a missing cgroup read as ok")
+	}
+}
