@@ -3,27 +3,90 @@ package unitcache
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/keter-systemd/keter/internal/cgroup"
 	"github.com/keter-systemd/keter/unitgen"
 )
 
-var mount = sync.OnceValues(cgroup.Mount)
+// hierarchies are where each cgroup tree systemd counts in is mounted:
+// the v2 tree (on a hybrid host only the unified one, which still has
+// cpu.stat) and, on v1 and hybrid hosts, the memory and pids trees.
+type hierarchies struct{ v2, memory, pids string }
+
+// systemdRoot is the cgroup systemd (PID 1 of keter's PID namespace)
+// names its units' cgroups under, in every hierarchy: "/" on a host, a
+// sub-cgroup in a container. systemd takes it from its own place in its
+// tree (v2, or v1's name=systemd), less init.scope.
+func systemdRoot() string {
+	b, err := os.ReadFile("/proc/1/cgroup")
+	if err != nil {
+		return "/"
+	}
+	root := "/"
+	for line := range strings.Lines(string(b)) {
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(parts) == 3 && (parts[1] == "" || parts[1] == "name=systemd") {
+			root = strings.TrimSuffix(parts[2], "/init.scope")
+			if parts[1] == "" {
+				break
+			}
+		}
+	}
+	return root
+}
+
+var mounts = sync.OnceValue(func() hierarchies {
+	var h hierarchies
+	root := systemdRoot()
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return h
+	}
+	for line := range strings.Lines(string(b)) {
+		fs := strings.Fields(line)
+		if len(fs) < 4 {
+			continue
+		}
+		switch {
+		case fs[2] == "cgroup2":
+			h.v2 = filepath.Join(fs[1], root)
+		case fs[2] == "cgroup" && slices.Contains(strings.Split(fs[3], ","), "memory"):
+			h.memory = filepath.Join(fs[1], root)
+		case fs[2] == "cgroup" && slices.Contains(strings.Split(fs[3], ","), "pids"):
+			h.pids = filepath.Join(fs[1], root)
+		}
+	}
+	return h
+})
 
 // ReadCgroup reads a keter.slice unit's memory, CPU, tasks and IO from its
-// cgroup v2 files, as systemd itself computes MemoryCurrent, CPUUsageNSec,
-// TasksCurrent and IORead/WriteBytes. Figures it cannot read stay Unset
-// (a hybrid host has no memory or pids files in its v2 tree); false when
-// the unit has no cgroup.
+// cgroup files, as systemd 252 computes MemoryCurrent (memory.current, or
+// v1's memory.usage_in_bytes), CPUUsageNSec (cpu.stat), TasksCurrent
+// (pids.current) and IORead/WriteBytes (io.stat, v2 only). Figures it
+// cannot read stay Unset; false when the unit has no v2 cgroup.
 func ReadCgroup(unit string) (unitgen.Figures, bool) {
-	m, err := mount()
-	if err != nil {
+	h := mounts()
+	if h.v2 == "" {
 		return unitgen.Figures{}, false
 	}
-	return readCgroupAt(filepath.Join(m, unitgen.Slice, unit))
+	f, ok := readCgroupAt(filepath.Join(h.v2, unitgen.Slice, unit))
+	if !ok {
+		return f, false
+	}
+	if h.memory != "" && f[unitgen.Memory] == unitgen.Unset {
+		if v, ok := single(filepath.Join(h.memory, unitgen.Slice, unit, "memory.usage_in_bytes")); ok {
+			f[unitgen.Memory] = v
+		}
+	}
+	if h.pids != "" && f[unitgen.Tasks] == unitgen.Unset {
+		if v, ok := single(filepath.Join(h.pids, unitgen.Slice, unit, "pids.current")); ok {
+			f[unitgen.Tasks] = v
+		}
+	}
+	return f, true
 }
 
 func readCgroupAt(dir string) (unitgen.Figures, bool) {

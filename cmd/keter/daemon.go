@@ -80,6 +80,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 		return err
 	}
 	log.Info("keter starting", "version", version, "root", cfg.Root, "nginx_mode", cfg.Nginx.Mode)
+	defer profileCPU(log)()
 
 	bus, err := dbus.New(ctx)
 	if err != nil {
