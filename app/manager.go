@@ -95,7 +95,9 @@ type Manager struct {
 	status  map[string]*AppStatus
 	// draining are old versions still serving, with their deadlines.
 	draining map[*version]time.Time
-	lastID   int64
+	// restore are folders of versions a reboot stopped (see restore.go).
+	restore map[string]liveRecord
+	lastID  int64
 	wg       sync.WaitGroup
 
 	metrics metrics // deploy counters for /metrics

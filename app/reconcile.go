@@ -32,7 +32,8 @@ func (m *Manager) reconcile(ctx context.Context) error {
 	for name, rec := range st.Apps {
 		v, why := m.adoptable(name, rec, byName)
 		if v == nil {
-			m.log.Warn("not re-adopting app; its bundle will be deployed again", "app", name, "version", rec.Version, "reason", why)
+			m.log.Warn("not re-adopting app; its bundle will be deployed again", "app", name, "version", rec.Version, "reason", why,
+				"folder_kept", m.keepForRestore(name, rec))
 			continue
 		}
 		m.holdPorts(v)
@@ -72,6 +73,9 @@ func (m *Manager) reconcile(ctx context.Context) error {
 		if err := m.units.Stop(ctx, u.Name); err != nil {
 			m.log.Error("stopping orphaned unit", "unit", u.Name, "err", err)
 		}
+	}
+	for _, d := range m.restoreDirs() {
+		keepDirs[d] = true
 	}
 	removeAllBut(m, m.cfg.Temp(), keepDirs)
 	removeAllBut(m, m.envDir(), keepFiles)
@@ -124,7 +128,7 @@ func (m *Manager) adoptable(name string, rec liveRecord, running map[string]unit
 func rebuild(name string, rec liveRecord, cfg *bundle.AppConfig) (*version, string) {
 	v := &version{
 		app: name, id: rec.Version, digest: rec.Digest, file: rec.File, bundle: rec.Bundle, dir: rec.Dir,
-		cfg: cfg, units: rec.Units, jobs: rec.Jobs, envFiles: rec.EnvFiles, opEnv: rec.OperatorEnv, deployedAt: rec.DeployedAt, web: map[int][]*instance{},
+		cfg: cfg, units: rec.Units, jobs: rec.Jobs, envFiles: rec.EnvFiles, opEnv: rec.OperatorEnv, deployedAt: rec.DeployedAt, manifest: rec.Manifest, web: map[int][]*instance{},
 	}
 	for i, ports := range rec.Ports {
 		if cfg != nil && (i < 0 || i >= len(cfg.Stanzas) || cfg.Stanzas[i].WebApp == nil) {

@@ -105,10 +105,18 @@ func (r *rollout) read(ctx context.Context) error {
 		src = r.src
 	}
 	var err error
-	if v.digest, v.file, err = m.unpack(ctx, src, v.dir, lim); err != nil {
-		return fmt.Errorf("unpacking %s: %w", filepath.Base(src), err)
+	if !r.again && r.cur == nil && m.restoreDir(v, src) {
+		r.steps.mark("verify")
+	} else {
+		if v.digest, v.file, err = m.unpack(ctx, src, v.dir, lim); err != nil {
+			return fmt.Errorf("unpacking %s: %w", filepath.Base(src), err)
+		}
+		// Hashed before anything runs from it (see restore.go).
+		if v.manifest, err = bundle.Manifest(v.dir); err != nil {
+			m.log.Warn("hashing unpacked folder: a reboot will unpack it again", "app", v.app, "err", err)
+		}
+		r.steps.mark("unpack")
 	}
-	r.steps.mark("unpack")
 	if r.again {
 		if v.digest != r.cur.digest {
 			return fmt.Errorf("restarting: %s is not the live bundle (sha256 %.12s, live %.12s)", src, v.digest, r.cur.digest)

@@ -43,6 +43,10 @@ type liveRecord struct {
 
 	// CanaryFronts are the app's canary fronts (canary.go).
 	CanaryFronts slots `json:"canary_fronts,omitempty"`
+
+	// Manifest hashes Dir as unpacked (bundle.Manifest); "" in state
+	// written before it.
+	Manifest string `json:"manifest,omitempty"`
 }
 
 // slots are a webapp stanza's instances' ports (stanza index → one port

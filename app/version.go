@@ -27,6 +27,7 @@ type version struct {
 	jobs       []*job              // scheduled stanzas: not in units
 	envFiles   []string
 	deployedAt time.Time
+	manifest   string // bundle.Manifest of dir as unpacked
 	steps      stepTimer
 
 	// opEnv is the operator env file as the units were built from it:
@@ -159,6 +160,6 @@ func (v *version) record() liveRecord {
 	return liveRecord{
 		Version: v.id, Digest: v.digest, File: v.file, Bundle: v.bundle, Dir: v.dir, Ports: v.portSlots(),
 		Fronts: v.frontSlots(), CanaryFronts: v.canarySlots(), Units: v.units, Jobs: v.jobs, EnvFiles: v.envFiles, DeployedAt: v.deployedAt,
-		Sleepers: v.sleepRecords(), OperatorEnv: v.opEnv,
+		Sleepers: v.sleepRecords(), OperatorEnv: v.opEnv, Manifest: v.manifest,
 	}
 }
