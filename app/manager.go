@@ -95,9 +95,7 @@ type Manager struct {
 	status  map[string]*AppStatus
 	// draining are old versions still serving, with their deadlines.
 	draining map[*version]time.Time
-	// restore are folders of versions a reboot stopped (see restore.go).
-	restore map[string]liveRecord
-	lastID  int64
+	lastID   int64
 	wg       sync.WaitGroup
 
 	metrics metrics // deploy counters for /metrics
@@ -107,6 +105,10 @@ type Manager struct {
 
 	// servingEach counts connections per port (watchIdle).
 	servingEach func(ports []int) (map[int]int, error)
+
+	// restore are folders of versions a reboot stopped (see restore.go);
+	// guarded by mu.
+	restore map[string]liveRecord
 }
 
 // New checks the options and makes a Manager; Run starts it.
