@@ -8,14 +8,21 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
+
+// OwnFilePrefix starts the names of the files keter itself writes at the
+// top of a version folder after unpacking it (each unit's launcher), which
+// Manifest leaves out: keter writes them again at every start.
+const OwnFilePrefix = ".keter-"
 
 // Manifest hashes an unpacked folder as it is on disk: every entry's
 // path, kind and permission bits, each file's content and each link's
-// target, in lexical order. Owners and times are left out: keter gives a
-// version folder to its app's user before each start. The same folder
-// gives the same hex sha256; any file added, removed, changed or made
-// executable gives another.
+// target, in lexical order. Owners and times are left out (keter gives a
+// version folder to its app's user before each start), and so are
+// keter's own files at its top (OwnFilePrefix). The same folder gives the
+// same hex sha256; any file added, removed, changed or made executable
+// gives another.
 func Manifest(dir string) (string, error) {
 	h := sha256.New()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -25,6 +32,9 @@ func Manifest(dir string) (string, error) {
 		rel, err := filepath.Rel(dir, path)
 		if err != nil {
 			return err
+		}
+		if filepath.Dir(rel) == "." && strings.HasPrefix(rel, OwnFilePrefix) {
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {

@@ -26,6 +26,8 @@ func TestManifest(t *testing.T) {
 		same   bool
 	}{
 		{"untouched", func(string) {}, true},
+		{"a launcher written by keter", func(d string) { os.WriteFile(filepath.Join(d, ".keter-exec-web0"), []byte("x"), 0o755) }, true},
+		{"a dot file deeper", func(d string) { os.WriteFile(filepath.Join(d, "config", ".keter-exec-web0"), nil, 0o644) }, false},
 		{"owner and time changed", func(d string) {
 			os.Chown(filepath.Join(d, "app"), 1234, 1234)
 			os.Chtimes(filepath.Join(d, "app"), time.Unix(1, 0), time.Unix(1, 0))

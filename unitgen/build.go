@@ -179,7 +179,7 @@ func build(in Input, rel *bundle.Release) (Unit, error) {
 		return Unit{}, fmt.Errorf("building unit for %s stanza %s: %w", in.App, meta.Stanza, err)
 	}
 
-	launcher := filepath.Join(in.Dir, ".keter-exec-"+strings.TrimSuffix(strings.TrimPrefix(name, Prefix), suffix))
+	launcher := filepath.Join(in.Dir, bundle.OwnFilePrefix+"exec-"+strings.TrimSuffix(strings.TrimPrefix(name, Prefix), suffix))
 	start, script := execStart(bin, exec.Args, launcher)
 	props := []sddbus.Property{
 		sddbus.PropDescription(Description(meta)),
