@@ -9,7 +9,7 @@
 #   BENCHES="deploy scale" bash bench/run.sh   a subset (deploy replace
 #                                          throughput scale restart unpack
 #                                          status acme recovery instances
-#                                          behaviours gzip hosts coldstart access canary);
+#                                          behaviours gzip hosts coldstart access canary thousand reboot);
 #                                          BENCH_MD= leaves BENCHMARKS.md alone
 # Extra arguments go to every keterbench run (see bin/keterbench -h), e.g.
 #   BENCHES="behaviours throughput" BENCH_MD= bash bench/run.sh -switches 5 -throughput-rounds 3 -wrk 5s
@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (it boots a systemd and starts units)" >&2; exit 1; }
-BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery instances behaviours gzip hosts coldstart access canary}
+BENCHES=${BENCHES:-deploy replace throughput scale restart unpack status acme recovery instances behaviours gzip hosts coldstart access canary thousand reboot}
 BENCH_MD=${BENCH_MD-BENCHMARKS.md}
 
 bash scripts/deps.sh

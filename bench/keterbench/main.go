@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip", "hosts", "coldstart", "access", "canary"}
+var allBenches = []string{"deploy", "replace", "throughput", "scale", "restart", "unpack", "status", "acme", "recovery", "instances", "behaviours", "gzip", "hosts", "coldstart", "access", "canary", "thousand", "reboot"}
 
 func main() {
 	keterBin := flag.String("keter", "bin/keter", "keter binary to benchmark")
@@ -36,6 +36,8 @@ func main() {
 	replaces := flag.Int("replaces", 20, "replacements under load")
 	switches := flag.Int("switches", 10, "replacements of the behave app under load at every behaviour")
 	apps := flag.Int("apps", 100, "apps dropped at once")
+	thousandApps := flag.Int("thousand-apps", 1000, "apps dropped at once for the thousand benchmark")
+	rebootApps := flag.Int("reboot-apps", 100, "apps live when the nested host reboots")
 	unpackRuns := flag.Int("unpack-runs", 3, "runs of each unpacker")
 	acmeHosts := flag.Int("acme-hosts", 7, "new hosts timed to their first verified HTTPS answer")
 	wrkDur := flag.Duration("wrk", 10*time.Second, "wrk duration")
@@ -113,6 +115,11 @@ func main() {
 	})
 	run("access", "15. access rules", func() string { r.Access = ptr(benchAccess(ctx, e)); return r.Access.Err })
 	run("canary", "16. canary split accuracy", func() string { r.Canary = ptr(benchCanary(ctx, e)); return r.Canary.Err })
+	run("thousand", "14. a thousand apps", func() string {
+		r.Thousand = ptr(benchThousand(ctx, e, *thousandApps))
+		return r.Thousand.Err
+	})
+	run("reboot", "15. host reboot", func() string { r.Reboot = ptr(benchReboot(ctx, e, *rebootApps)); return r.Reboot.Err })
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()
 	if *state != "" {

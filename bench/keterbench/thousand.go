@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// thousandResult: issue 27's "1000 apps on one host": the bench app
+// dropped N times at once, then status, --json and /metrics with all live.
+type thousandResult struct {
+	Apps       int
+	AllServing time.Duration // first rename → the last app's first 200
+	KeterCPU   time.Duration // keter's CPU from the drop until all served
+	SystemCPU  time.Duration // systemd's (PID 1) over the same span
+	Reloads    int
+	MinGap     time.Duration // shortest time between two reloads
+	IdleRSSKB  int64
+	PeakRSSKB  int64 // VmHWM once all served
+	RSS30KB    int64 // 30 s after all served
+	CLI        []time.Duration
+	JSON       []time.Duration
+	Metrics    []time.Duration
+	CallKeter  time.Duration // keter's CPU over the timed calls
+	CallSystem time.Duration // systemd's over the timed calls
+}
+
+// Goals of issue 27.
+const (
+	goalThousandServing = 60 * time.Second
+	goalDeployCPU       = 25 * time.Millisecond
+	goalThousandRSSKB   = 40 * 1024
+	goalThousandStatus  = 300 * time.Millisecond
+	goalReloadsPerSec   = 1.0
+)
+
+func benchThousand(ctx context.Context, e env, n int) (res thousandResult, err error) {
+	k, err := startKeter(ctx, e.keterBin, e.base, "thousand")
+	if err != nil {
+		return res, err
+	}
+	defer k.stop(ctx)
+	if err := k.waitReady(ctx); err != nil {
+		return res, err
+	}
+	res.Apps = n
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("app%04d", i)
+		b, err := makeBundle(e.app, names[i]+".bench.test", names[i])
+		if err != nil {
+			return res, err
+		}
+		if err := stage(k.incoming(), names[i], b); err != nil {
+			return res, err
+		}
+	}
+	sleep(ctx, time.Second)
+	pid, err := k.mainPID(ctx)
+	if err != nil {
+		return res, err
+	}
+	k0, err := readProc(pid)
+	if err != nil {
+		return res, err
+	}
+	s0, err := readProc(1)
+	if err != nil {
+		return res, err
+	}
+	res.IdleRSSKB = k0.rssKB
+	var t0 time.Time
+	for i, name := range names {
+		at, err := publish(k.incoming(), name)
+		if err != nil {
+			return res, err
+		}
+		if i == 0 {
+			t0 = at
+		}
+	}
+	// One request per app not yet serving per sweep, a sweep every 50 ms.
+	pending := slices.Clone(names)
+	deadline := time.Now().Add(10 * time.Minute)
+	var last time.Time
+	for len(pending) > 0 {
+		var still []string
+		for _, name := range pending {
+			code, body, err := get(ctx, k.port, name+".bench.test")
+			if err == nil && code == 200 && body == name {
+				last = time.Now()
+				continue
+			}
+			still = append(still, name)
+		}
+		pending = still
+		if len(pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("%d of %d apps not serving after 10 minutes: %v", len(pending), n, pending[:min(5, len(pending))])
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return res, err
+		}
+	}
+	res.AllServing = last.Sub(t0)
+	k1, err := readProc(pid)
+	if err != nil {
+		return res, err
+	}
+	s1, err := readProc(1)
+	if err != nil {
+		return res, err
+	}
+	res.KeterCPU, res.SystemCPU, res.PeakRSSKB = k1.cpu-k0.cpu, s1.cpu-s0.cpu, k1.hwmKB
+	e.logf("  all %d apps serving after %s; keter %s CPU per deploy, systemd %s", n, res.AllServing.Round(time.Millisecond),
+		ms(res.KeterCPU/time.Duration(n)), ms(res.SystemCPU/time.Duration(n)))
+	entries, err := k.journal(ctx)
+	if err != nil {
+		return res, err
+	}
+	var prev time.Time
+	for _, l := range filter(entries, "nginx reloaded") {
+		if l.at.Before(t0) || l.at.After(last) {
+			continue
+		}
+		res.Reloads++
+		if !prev.IsZero() && (res.MinGap == 0 || l.at.Sub(prev) < res.MinGap) {
+			res.MinGap = l.at.Sub(prev)
+		}
+		prev = l.at
+	}
+	sleep(ctx, time.Until(last.Add(30*time.Second)))
+	k2, err := readProc(pid)
+	if err != nil {
+		return res, err
+	}
+	res.RSS30KB = k2.rssKB
+	e.logf("  keter RSS 30 s after all served: %s (peak %s)", mb(res.RSS30KB), mb(res.PeakRSSKB))
+
+	cfg := filepath.Join(k.root, "keter-config.yaml")
+	cli := func(args ...string) (time.Duration, error) {
+		t0 := time.Now()
+		_, err := command(ctx, e.keterBin, append([]string{"status", "-c", cfg}, args...)...)
+		return time.Since(t0), err
+	}
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", k.statusPort)
+	scrape := func() (time.Duration, error) {
+		t0 := time.Now()
+		resp, err := http.Get(metricsURL)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && strings.Count(string(b), "\nketer_app_memory_bytes{") < n {
+			err = fmt.Errorf("/metrics has keter_app_memory_bytes for fewer than %d apps", n)
+		}
+		return time.Since(t0), err
+	}
+	c0, _ := readProc(pid)
+	sys0, _ := readProc(1)
+	for range 20 {
+		d, err := cli()
+		if err != nil {
+			return res, err
+		}
+		res.CLI = append(res.CLI, d)
+		if d, err = cli("--json"); err != nil {
+			return res, err
+		}
+		res.JSON = append(res.JSON, d)
+		if d, err = scrape(); err != nil {
+			return res, err
+		}
+		res.Metrics = append(res.Metrics, d)
+	}
+	c1, _ := readProc(pid)
+	sys1, _ := readProc(1)
+	res.CallKeter, res.CallSystem = c1.cpu-c0.cpu, sys1.cpu-sys0.cpu
+	e.logf("  keter status median %s, --json %s, /metrics %s", ms(median(res.CLI)), ms(median(res.JSON)), ms(median(res.Metrics)))
+	e.logf("  stopping %d app units", n)
+	return res, nil
+}
+
+func (t thousandResult) reloadRate() float64 { return float64(t.Reloads) / t.AllServing.Seconds() }
+
+func (t thousandResult) rows() []row {
+	n := time.Duration(t.Apps)
+	calls := time.Duration(3 * len(t.CLI))
+	lat := func(ds []time.Duration) string {
+		return fmt.Sprintf("median %s, p90 %s over %d calls", ms(median(ds)), ms(percentile(ds, 90)), len(ds))
+	}
+	return []row{
+		{fmt.Sprintf("12. %d apps dropped at once → all serving", t.Apps),
+			fmt.Sprintf("%s (%.0f apps/s)", secs(t.AllServing), float64(t.Apps)/t.AllServing.Seconds()),
+			"< 60 s", verdict(t.AllServing < goalThousandServing)},
+		{fmt.Sprintf("12. %d apps: CPU per deploy", t.Apps),
+			fmt.Sprintf("keter %s, systemd %s (%.1f s and %.1f s in all)", ms(t.KeterCPU/n), ms(t.SystemCPU/n), t.KeterCPU.Seconds(), t.SystemCPU.Seconds()),
+			"keter < 25 ms", verdict(t.KeterCPU/n < goalDeployCPU)},
+		{fmt.Sprintf("12. %d apps: nginx reloads during bring-up", t.Apps),
+			fmt.Sprintf("%d reloads in %s: %.2f per second (shortest gap %s)", t.Reloads, secs(t.AllServing), t.reloadRate(), ms(t.MinGap)),
+			"≤ 1 per second", verdict(t.reloadRate() <= goalReloadsPerSec)},
+		{fmt.Sprintf("12. %d apps: keter RSS", t.Apps),
+			fmt.Sprintf("%s 30 s after all served (peak %s during bring-up; %s before the drop)", mb(t.RSS30KB), mb(t.PeakRSSKB), mb(t.IdleRSSKB)),
+			"< 40 MB", verdict(t.RSS30KB < goalThousandRSSKB)},
+		{fmt.Sprintf("12. %d apps: `keter status`", t.Apps), lat(t.CLI), "< 300 ms median", verdict(median(t.CLI) < goalThousandStatus)},
+		{fmt.Sprintf("12. %d apps: `keter status --json`", t.Apps), lat(t.JSON), "< 300 ms median", verdict(median(t.JSON) < goalThousandStatus)},
+		{fmt.Sprintf("12. %d apps: GET /metrics", t.Apps), lat(t.Metrics), "< 300 ms median", verdict(median(t.Metrics) < goalThousandStatus)},
+		{fmt.Sprintf("12. %d apps: CPU per status call", t.Apps),
+			fmt.Sprintf("keter %s, systemd %s (mean over %d)", ms(t.CallKeter/calls), ms(t.CallSystem/calls), 3*len(t.CLI)),
+			"(none stated)", "—"},
+	}
+}
+
+func (t thousandResult) details(p func(string, ...any)) {
+	p("")
+	p("### 12. A thousand apps on one host")
+	p("")
+	p("%d bundles of bench/app (each its own host) staged, then renamed into incoming/ at once; one", t.Apps)
+	p("request per app not yet serving every 50 ms through nginx. CPU from /proc (10 ms ticks): keter's")
+	p("process and systemd (PID 1) from the first rename to the last app's first 200. Then 30 s idle")
+	p("(RSS), then 20 rounds of `keter status`, `keter status --json` (the CLI process end to end) and")
+	p("GET /metrics. status answers from keter's unit cache (package unitcache): unit states from")
+	p("systemd's signals, usage from cgroup files every 5 s, no call to systemd per unit per request.")
+	p("")
+	p("- `keter status`: %s.", joinDur(t.CLI))
+	p("- `keter status --json`: %s.", joinDur(t.JSON))
+	p("- GET /metrics: %s.", joinDur(t.Metrics))
+}
