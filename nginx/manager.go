@@ -109,6 +109,8 @@ type Manager struct {
 	reloads  atomic.Uint64
 	switches atomic.Uint64
 	restarts atomic.Uint64
+
+	reloaded time.Time // the last reload's signal (see pace.go); guarded by mu
 }
 
 // New makes a Manager for g's nginx mode. It touches nothing until Start.
@@ -517,10 +519,14 @@ func (m *Manager) undo(p *prepared) error {
 // load reloads nginx with the config prepare installed and waits until
 // nginx serves it; if nginx does not, the previous file is put back.
 func (m *Manager) load(ctx context.Context, napps int, p *prepared) error {
+	if err := m.pace(ctx); err != nil {
+		return errors.Join(err, m.undo(p))
+	}
 	if err := m.reload(ctx); err != nil {
 		return errors.Join(fmt.Errorf("reloading %s: %w", m.unit, err), m.undo(p))
 	}
 	signalled := time.Now()
+	m.reloaded = signalled
 	serving, err := m.waitLoaded(ctx, p.out.Generation)
 	if err != nil {
 		// nginx kept its old config; make the file say so again.

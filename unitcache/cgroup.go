@@ -72,7 +72,8 @@ func ReadCgroup(unit string) (unitgen.Figures, bool) {
 	if h.v2 == "" {
 		return unitgen.Figures{}, false
 	}
-	f, ok := readCgroupAt(filepath.Join(h.v2, unitgen.Slice, unit))
+	// On a hybrid host the v2 tree has cpu.stat alone: read no more there.
+	f, ok := readCgroupAt(filepath.Join(h.v2, unitgen.Slice, unit), h.memory != "")
 	if !ok {
 		return f, false
 	}
@@ -89,7 +90,7 @@ func ReadCgroup(unit string) (unitgen.Figures, bool) {
 	return f, true
 }
 
-func readCgroupAt(dir string) (unitgen.Figures, bool) {
+func readCgroupAt(dir string, cpuOnly bool) (unitgen.Figures, bool) {
 	f := unitgen.NoFigures()
 	stat, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
 	if err != nil {
@@ -97,6 +98,9 @@ func readCgroupAt(dir string) (unitgen.Figures, bool) {
 	}
 	if v, ok := field(string(stat), "usage_usec"); ok {
 		f[unitgen.CPU] = v * 1000
+	}
+	if cpuOnly {
+		return f, true
 	}
 	if v, ok := single(filepath.Join(dir, "memory.current")); ok {
 		f[unitgen.Memory] = v
