@@ -103,8 +103,10 @@ func (k *keter) stop(ctx context.Context) {
 	}
 }
 
-// benchTable is the benchmarks' port map table, apart from a real keter's.
-const benchTable = "keterbench"
+// benchTable is the benchmarks' port map table, apart from a real keter's
+// and from another keterbench's on the same host (the network namespace
+// is the host's).
+var benchTable = fmt.Sprintf("keterbench%d", os.Getpid())
 
 func (k *keter) incoming() string { return filepath.Join(k.root, "incoming") }
 
