@@ -146,7 +146,7 @@ func (w *watcher) resync(ctx context.Context) {
 	for _, s := range list {
 		now[s.Name] = true
 		w.known[s.Name] = s
-		if last, seen := w.sent[s.Name]; !seen || !sameState(last, s) {
+		if last, seen := w.sent[s.Name]; !seen || last != s {
 			w.sent[s.Name] = s
 			w.send(ctx, s)
 		}
@@ -277,27 +277,13 @@ func (w *watcher) refresh(ctx context.Context, s unitgen.Status) (unitgen.Status
 		s.NRestarts, _ = svc["NRestarts"].(uint32)
 		s.MainPID, _ = svc["MainPID"].(uint32)
 		s.Result, _ = svc["Result"].(string)
-		if svc != nil {
-			// The run's start and figures as of this change: a cache of
-			// the units needs no second read (see package unitcache).
-			s.ExecMainCode, _ = svc["ExecMainCode"].(int32)
-			s.ExecMainStatus, _ = svc["ExecMainStatus"].(int32)
-			s.Usage = usageOf(svc)
-		}
 		w.known[s.Name] = s
 	}
-	if seen && sameState(last, s) {
+	if seen && last == s {
 		return s, false
 	}
 	w.sent[s.Name] = s
 	return s, true
-}
-
-// sameState reports whether a and b differ in nothing but their figures,
-// which change all the time and are sent only along with a state change.
-func sameState(a, b unitgen.Status) bool {
-	a.Usage, b.Usage = unitgen.Usage{}, unitgen.Usage{}
-	return a == b
 }
 
 // unitName decodes systemd's object path for a unit (bus_label_escape:

@@ -28,6 +28,9 @@ type Source interface {
 const (
 	DefaultInterval  = 5 * time.Second
 	DefaultFullEvery = 2 * time.Minute
+	// settle is how long a changed unit waits before it is read in full:
+	// one read then covers the burst of signals a start or stop sends.
+	settle = 300 * time.Millisecond
 )
 
 // Cache holds every unit whose name starts with its prefix. Its methods
@@ -50,6 +53,7 @@ type Cache struct {
 
 	mu    sync.Mutex
 	units map[string]unitgen.Status
+	dirty map[string]bool // changed since their last full read
 	// base is, per unit, what its cgroup's counters held beyond systemd's
 	// at the last full read: systemd counts each run from its start, a
 	// cgroup kept across an automatic restart counts on.
@@ -64,7 +68,8 @@ func New(src Source, prefix string, log *slog.Logger) *Cache {
 	}
 	return &Cache{
 		src: src, prefix: prefix, log: log, Interval: DefaultInterval, FullEvery: DefaultFullEvery,
-		loaded: make(chan struct{}), units: map[string]unitgen.Status{}, base: map[string]unitgen.Figures{}, wake: make(chan struct{}, 1),
+		loaded: make(chan struct{}), units: map[string]unitgen.Status{}, dirty: map[string]bool{},
+		base: map[string]unitgen.Figures{}, wake: make(chan struct{}, 1),
 	}
 }
 
@@ -115,6 +120,11 @@ func (c *Cache) Run(ctx context.Context) error {
 			c.full(ctx)
 		case <-fast.C:
 			c.readCgroups()
+		case <-c.wake:
+			if sleepCtx(ctx, settle) != nil {
+				return nil
+			}
+			c.readDirty(ctx)
 		}
 	}
 }
@@ -126,30 +136,31 @@ func (c *Cache) follow(ctx context.Context, events <-chan unitgen.Status) {
 	}
 }
 
-// apply merges one state change. A change read back from systemd brings
-// the run's start and figures (a new run's too); one that only a signal
-// told keeps the figures of the last read.
+// apply merges one state change. Figures stay those of the last read: a
+// change may start a new run, whose start time and figures the full read
+// of the unit that follows brings together.
 func (c *Cache) apply(s unitgen.Status) {
-	if s.ActiveState == "gone" {
-		c.mu.Lock()
-		delete(c.units, s.Name)
-		delete(c.base, s.Name)
-		c.mu.Unlock()
-		return
-	}
-	if s.Usage.Started != 0 {
-		c.store(s)
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, seen := c.units[s.Name]; seen {
+	if s.ActiveState == "gone" {
+		delete(c.units, s.Name)
+		delete(c.dirty, s.Name)
+		delete(c.base, s.Name)
+		return
+	}
+	old, seen := c.units[s.Name]
+	if seen {
 		s.Usage = old.Usage
 		if s.ExecMainCode == 0 && s.ExecMainStatus == 0 {
 			s.ExecMainCode, s.ExecMainStatus = old.ExecMainCode, old.ExecMainStatus
 		}
 	}
 	c.units[s.Name] = s
+	c.dirty[s.Name] = true
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // full reads every unit from systemd and replaces the cache with it.
@@ -166,13 +177,49 @@ func (c *Cache) full(ctx context.Context) {
 		bases[i] = c.baseOf(s)
 	}
 	c.mu.Lock()
-	c.units = make(map[string]unitgen.Status, len(list))
+	units := make(map[string]unitgen.Status, len(list))
+	for n := range c.dirty { // changed while we read: keep the signal's state
+		if s, ok := c.units[n]; ok {
+			units[n] = s
+		}
+	}
+	c.units = units
 	clear(c.base)
 	for i, s := range list {
 		c.keep(s, bases[i])
 	}
 	c.mu.Unlock()
 	c.loadOnce.Do(func() { close(c.loaded) })
+}
+
+// readDirty reads each changed unit from systemd again.
+func (c *Cache) readDirty(ctx context.Context) {
+	c.mu.Lock()
+	names := make([]string, 0, len(c.dirty))
+	for n := range c.dirty {
+		names = append(names, n)
+	}
+	clear(c.dirty)
+	c.mu.Unlock()
+	for _, n := range names {
+		list, err := c.src.List(ctx, n)
+		if err != nil {
+			c.log.Debug("reading a changed unit", "unit", n, "err", err)
+			continue
+		}
+		found := false
+		for _, s := range list {
+			if s.Name == n {
+				found = true
+				c.store(s)
+			}
+		}
+		c.mu.Lock()
+		if _, known := c.units[n]; !found && known && !c.dirty[n] {
+			delete(c.units, n) // collected before we read it
+		}
+		c.mu.Unlock()
+	}
 }
 
 // store keeps a unit as systemd reported it in full.
@@ -183,8 +230,12 @@ func (c *Cache) store(s unitgen.Status) {
 	c.mu.Unlock()
 }
 
-// keep stores s; c.mu is held.
+// keep stores s unless a signal changed the unit since it was read (it is
+// read again then); c.mu is held.
 func (c *Cache) keep(s unitgen.Status, base *unitgen.Figures) {
+	if c.dirty[s.Name] {
+		return
+	}
 	c.units[s.Name] = s
 	delete(c.base, s.Name)
 	if base != nil {
@@ -224,7 +275,7 @@ func (c *Cache) readCgroups() {
 	c.mu.Lock()
 	names := make([]string, 0, len(c.units))
 	for n, s := range c.units {
-		if s.Usage.Started != 0 && s.ActiveState == "active" && strings.HasSuffix(n, ".service") {
+		if s.Usage.Started != 0 && s.ActiveState == "active" && !c.dirty[n] && strings.HasSuffix(n, ".service") {
 			names = append(names, n)
 		}
 	}
@@ -235,7 +286,7 @@ func (c *Cache) readCgroups() {
 			continue
 		}
 		c.mu.Lock()
-		if s, known := c.units[n]; known && s.ActiveState == "active" {
+		if s, known := c.units[n]; known && !c.dirty[n] {
 			b := c.base[n]
 			for f, v := range figs {
 				if v != unitgen.Unset {
@@ -245,5 +296,16 @@ func (c *Cache) readCgroups() {
 			c.units[n] = s
 		}
 		c.mu.Unlock()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
