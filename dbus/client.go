@@ -400,6 +400,28 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 	return out, nil
 }
 
+// states is List without each service's properties: name, metadata,
+// ActiveState and SubState, in one call.
+func (c *Client) states(ctx context.Context, prefix string) ([]unitgen.Status, error) {
+	var units []sddbus.UnitStatus
+	err := c.do(ctx, func(conn *sddbus.Conn) error {
+		var err error
+		units, err = conn.ListUnitsByPatternsContext(ctx, nil, []string{globEscape(prefix) + "*"})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing units %s*: %w", prefix, err)
+	}
+	var out []unitgen.Status
+	for _, u := range units {
+		if u.LoadState == "not-found" || !strings.HasPrefix(u.Name, prefix) {
+			continue
+		}
+		out = append(out, unitgen.Status{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState, Meta: meta(u.Name, u.Description)})
+	}
+	return out, nil
+}
+
 func meta(name, description string) unitgen.Meta {
 	if m, ok := unitgen.ParseMeta(description); ok {
 		return m

@@ -33,6 +33,19 @@ const (
 // The channel closes when ctx ends or systemd cannot be reached again.
 // Read it promptly: systemd's signals are dropped while its buffer is full.
 func (c *Client) Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error) {
+	return c.subscribe(ctx, prefix, false)
+}
+
+// SubscribeStates is Subscribe without reading a unit back after each
+// signal: the states as the signals tell them (systemd's brief "failed"
+// before "auto-restart" on a crash included), with no figures. For a
+// reader that reads changed units itself, a few at a time (unitcache):
+// reading back costs systemd two GetAll calls per signal.
+func (c *Client) SubscribeStates(ctx context.Context, prefix string) (<-chan unitgen.Status, error) {
+	return c.subscribe(ctx, prefix, true)
+}
+
+func (c *Client) subscribe(ctx context.Context, prefix string, raw bool) (<-chan unitgen.Status, error) {
 	conn, sigs, err := subscribeConn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to systemd: %w", err)
@@ -40,7 +53,7 @@ func (c *Client) Subscribe(ctx context.Context, prefix string) (<-chan unitgen.S
 	out := make(chan unitgen.Status, 256)
 	go func() {
 		defer close(out)
-		w := watcher{c: c, prefix: prefix, out: out, known: map[string]unitgen.Status{}, sent: map[string]unitgen.Status{}}
+		w := watcher{c: c, prefix: prefix, raw: raw, out: out, known: map[string]unitgen.Status{}, sent: map[string]unitgen.Status{}}
 		for {
 			w.snapshot(ctx)
 			w.follow(ctx, sigs)
@@ -104,6 +117,7 @@ func redialSubscription(ctx context.Context) (*godbus.Conn, chan *godbus.Signal,
 type watcher struct {
 	c      *Client
 	prefix string
+	raw    bool // no read back after a signal (SubscribeStates)
 	out    chan<- unitgen.Status
 	known  map[string]unitgen.Status // merged from signals
 	sent   map[string]unitgen.Status // last state sent per unit
@@ -120,9 +134,18 @@ func (w *watcher) send(ctx context.Context, s unitgen.Status) {
 	}
 }
 
+// list reads every matching unit: with a raw watcher only their states
+// (one call, however many units), as the signals that follow will tell.
+func (w *watcher) list(ctx context.Context) ([]unitgen.Status, error) {
+	if w.raw {
+		return w.c.states(ctx, w.prefix)
+	}
+	return w.c.List(ctx, w.prefix)
+}
+
 // snapshot sends the current state of every matching unit.
 func (w *watcher) snapshot(ctx context.Context) {
-	list, err := w.c.List(ctx, w.prefix)
+	list, err := w.list(ctx)
 	if err != nil {
 		slog.Warn("listing units for subscription", "err", err)
 		return
@@ -137,7 +160,7 @@ func (w *watcher) snapshot(ctx context.Context) {
 // resync lists the units after a daemon-reload and sends what changed:
 // a unit that did not come back is gone.
 func (w *watcher) resync(ctx context.Context) {
-	list, err := w.c.List(ctx, w.prefix)
+	list, err := w.list(ctx)
 	if err != nil {
 		slog.Warn("listing units after a systemd reload", "err", err)
 		return
@@ -197,7 +220,7 @@ func (w *watcher) follow(ctx context.Context, sigs <-chan *godbus.Signal) {
 			iface, _ := sig.Body[0].(string)
 			changed, _ := sig.Body[1].(map[string]godbus.Variant)
 			s, ok := w.apply(name, iface, changed)
-			if ok && iface == ifaceUnit {
+			if ok && iface == ifaceUnit && !w.raw {
 				s, ok = w.refresh(ctx, s)
 			}
 			if ok {

@@ -82,7 +82,17 @@ func TestUsageThroughKeter(t *testing.T) {
 		}
 	}
 
-	u := appUsage(t, k, name)
+	// Figures are read from the units' cgroups every 5 s (docs/status.md):
+	// wait for a read after the burn.
+	var u usageJSON
+	eventually(t, 30*time.Second, func() error {
+		u = appUsage(t, k, name)
+		if len(u.Units) == 1 && u.Units[0].Usage != nil && u.Units[0].Usage.CPU != nil && *u.Units[0].Usage.CPU >= uint64(700*time.Millisecond) &&
+			len(u.Usage) == 1 && u.Usage[0].CPU != nil && *u.Usage[0].CPU >= uint64(700*time.Millisecond) {
+			return nil
+		}
+		return fmt.Errorf("status --json does not show the 700 ms burned yet: %+v", u)
+	})
 	if len(u.Units) != 1 || u.Units[0].Usage == nil || u.Units[0].Usage.Memory == nil || u.Units[0].Usage.CPU == nil {
 		t.Fatalf("status --json has no unit usage: %+v", u)
 	}

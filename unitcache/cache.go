@@ -19,9 +19,10 @@ type Source interface {
 	// List reads every loaded unit whose name starts with prefix, with its
 	// figures: one call per unit, so the cache calls it rarely.
 	List(ctx context.Context, prefix string) ([]unitgen.Status, error)
-	// Subscribe sends each matching unit's state, first as it is, then at
-	// every change; ActiveState "gone" once systemd unloaded it.
-	Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error)
+	// SubscribeStates sends each matching unit's state, first as it is,
+	// then at every change as systemd's signals tell it, without reading
+	// the unit back; ActiveState "gone" once systemd unloaded it.
+	SubscribeStates(ctx context.Context, prefix string) (<-chan unitgen.Status, error)
 }
 
 // Defaults for how often the cache reads by itself.
@@ -46,6 +47,11 @@ type Cache struct {
 	// Cgroups reads a unit's figures from its cgroup; nil reads the
 	// cgroup v2 files under keter.slice (see ReadCgroup).
 	Cgroups func(unit string) (unitgen.Figures, bool)
+	// BeforeRead, when set, is called before changed units are read
+	// again: the cache still holds the last figures of the runs that
+	// ended (read from their cgroups as they ended), which a running
+	// total must take before they are replaced by the new runs'.
+	BeforeRead func(ctx context.Context)
 
 	loaded   chan struct{} // closed after the first full read
 	loadOnce sync.Once
@@ -100,7 +106,7 @@ func (c *Cache) List(ctx context.Context, prefix string) ([]unitgen.Status, erro
 // Run subscribes, reads every unit, then keeps the cache current until
 // ctx ends. When it cannot subscribe, List reads systemd instead.
 func (c *Cache) Run(ctx context.Context) error {
-	events, err := c.src.Subscribe(ctx, c.prefix)
+	events, err := c.src.SubscribeStates(ctx, c.prefix)
 	if err != nil {
 		c.bypass.Store(true)
 		c.loadOnce.Do(func() { close(c.loaded) })
@@ -137,8 +143,10 @@ func (c *Cache) follow(ctx context.Context, events <-chan unitgen.Status) {
 }
 
 // apply merges one state change. Figures stay those of the last read: a
-// change may start a new run, whose start time and figures the full read
-// of the unit that follows brings together.
+// change may start a new run, whose start time and figures the read of
+// the unit that follows brings together. Before the first full read a
+// change is only noted (that read covers it); one that changes nothing
+// the cache holds (the subscription's own first listing) is dropped.
 func (c *Cache) apply(s unitgen.Status) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -150,12 +158,30 @@ func (c *Cache) apply(s unitgen.Status) {
 	}
 	old, seen := c.units[s.Name]
 	if seen {
-		s.Usage = old.Usage
-		if s.ExecMainCode == 0 && s.ExecMainStatus == 0 {
-			s.ExecMainCode, s.ExecMainStatus = old.ExecMainCode, old.ExecMainStatus
+		if s.ActiveState == old.ActiveState && s.SubState == old.SubState &&
+			(s.MainPID == 0 || s.MainPID == old.MainPID) && s.NRestarts <= old.NRestarts && (s.Result == "" || s.Result == old.Result) {
+			return
+		}
+		// A signal says only what changed; the rest is the last read's.
+		s.Usage, s.ExecMainCode, s.ExecMainStatus = old.Usage, old.ExecMainCode, old.ExecMainStatus
+		if old.ActiveState == "active" && s.ActiveState != "active" && old.Usage.Started != 0 {
+			// The run ends: its last figures, while its cgroup is there.
+			c.fromCgroup(&s)
+		}
+		s.Meta = old.Meta
+		if s.Result == "" {
+			s.Result = old.Result
+		}
+		if s.NRestarts < old.NRestarts {
+			s.NRestarts = old.NRestarts
 		}
 	}
 	c.units[s.Name] = s
+	select {
+	case <-c.loaded:
+	default:
+		return
+	}
 	c.dirty[s.Name] = true
 	select {
 	case c.wake <- struct{}{}:
@@ -194,6 +220,9 @@ func (c *Cache) full(ctx context.Context) {
 
 // readDirty reads each changed unit from systemd again.
 func (c *Cache) readDirty(ctx context.Context) {
+	if c.BeforeRead != nil {
+		c.BeforeRead(ctx)
+	}
 	c.mu.Lock()
 	names := make([]string, 0, len(c.dirty))
 	for n := range c.dirty {
@@ -267,6 +296,20 @@ func (c *Cache) cgroups() func(string) (unitgen.Figures, bool) {
 		return c.Cgroups
 	}
 	return ReadCgroup
+}
+
+// fromCgroup updates s's figures from its cgroup; c.mu is held.
+func (c *Cache) fromCgroup(s *unitgen.Status) {
+	figs, ok := c.cgroups()(s.Name)
+	if !ok {
+		return
+	}
+	b := c.base[s.Name]
+	for f, v := range figs {
+		if v != unitgen.Unset {
+			s.Usage.Figures[f] = v - min(v, b[f])
+		}
+	}
 }
 
 // readCgroups refreshes the running units' figures from their cgroups.

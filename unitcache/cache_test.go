@@ -33,7 +33,7 @@ func (f *fakeSource) List(ctx context.Context, prefix string) ([]unitgen.Status,
 	return out, nil
 }
 
-func (f *fakeSource) Subscribe(ctx context.Context, prefix string) (<-chan unitgen.Status, error) {
+func (f *fakeSource) SubscribeStates(ctx context.Context, prefix string) (<-chan unitgen.Status, error) {
 	return f.sigs, nil
 }
 
@@ -171,11 +171,33 @@ func TestRefreshUpdatesUsage(t *testing.T) {
 	}
 	// A unit a signal changed keeps its figures until it is read again:
 	// its cgroup may already be the next run's.
-	c.apply(unit("keter-app-a.service", "active", 1, 0, 0))
+	restarted := unit("keter-app-a.service", "active", 1, 0, 0)
+	restarted.NRestarts = 1
+	c.apply(restarted)
 	cg.set("keter-app-a.service", 1, 1)
 	c.readCgroups()
 	if a, _ := get(t, c, "keter-app-a.service"); a.Usage.Figures[unitgen.Memory] != 50 {
 		t.Errorf("a changed unit's memory = %d after a cgroup refresh; want 50 kept", a.Usage.Figures[unitgen.Memory])
+	}
+}
+
+func TestSignalChangingNothingIsDropped(t *testing.T) {
+	c, src, _ := newTestCache(t, unit("keter-app-a.service", "active", 1, 10, 20))
+	// Before the first full read a signal is only noted.
+	c.apply(unitgen.Status{Name: "keter-app-a.service", ActiveState: "activating"})
+	if len(c.dirty) != 0 {
+		t.Errorf("a signal before the first read marked %v to be read again", c.dirty)
+	}
+	c.full(t.Context())
+	// The subscription's first listing: states only, as the cache has them.
+	c.apply(unitgen.Status{Name: "keter-app-a.service", ActiveState: "active", SubState: "running"})
+	c.readDirty(t.Context())
+	if got := src.calls(); got != 1 {
+		t.Errorf("systemd read %d times; want 1 (the full read): an unchanged state was read again", got)
+	}
+	s, _ := get(t, c, "keter-app-a.service")
+	if s.Usage.Figures[unitgen.Memory] != 10 {
+		t.Errorf("memory %d after an unchanged state; want 10 kept", s.Usage.Figures[unitgen.Memory])
 	}
 }
 
@@ -254,5 +276,29 @@ func TestReadCgroupFiles(t *testing.T) {
 	}
 	if _, ok := readCgroupAt(filepath.Join(dir, "nope"), false); ok {
 		t.Error("a missing cgroup read as ok")
+	}
+}
+
+func TestEndingRunKeepsItsLastFigures(t *testing.T) {
+	c, src, cg := newTestCache(t, unit("keter-app-a.service", "active", 1, 10, 20))
+	cg.set("keter-app-a.service", 10, 20)
+	c.full(t.Context())
+	// The app burns CPU, then stops before the next cgroup refresh.
+	cg.set("keter-app-a.service", 10, 320)
+	c.apply(unitgen.Status{Name: "keter-app-a.service", ActiveState: "deactivating", SubState: "stop-sigterm"})
+	var seen unitgen.Usage
+	c.BeforeRead = func(ctx context.Context) {
+		s, _ := get(t, c, "keter-app-a.service")
+		seen = s.Usage
+	}
+	src.mu.Lock()
+	delete(src.units, "keter-app-a.service")
+	src.mu.Unlock()
+	c.readDirty(t.Context())
+	if seen.Started != 1 || seen.Figures[unitgen.CPU] != 320 {
+		t.Errorf("before the read the run showed %+v; want run 1 with its last CPU, 320", seen)
+	}
+	if _, ok := get(t, c, "keter-app-a.service"); ok {
+		t.Error("a unit systemd collected is still listed after it was read again")
 	}
 }
