@@ -166,7 +166,6 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	units := unitcache.New(bus, unitgen.Prefix, log.With("part", "unitcache"))
 	cached := cachedBus{bus, units}
 	use := appusage.New(cached, unitgen.Prefix, log.With("part", "usage"))
-	use.Interval = units.Interval // the totals follow the cache, which costs no call per unit
 	units.BeforeRead = func(ctx context.Context) { use.Refresh(ctx) }
 	// The operators' group reads the apps' log lines on the page as on the socket.
 	var operators string
