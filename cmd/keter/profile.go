@@ -6,13 +6,22 @@ import (
 	"runtime/pprof"
 )
 
-// profileCPU writes a CPU profile of the whole run to $KETER_CPUPROFILE,
-// when set (diagnosis only: `make bench` passes it with -keter-env); the
-// returned func ends it.
+// profileCPU writes a CPU profile of the whole run to $KETER_CPUPROFILE
+// and a heap profile at its end to $KETER_MEMPROFILE, when set
+// (diagnosis only: keterbench passes them with -keter-env); the returned
+// func ends them.
 func profileCPU(log *slog.Logger) func() {
+	heap := func() {
+		if path := os.Getenv("KETER_MEMPROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}
 	path := os.Getenv("KETER_CPUPROFILE")
 	if path == "" {
-		return func() {}
+		return heap
 	}
 	f, err := os.Create(path)
 	if err == nil {
@@ -22,5 +31,5 @@ func profileCPU(log *slog.Logger) func() {
 		log.Warn("not profiling", "path", path, "err", err)
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	return func() { pprof.StopCPUProfile(); f.Close(); heap() }
 }
