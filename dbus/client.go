@@ -395,7 +395,7 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 			s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
 			s.Usage = usageOf(props)
 		}
-		out = append(out, s)
+		out = append(out, owned(s))
 	}
 	return out, nil
 }
@@ -417,7 +417,7 @@ func (c *Client) states(ctx context.Context, prefix string) ([]unitgen.Status, e
 		if u.LoadState == "not-found" || !strings.HasPrefix(u.Name, prefix) {
 			continue
 		}
-		out = append(out, unitgen.Status{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState, Meta: meta(u.Name, u.Description)})
+		out = append(out, owned(unitgen.Status{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState, Meta: meta(u.Name, u.Description)}))
 	}
 	return out, nil
 }

@@ -269,6 +269,7 @@ func (w *watcher) apply(name, iface string, changed map[string]godbus.Variant) (
 	default:
 		return s, false
 	}
+	s = owned(s)
 	w.known[name] = s
 	return s, s != before || !seen
 }
@@ -300,6 +301,7 @@ func (w *watcher) refresh(ctx context.Context, s unitgen.Status) (unitgen.Status
 		s.NRestarts, _ = svc["NRestarts"].(uint32)
 		s.MainPID, _ = svc["MainPID"].(uint32)
 		s.Result, _ = svc["Result"].(string)
+		s = owned(s)
 		w.known[s.Name] = s
 	}
 	if seen && last == s {
