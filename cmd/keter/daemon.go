@@ -201,6 +201,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	}()
 	go func() { defer served.Done(); use.Run(ctx) }()
 	go watchdog(ctx)
+	go trimMemory(ctx)
 	go ngx.Watch(ctx)
 	countCanaryRequests(ctx, ngx, mgr, log.With("part", "canary"), &served)
 	if certs != nil {
