@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
@@ -184,22 +185,48 @@ func (w *watcher) resync(ctx context.Context) {
 	}
 }
 
-// follow applies signals until ctx ends or the connection drops.
+// follow applies signals until ctx ends or the connection drops. Signals
+// are taken off the connection as they come and handled in batches: while
+// its channel is full godbus starts a goroutine per signal (and the
+// runtime keeps a goroutine's memory for good), which a thousand units
+// starting at once did by the ten thousand while each signal waited for
+// its unit to be read back. In a batch a unit that changed several times
+// is read back once.
 func (w *watcher) follow(ctx context.Context, sigs <-chan *godbus.Signal) {
+	q := &signalQueue{ready: make(chan struct{}, 1)}
+	go q.fill(ctx, sigs)
 	for {
-		var sig *godbus.Signal
-		var ok bool
-		select {
-		case <-ctx.Done():
+		batch, ok := q.take(ctx)
+		if !ok {
 			return
-		case sig, ok = <-sigs:
-			if !ok {
-				return
+		}
+		w.handle(ctx, batch)
+	}
+}
+
+// handle applies a batch of signals in order; units whose Unit
+// properties changed are read back (and sent) once, at the end or before
+// a reload.
+func (w *watcher) handle(ctx context.Context, batch []*godbus.Signal) {
+	var pending []string
+	want := map[string]bool{}
+	flush := func() {
+		for _, n := range pending {
+			if !want[n] {
+				continue // removed meanwhile
+			}
+			if s, ok := w.refresh(ctx, w.known[n]); ok {
+				w.send(ctx, s)
 			}
 		}
+		pending = pending[:0]
+		clear(want)
+	}
+	for _, sig := range batch {
 		name, isUnit := unitName(sig.Path)
 		switch {
 		case sig.Name == reloading && len(sig.Body) > 0:
+			flush()
 			active, _ := sig.Body[0].(bool)
 			w.reloading = active
 			if !active {
@@ -208,6 +235,7 @@ func (w *watcher) follow(ctx context.Context, sigs <-chan *godbus.Signal) {
 		case sig.Name == unitRemoved && w.reloading:
 		case sig.Name == unitRemoved && len(sig.Body) > 0:
 			if id, _ := sig.Body[0].(string); id != "" {
+				delete(want, id)
 				last, seen := w.known[id]
 				delete(w.known, id)
 				delete(w.sent, id)
@@ -220,12 +248,78 @@ func (w *watcher) follow(ctx context.Context, sigs <-chan *godbus.Signal) {
 			iface, _ := sig.Body[0].(string)
 			changed, _ := sig.Body[1].(map[string]godbus.Variant)
 			s, ok := w.apply(name, iface, changed)
-			if ok && iface == ifaceUnit && !w.raw {
-				s, ok = w.refresh(ctx, s)
-			}
-			if ok {
+			switch {
+			case !ok || want[name]: // the read back sends it
+			case iface == ifaceUnit && !w.raw:
+				want[name] = true
+				pending = append(pending, name)
+			default:
 				w.send(ctx, s)
 			}
+		}
+	}
+	flush()
+}
+
+// signalQueue holds the signals read off a connection until follow takes
+// them; it grows as needed.
+type signalQueue struct {
+	mu     sync.Mutex
+	sigs   []*godbus.Signal
+	closed bool
+	ready  chan struct{} // a token when sigs is not empty or closed
+}
+
+// fill moves signals into the queue until the connection's channel
+// closes or ctx ends.
+func (q *signalQueue) fill(ctx context.Context, sigs <-chan *godbus.Signal) {
+	defer func() {
+		q.mu.Lock()
+		q.closed = true
+		q.mu.Unlock()
+		q.wake()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig, ok := <-sigs:
+			if !ok {
+				return
+			}
+			q.mu.Lock()
+			q.sigs = append(q.sigs, sig)
+			q.mu.Unlock()
+			q.wake()
+		}
+	}
+}
+
+func (q *signalQueue) wake() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for signals and returns all that are queued; false once the
+// queue is closed and empty, or ctx ended.
+func (q *signalQueue) take(ctx context.Context) ([]*godbus.Signal, bool) {
+	for {
+		q.mu.Lock()
+		batch, closed := q.sigs, q.closed
+		q.sigs = nil
+		q.mu.Unlock()
+		if len(batch) > 0 {
+			return batch, true
+		}
+		if closed {
+			return nil, false
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-q.ready:
 		}
 	}
 }
