@@ -40,9 +40,9 @@ const (
 )
 
 func benchThousand(ctx context.Context, e env, n int) (res thousandResult, err error) {
-	// Each app takes a port and a front port, the first few spares too.
+	// Each app takes a port and a front port, many apps spare fronts too.
 	defer func(to int) { appPortsTo = to }(appPortsTo)
-	appPortsTo = max(appPortsTo, appPortsFrom+2*n+200)
+	appPortsTo = max(appPortsTo, appPortsFrom+4*n+200)
 	k, err := startKeter(ctx, e.keterBin, e.base, "thousand")
 	if err != nil {
 		return res, err
