@@ -72,6 +72,9 @@ func (c core) WaitDeploy(ctx context.Context, name, digest string, since time.Ti
 	return app.AppStatus{}, nil
 }
 func (c core) Rollback(ctx context.Context, name string) (string, error) { return "", nil }
+func (c core) RollbackTo(ctx context.Context, name, digest string) (string, error) {
+	return "", nil
+}
 func (c core) SetMaintenance(ctx context.Context, name string, on bool, message string) error {
 	return nil
 }
