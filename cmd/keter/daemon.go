@@ -81,6 +81,7 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	}
 	log.Info("keter starting", "version", version, "root", cfg.Root, "nginx_mode", cfg.Nginx.Mode)
 	defer profileCPU(log)()
+	setGC()
 
 	bus, err := dbus.New(ctx)
 	if err != nil {
