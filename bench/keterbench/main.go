@@ -115,11 +115,11 @@ func main() {
 	})
 	run("access", "15. access rules", func() string { r.Access = ptr(benchAccess(ctx, e)); return r.Access.Err })
 	run("canary", "16. canary split accuracy", func() string { r.Canary = ptr(benchCanary(ctx, e)); return r.Canary.Err })
-	run("thousand", "14. a thousand apps", func() string {
+	run("thousand", "17. a thousand apps", func() string {
 		r.Thousand = ptr(benchThousand(ctx, e, *thousandApps))
 		return r.Thousand.Err
 	})
-	run("reboot", "15. host reboot", func() string { r.Reboot = ptr(benchReboot(ctx, e, *rebootApps)); return r.Reboot.Err })
+	run("reboot", "18. host reboot", func() string { r.Reboot = ptr(benchReboot(ctx, e, *rebootApps)); return r.Reboot.Err })
 	r.Finished = time.Now()
 	r.Machine.LoadEnd = loadavg()
 	if *state != "" {
