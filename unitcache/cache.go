@@ -231,7 +231,7 @@ func (c *Cache) readDirty(ctx context.Context) {
 	clear(c.dirty)
 	c.mu.Unlock()
 	for _, n := range names {
-		list, err := c.src.List(ctx, n)
+		list, err := c.src.List(ctx, listPrefix(n))
 		if err != nil {
 			c.log.Debug("reading a changed unit", "unit", n, "err", err)
 			continue
@@ -249,6 +249,17 @@ func (c *Cache) readDirty(ctx context.Context) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// listPrefix is the longest prefix of a unit's name that lists it: systemd
+// matches List's pattern without backslash escapes, so a name holding a
+// backslash (unit names escape "-" in a stanza's name as \x2d) or a glob
+// character is listed by what comes before it.
+func listPrefix(name string) string {
+	if i := strings.IndexAny(name, `\*?[]`); i >= 0 {
+		return name[:i]
+	}
+	return name
 }
 
 // store keeps a unit as systemd reported it in full.

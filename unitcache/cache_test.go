@@ -302,3 +302,24 @@ func TestEndingRunKeepsItsLastFigures(t *testing.T) {
 		t.Error("a unit systemd collected is still listed after it was read again")
 	}
 }
+
+func TestReadDirtyListsEscapedNames(t *testing.T) {
+	sock := `keter-app-a-v1-web0\x2dproxy.socket`
+	c, _, _ := newTestCache(t, unitgen.Status{Name: sock, ActiveState: "active", SubState: "listening"})
+	c.src = literalSource{c.src.(*fakeSource)}
+	c.full(t.Context())
+	c.apply(unitgen.Status{Name: sock, ActiveState: "active", SubState: "running"})
+	c.readDirty(t.Context())
+	if s, ok := get(t, c, sock); !ok || s.SubState != "listening" {
+		t.Errorf("%s after it was read again: %+v, %v; want it listed, as systemd has it", sock, s, ok)
+	}
+}
+
+// literalSource lists as systemd does: a backslash in the pattern is a
+// backslash, not an escape.
+type literalSource struct{ *fakeSource }
+
+func (l literalSource) List(ctx context.Context, prefix string) ([]unitgen.Status, error) {
+	escaped := strings.ReplaceAll(prefix, `\`, `\\`) // as dbus.List's globEscape sends it
+	return l.fakeSource.List(ctx, escaped)
+}
