@@ -29,6 +29,9 @@ type Source interface {
 const (
 	DefaultInterval  = 5 * time.Second
 	DefaultFullEvery = 2 * time.Minute
+	// DefaultFresh bounds how old figures are when someone asks: requests
+	// within a second share one read.
+	DefaultFresh = time.Second
 	// settle is how long a changed unit waits before it is read in full:
 	// one read then covers the burst of signals a start or stop sends.
 	settle = 300 * time.Millisecond
@@ -47,6 +50,9 @@ type Cache struct {
 	// Cgroups reads a unit's figures from its cgroup; nil reads the
 	// cgroup v2 files under keter.slice (see ReadCgroup).
 	Cgroups func(unit string) (unitgen.Figures, bool)
+	// Fresh is how old the cgroup figures may be when List is called:
+	// older ones are read again first (file reads, no call to systemd).
+	Fresh time.Duration
 	// BeforeRead, when set, is called before changed units are read
 	// again: the cache still holds the last figures of the runs that
 	// ended (read from their cgroups as they ended), which a running
@@ -64,7 +70,9 @@ type Cache struct {
 	// at the last full read: systemd counts each run from its start, a
 	// cgroup kept across an automatic restart counts on.
 	base map[string]unitgen.Figures
-	wake chan struct{}
+	// cgroupsAt is when readCgroups last started.
+	cgroupsAt time.Time
+	wake      chan struct{}
 }
 
 // New makes a Cache of the units whose name starts with prefix; Run fills it.
@@ -73,7 +81,7 @@ func New(src Source, prefix string, log *slog.Logger) *Cache {
 		log = slog.Default()
 	}
 	return &Cache{
-		src: src, prefix: prefix, log: log, Interval: DefaultInterval, FullEvery: DefaultFullEvery,
+		src: src, prefix: prefix, log: log, Interval: DefaultInterval, FullEvery: DefaultFullEvery, Fresh: DefaultFresh,
 		loaded: make(chan struct{}), units: map[string]unitgen.Status{}, dirty: map[string]bool{},
 		base: map[string]unitgen.Figures{}, wake: make(chan struct{}, 1),
 	}
@@ -90,6 +98,12 @@ func (c *Cache) List(ctx context.Context, prefix string) ([]unitgen.Status, erro
 	case <-c.loaded:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	stale := c.Fresh > 0 && time.Since(c.cgroupsAt) > c.Fresh
+	c.mu.Unlock()
+	if stale {
+		c.readCgroups()
 	}
 	c.mu.Lock()
 	out := make([]unitgen.Status, 0, len(c.units))
@@ -327,6 +341,7 @@ func (c *Cache) fromCgroup(s *unitgen.Status) {
 func (c *Cache) readCgroups() {
 	read := c.cgroups()
 	c.mu.Lock()
+	c.cgroupsAt = time.Now()
 	names := make([]string, 0, len(c.units))
 	for n, s := range c.units {
 		if s.Usage.Started != 0 && s.ActiveState == "active" && !c.dirty[n] && strings.HasSuffix(n, ".service") {
