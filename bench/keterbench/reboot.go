@@ -152,7 +152,7 @@ func benchReboot(ctx context.Context, e env, n int) (res rebootResult, err error
 }
 
 func (r rebootResult) rows() []row {
-	return []row{{fmt.Sprintf("17. host reboot with %d apps live → all serving again", r.Apps),
+	return []row{{fmt.Sprintf("18. host reboot with %d apps live → all serving again", r.Apps),
 		fmt.Sprintf("%s from the boot (systemd up with keter ready after %s); %d apps started from their kept folder, %d bundles unpacked",
 			secs(r.AllServing), secs(r.Boot), r.Intact, r.Unpacked),
 		"< 20 s, none unpacked", verdict(r.AllServing < goalReboot && r.Unpacked == 0 && r.Intact == r.Apps)}}
@@ -160,7 +160,7 @@ func (r rebootResult) rows() []row {
 
 func (r rebootResult) details(p func(string, ...any)) {
 	p("")
-	p("### 17. Host reboot")
+	p("### 18. Host reboot")
 	p("")
 	p("A nested systemd (scripts/sandbox.sh inside the benchmark's sandbox) runs packaging/keter.service,")
 	p("enabled, with %d apps (bench/app) live. The host is powered off: every keter unit stopped, then its", r.Apps)

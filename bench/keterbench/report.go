@@ -232,14 +232,14 @@ func (r *results) rows() []row {
 	}
 	if o := r.Thousand; o != nil {
 		if o.Err != "" {
-			failed("16. a thousand apps", o.Err)
+			failed("17. a thousand apps", o.Err)
 		} else {
 			rows = append(rows, o.V.rows()...)
 		}
 	}
 	if o := r.Reboot; o != nil {
 		if o.Err != "" {
-			failed("17. host reboot", o.Err)
+			failed("18. host reboot", o.Err)
 		} else {
 			rows = append(rows, o.V.rows()...)
 		}

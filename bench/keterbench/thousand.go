@@ -201,22 +201,22 @@ func (t thousandResult) rows() []row {
 		return fmt.Sprintf("median %s, p90 %s over %d calls", ms(median(ds)), ms(percentile(ds, 90)), len(ds))
 	}
 	return []row{
-		{fmt.Sprintf("16. %d apps dropped at once → all serving", t.Apps),
+		{fmt.Sprintf("17. %d apps dropped at once → all serving", t.Apps),
 			fmt.Sprintf("%s (%.0f apps/s)", secs(t.AllServing), float64(t.Apps)/t.AllServing.Seconds()),
 			"< 60 s", verdict(t.AllServing < goalThousandServing)},
-		{fmt.Sprintf("16. %d apps: CPU per deploy", t.Apps),
+		{fmt.Sprintf("17. %d apps: CPU per deploy", t.Apps),
 			fmt.Sprintf("keter %s, systemd %s (%.1f s and %.1f s in all)", ms(t.KeterCPU/n), ms(t.SystemCPU/n), t.KeterCPU.Seconds(), t.SystemCPU.Seconds()),
 			"keter < 25 ms", verdict(t.KeterCPU/n < goalDeployCPU)},
-		{fmt.Sprintf("16. %d apps: nginx reloads during bring-up", t.Apps),
+		{fmt.Sprintf("17. %d apps: nginx reloads during bring-up", t.Apps),
 			fmt.Sprintf("%d reloads in %s: %.2f per second (shortest gap %s)", t.Reloads, secs(t.AllServing), t.reloadRate(), ms(t.MinGap)),
 			"≤ 1 per second", verdict(t.reloadRate() <= goalReloadsPerSec)},
-		{fmt.Sprintf("16. %d apps: keter RSS", t.Apps),
+		{fmt.Sprintf("17. %d apps: keter RSS", t.Apps),
 			fmt.Sprintf("%s 30 s after all served (peak %s during bring-up; %s before the drop)", mb(t.RSS30KB), mb(t.PeakRSSKB), mb(t.IdleRSSKB)),
 			"< 40 MB", verdict(t.RSS30KB < goalThousandRSSKB)},
-		{fmt.Sprintf("16. %d apps: `keter status`", t.Apps), lat(t.CLI), "< 300 ms median", verdict(median(t.CLI) < goalThousandStatus)},
-		{fmt.Sprintf("16. %d apps: `keter status --json`", t.Apps), lat(t.JSON), "< 300 ms median", verdict(median(t.JSON) < goalThousandStatus)},
-		{fmt.Sprintf("16. %d apps: GET /metrics", t.Apps), lat(t.Metrics), "< 300 ms median", verdict(median(t.Metrics) < goalThousandStatus)},
-		{fmt.Sprintf("16. %d apps: CPU per status call", t.Apps),
+		{fmt.Sprintf("17. %d apps: `keter status`", t.Apps), lat(t.CLI), "< 300 ms median", verdict(median(t.CLI) < goalThousandStatus)},
+		{fmt.Sprintf("17. %d apps: `keter status --json`", t.Apps), lat(t.JSON), "< 300 ms median", verdict(median(t.JSON) < goalThousandStatus)},
+		{fmt.Sprintf("17. %d apps: GET /metrics", t.Apps), lat(t.Metrics), "< 300 ms median", verdict(median(t.Metrics) < goalThousandStatus)},
+		{fmt.Sprintf("17. %d apps: CPU per status call", t.Apps),
 			fmt.Sprintf("keter %s, systemd %s (mean over %d)", ms(t.CallKeter/calls), ms(t.CallSystem/calls), 3*len(t.CLI)),
 			"(none stated)", "—"},
 	}
@@ -224,7 +224,7 @@ func (t thousandResult) rows() []row {
 
 func (t thousandResult) details(p func(string, ...any)) {
 	p("")
-	p("### 16. A thousand apps on one host")
+	p("### 17. A thousand apps on one host")
 	p("")
 	p("%d bundles of bench/app (each its own host) staged, then renamed into incoming/ at once; one", t.Apps)
 	p("request per app not yet serving every 50 ms through nginx. CPU from /proc (10 ms ticks): keter's")
