@@ -235,7 +235,10 @@ func (w *watcher) handle(ctx context.Context, batch []*godbus.Signal) {
 		case sig.Name == unitRemoved && w.reloading:
 		case sig.Name == unitRemoved && len(sig.Body) > 0:
 			if id, _ := sig.Body[0].(string); id != "" {
-				delete(want, id)
+				if want[id] {
+					// Its last state (often "failed") goes out before "gone".
+					flush()
+				}
 				last, seen := w.known[id]
 				delete(w.known, id)
 				delete(w.sent, id)
