@@ -144,8 +144,10 @@ func TestFailedVersionLeavesOldServing(t *testing.T) {
 			h.drop("web.keter", "web.test")
 			s1 := h.waitStatus("web", func(s AppStatus) bool { return s.LastResult == "live" })
 
+			const said = "app says: cannot open /srv/private/db.conf"
 			units.mu.Lock()
 			units.failing["web"] = mode
+			units.journal["web"] = []string{said}
 			units.mu.Unlock()
 			src := filepath.Join(t.TempDir(), "web.keter")
 			// A short bound keeps the never-ready case quick.
@@ -160,6 +162,14 @@ func TestFailedVersionLeavesOldServing(t *testing.T) {
 			}
 			if mode == "never-ready" && (len(s2.LastLog) == 0 || !strings.Contains(s2.LastError, "ensure-alive-time-bound")) {
 				t.Fatalf("error lacks reason or log: %q %v", s2.LastError, s2.LastLog)
+			}
+			// The app's lines are log lines (shown only to who may read
+			// its log), never part of the error everyone sees.
+			if strings.Contains(s2.LastError, said) {
+				t.Fatalf("the error quotes the app's log: %q", s2.LastError)
+			}
+			if mode == "start" && !slices.Contains(s2.LastLog, said) {
+				t.Fatalf("a failed start's log lines are not the status's: %q %v", s2.LastError, s2.LastLog)
 			}
 			if mode == "stranger" && !strings.Contains(s2.LastError, "port answered but unit") {
 				t.Fatalf("a stranger on the port was taken for the app: %q", s2.LastError)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keter-systemd/keter/bundle"
@@ -257,7 +259,9 @@ func (r *rollout) startUnit(ctx context.Context, u unitgen.Unit) error {
 	}
 	v.units = append(v.units, u.Name)
 	if err := r.m.units.Start(ctx, u); err != nil {
-		return fmt.Errorf("starting %s: %w", u.Name, err)
+		// The journal goes to the status's log lines, shown only to
+		// those who may read the app's log, never into the error's text.
+		return r.m.withLog(ctx, u.Name, r.systemdOf(u.Name), fmt.Errorf("starting %s: %w", u.Name, err))
 	}
 	r.m.log.Info("unit started", "app", v.app, "version", v.id, "unit", u.Name)
 	return nil
@@ -310,4 +314,19 @@ func (m *Manager) golive(ctx context.Context, r *rollout) error {
 	}
 	m.startJobs(ctx, v)
 	return nil
+}
+
+// systemdOf is the systemd: settings of the stanza unit belongs to (none
+// if its name does not say).
+func (r *rollout) systemdOf(unit string) bundle.Systemd {
+	meta, ok := unitgen.ParseUnitName(unit)
+	if !ok {
+		return bundle.Systemd{}
+	}
+	digits := strings.TrimLeftFunc(meta.Stanza, func(c rune) bool { return c < '0' || c > '9' })
+	i, err := strconv.Atoi(digits)
+	if err != nil || i < 0 || i >= len(r.v.cfg.Stanzas) {
+		return bundle.Systemd{}
+	}
+	return systemdOf(r.v.cfg.Stanzas[i])
 }

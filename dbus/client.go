@@ -37,9 +37,6 @@ type Client struct {
 	dial func(context.Context) (*sddbus.Conn, error)
 	// JobTimeout bounds each job wait; zero means DefaultJobTimeout.
 	JobTimeout time.Duration
-	// JournalLines is how many journal lines a failed start reports; zero
-	// means 20.
-	JournalLines int
 	// TransientDir is where systemd writes transient unit files; empty
 	// means TransientDir (see RepairTransient).
 	TransientDir string
@@ -222,25 +219,11 @@ func (c *Client) jobWithin(ctx context.Context, what, name string, timeout time.
 
 // Start starts u as a transient unit and waits until systemd has executed
 // its main process (Type=exec). A failure names the unit and the job
-// result and quotes the unit's last journal lines. The caller must have
-// written u.Secrets to u.EnvFile first.
+// result; the unit's journal is the caller's to read (app lines are not
+// for every reader of an error). The caller must have written u.Secrets
+// to u.EnvFile first.
 func (c *Client) Start(ctx context.Context, u unitgen.Unit) error {
-	err := c.StartTransient(ctx, u.Name, u.Properties)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, ErrJob) {
-		return err
-	}
-	n := c.JournalLines
-	if n == 0 {
-		n = 20
-	}
-	lines, jerr := c.Journal(ctx, u.Name, n)
-	if jerr != nil || len(lines) == 0 {
-		return err
-	}
-	return fmt.Errorf("%w; last journal lines:\n%s", err, strings.Join(lines, "\n"))
+	return c.StartTransient(ctx, u.Name, u.Properties)
 }
 
 // StartTransient starts a transient unit with the given properties and
