@@ -345,40 +345,30 @@ func (c *Client) MainPID(ctx context.Context, name string) (uint32, error) {
 // List returns every loaded unit whose name starts with prefix, failed ones
 // included, with the metadata keter gave it.
 func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, error) {
-	var units []sddbus.UnitStatus
-	err := c.do(ctx, func(conn *sddbus.Conn) error {
-		var err error
-		units, err = conn.ListUnitsByPatternsContext(ctx, nil, []string{globEscape(prefix) + "*"})
-		return err
-	})
+	out, err := c.states(ctx, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("listing units %s*: %w", prefix, err)
+		return nil, err
 	}
-	var out []unitgen.Status
-	for _, u := range units {
-		if u.LoadState == "not-found" || !strings.HasPrefix(u.Name, prefix) {
+	for i, s := range out {
+		if !strings.HasSuffix(s.Name, ".service") {
 			continue
 		}
-		s := unitgen.Status{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState}
-		s.Meta = meta(u.Name, u.Description)
-		if strings.HasSuffix(u.Name, ".service") {
-			var props map[string]any
-			err := c.do(ctx, func(conn *sddbus.Conn) error {
-				var err error
-				props, err = conn.GetUnitTypePropertiesContext(ctx, u.Name, "Service")
-				return err
-			})
-			if err != nil {
-				return nil, fmt.Errorf("reading unit %s: %w", u.Name, err)
-			}
-			s.MainPID, _ = props["MainPID"].(uint32)
-			s.NRestarts, _ = props["NRestarts"].(uint32)
-			s.Result, _ = props["Result"].(string)
-			s.ExecMainCode, _ = props["ExecMainCode"].(int32)
-			s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
-			s.Usage = usageOf(props)
+		var props map[string]any
+		err := c.do(ctx, func(conn *sddbus.Conn) error {
+			var err error
+			props, err = conn.GetUnitTypePropertiesContext(ctx, s.Name, "Service")
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading unit %s: %w", s.Name, err)
 		}
-		out = append(out, owned(s))
+		s.MainPID, _ = props["MainPID"].(uint32)
+		s.NRestarts, _ = props["NRestarts"].(uint32)
+		s.Result, _ = props["Result"].(string)
+		s.ExecMainCode, _ = props["ExecMainCode"].(int32)
+		s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
+		s.Usage = usageOf(props)
+		out[i] = owned(s)
 	}
 	return out, nil
 }
