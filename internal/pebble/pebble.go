@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -213,6 +214,30 @@ func (s *Server) Root(ctx context.Context) (*x509.Certificate, error) {
 
 // Issued counts the certificates Pebble issued since it was built.
 func (s *Server) Issued() int { return strings.Count(s.Log(), "Issued certificate serial") }
+
+// Issue is one certificate Pebble issued: its serial as Pebble prints it
+// (hex of the serial's bytes), its order, and the order whose
+// certificate it replaces (an ARI renewal), if any.
+type Issue struct{ Serial, Order, Replaces string }
+
+var (
+	issuedLine  = regexp.MustCompile(`Issued certificate serial (\S+) for order (\S+)`)
+	replaceLine = regexp.MustCompile(`ARI: order "(\S+)" is a replacement of "(\S+)"`)
+)
+
+// Issues lists the certificates Pebble issued, oldest first.
+func (s *Server) Issues() []Issue {
+	log := s.Log()
+	replaces := map[string]string{}
+	for _, m := range replaceLine.FindAllStringSubmatch(log, -1) {
+		replaces[m[1]] = m[2]
+	}
+	var out []Issue
+	for _, m := range issuedLine.FindAllStringSubmatch(log, -1) {
+		out = append(out, Issue{Serial: m[1], Order: m[2], Replaces: replaces[m[2]]})
+	}
+	return out
+}
 
 // Log is both processes' output.
 func (s *Server) Log() string {
