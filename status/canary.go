@@ -2,7 +2,6 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -44,10 +43,7 @@ func (s *Server) canary(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req CanaryRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if err == nil {
-		err = json.Unmarshal(body, &req)
-	}
+	err := readJSON(r, 64<<10, &req)
 	if err == nil && (req.Percent == nil) == (req.Action == "") {
 		err = errors.New("give either percent or action")
 	}
@@ -79,24 +75,14 @@ func (s *Server) canary(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	for _, a := range s.apps(r.Context(), 0) {
-		if a.Name == name {
-			writeJSON(w, http.StatusOK, a)
-			return
-		}
-	}
-	writeJSON(w, http.StatusOK, App{AppStatus: app.AppStatus{Name: name}})
+	s.writeApp(w, r, name)
 }
 
 // Canary sends a canary request and returns the app as keter then shows
 // it, once nginx serves the change.
 func (c *Client) Canary(ctx context.Context, name string, req CanaryRequest) (App, error) {
 	var a App
-	body, err := json.Marshal(req)
-	if err != nil {
-		return a, err
-	}
-	return a, c.doBody(ctx, "POST", "/api/apps/"+url.PathEscape(name)+"/canary", body, &a)
+	return a, c.post(ctx, "/api/apps/"+url.PathEscape(name)+"/canary", req, &a)
 }
 
 // writeCanary writes each canary's share and readiness; apps without a

@@ -56,6 +56,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, out 
 	return c.send(req, out)
 }
 
+// post sends req as JSON to path and decodes the answer into out.
+func (c *Client) post(ctx context.Context, path string, req, out any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return c.doBody(ctx, "POST", path, body, out)
+}
+
 // doBody sends a JSON body.
 func (c *Client) doBody(ctx context.Context, method, path string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://keter"+path, bytes.NewReader(body))

@@ -2,10 +2,8 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 
@@ -72,10 +70,7 @@ func (s *Server) postEnv(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req EnvRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-	if err == nil {
-		err = json.Unmarshal(body, &req)
-	}
+	err := readJSON(r, 4<<20, &req)
 	if err == nil && (len(req.Set) == 0) == (len(req.Unset) == 0) {
 		err = errors.New("give either set or unset")
 	}
@@ -152,11 +147,7 @@ func (c *Client) Env(ctx context.Context, name string) ([]app.EnvVar, error) {
 // waits for the replacement of the live version.
 func (c *Client) ChangeEnv(ctx context.Context, name string, req EnvRequest) (WaitResult, error) {
 	var res WaitResult
-	body, err := json.Marshal(req)
-	if err != nil {
-		return res, err
-	}
-	return res, c.doBody(ctx, "POST", "/api/apps/"+url.PathEscape(name)+"/env", body, &res)
+	return res, c.post(ctx, "/api/apps/"+url.PathEscape(name)+"/env", req, &res)
 }
 
 // Restart replaces the live version with its own bundle and waits.

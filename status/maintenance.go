@@ -2,7 +2,6 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,15 +26,11 @@ func (s *Server) maintenance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req MaintenanceRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if err == nil {
-		err = json.Unmarshal(body, &req)
-	}
-	if err != nil {
+	if err := readJSON(r, 64<<10, &req); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"on\": true|false, \"message\": TEXT}: %w", err))
 		return
 	}
-	err = s.o.Core.SetMaintenance(r.Context(), name, req.On, req.Message)
+	err := s.o.Core.SetMaintenance(r.Context(), name, req.On, req.Message)
 	switch {
 	case errors.Is(err, app.ErrUnknownApp):
 		writeError(w, http.StatusNotFound, err)
@@ -50,24 +45,14 @@ func (s *Server) maintenance(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	for _, a := range s.apps(r.Context(), 0) {
-		if a.Name == name {
-			writeJSON(w, http.StatusOK, a)
-			return
-		}
-	}
-	writeJSON(w, http.StatusOK, App{AppStatus: app.AppStatus{Name: name}})
+	s.writeApp(w, r, name)
 }
 
 // Maintenance turns an app's maintenance on (with message) or off and
 // returns the app as keter then shows it, once nginx serves the change.
 func (c *Client) Maintenance(ctx context.Context, name string, on bool, message string) (App, error) {
 	var a App
-	body, err := json.Marshal(MaintenanceRequest{On: on, Message: message})
-	if err != nil {
-		return a, err
-	}
-	return a, c.doBody(ctx, "POST", "/api/apps/"+url.PathEscape(name)+"/maintenance", body, &a)
+	return a, c.post(ctx, "/api/apps/"+url.PathEscape(name)+"/maintenance", MaintenanceRequest{On: on, Message: message}, &a)
 }
 
 // writeMaintenance writes how many apps are in maintenance (always) and

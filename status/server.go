@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -327,6 +328,27 @@ func (s *Server) dropDatabase(w http.ResponseWriter, r *http.Request) {
 	}
 	s.o.Log.Info("postgres database dropped", "app", name)
 	writeJSON(w, http.StatusOK, map[string]string{"dropped": name})
+}
+
+// readJSON decodes a request's JSON body of at most limit bytes.
+func readJSON(r *http.Request, limit int64, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(body, v)
+}
+
+// writeApp answers with app name as status shows it now (an empty one
+// for an app keter no longer has).
+func (s *Server) writeApp(w http.ResponseWriter, r *http.Request, name string) {
+	for _, a := range s.apps(r.Context(), 0) {
+		if a.Name == name {
+			writeJSON(w, http.StatusOK, a)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, App{AppStatus: app.AppStatus{Name: name}})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
