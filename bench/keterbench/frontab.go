@@ -20,7 +20,8 @@ import (
 // hop (the app's own port), each copy without one of keter's per-request
 // differences from the plain nginx, in alternating rounds as ab.go runs
 // them. Every nginx runs as a unit. FRONTAB_SET=name,... picks copies;
-// FRONTAB_DUMP=1 prints each config.
+// FRONTAB_DUMP=1 prints each config; FRONTAB_GZIP=1 serves the gzip
+// benchmark's page and asks for it gzipped.
 func benchFrontAB(ctx context.Context, e env) error {
 	k, err := startKeter(ctx, e.keterBin, e.base, "frontab")
 	if err != nil {
@@ -30,8 +31,12 @@ func benchFrontAB(ctx context.Context, e env) error {
 	if err := k.waitReady(ctx); err != nil {
 		return err
 	}
-	host := "throughput.bench.test"
-	b, err := makeBundle(e.app, host, "hello")
+	host, body := "throughput.bench.test", "hello"
+	var headers []string
+	if os.Getenv("FRONTAB_GZIP") != "" {
+		body, headers = gzipPage(), []string{"Accept-Encoding: gzip"}
+	}
+	b, err := makeBundle(e.app, host, body)
 	if err != nil {
 		return err
 	}
@@ -41,7 +46,7 @@ func benchFrontAB(ctx context.Context, e env) error {
 	if _, err := publish(k.incoming(), "throughput"); err != nil {
 		return err
 	}
-	if _, err := waitBody(ctx, k.port, host, "hello", 5*time.Millisecond, 60*time.Second); err != nil {
+	if _, err := waitBody(ctx, k.port, host, body, 5*time.Millisecond, 60*time.Second); err != nil {
 		return err
 	}
 	entries, err := k.waitLog(ctx, "version live", 1, 30*time.Second)
@@ -109,7 +114,11 @@ func benchFrontAB(ctx context.Context, e env) error {
 		rps  []wrkResult
 	}
 	vs := []*variant{{name: "keter", port: k.port}}
-	plainPort, stop, err := startPlainNginx(ctx, filepath.Join(e.base, "ab-plain"), appPort, "")
+	plainGzip := ""
+	if len(headers) > 0 {
+		plainGzip = gzipDirectives()
+	}
+	plainPort, stop, err := startPlainNginxWith(ctx, filepath.Join(e.base, "ab-plain"), appPort, "", "", plainGzip)
 	if err != nil {
 		return err
 	}
@@ -146,7 +155,7 @@ func benchFrontAB(ctx context.Context, e env) error {
 	}
 	cs := make([]contender, len(vs))
 	for i, v := range vs {
-		if _, err := waitBody(ctx, v.port, host, "hello", 5*time.Millisecond, 10*time.Second); err != nil {
+		if _, err := waitBody(ctx, v.port, host, body, 5*time.Millisecond, 10*time.Second); err != nil {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
 		cs[i] = contender{host, v.port, &v.rps}
@@ -157,7 +166,7 @@ func benchFrontAB(ctx context.Context, e env) error {
 			line = append(line, fmt.Sprintf("%s %.0f", v.name, v.rps[round].RPS()))
 		}
 		e.logf("  round %d: %s", round+1, strings.Join(line, ", "))
-	})
+	}, headers...)
 	if err != nil {
 		return err
 	}
