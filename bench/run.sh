@@ -16,6 +16,10 @@
 # behaviours: internal/behaveapp (bin/behaveapp) replaced -switches times
 # (default 10) under internal/loadgen at every behaviour, GET and POST;
 # goal 0 failed requests and 0 nginx reloads.
+# throughput, gzip, access: -throughput-rounds (15) rounds of one -round (3s)
+# wrk run per front door, the order rotating; the median of the per-round
+# ratios with its spread. frontab (not in the default list): a diagnosis,
+# keter's nginx against copies of its config without one feature each.
 # hosts: three hosts (network namespaces, each its own systemd, keter and
 # sshd) behind an nginx load balancer: keter deploy --hosts against three
 # ssh keter deploy in a row, and failed requests through the balancer (goal 0).

@@ -84,12 +84,6 @@ func (r *renderer) canaryMaps(w *writer) {
 	w.close()
 	if r.canaryLog() != "" {
 		w.line("log_format", "keter_canary", q("$upstream_addr"))
-		// Logged while a canary runs and keter's socket is there: nginx
-		// logs an alert for each line it cannot send.
-		w.open("map", q("$keter_canary_log$keter_canary_sock"), "$keter_canary_count")
-		w.line("11", "1")
-		w.line("default", `""`)
-		w.close()
 	}
 }
 
@@ -116,31 +110,43 @@ func (r *renderer) canaryGroup(w *writer, s *site) {
 
 // canaryPass renders a webapp location's proxy_pass: the live group, or
 // the canary group when the request's bucket is flagged; and the cookie
-// for a new client while a canary runs.
+// for a new client while a canary runs. With no canary running a request
+// costs two lookups in the open file cache and constant sets: the bucket
+// (a random id and a hash for a client without a cookie) is computed only
+// when "on" exists, and proxy_pass names its group, not a variable (which
+// nginx resolves per request by a search through every upstream). Each
+// if's block inherits the location's directives; a request takes the
+// config of the last if that matched, so the bucket's comes last.
 func (r *renderer) canaryPass(w *writer, s *site) {
 	if len(s.canary) == 0 {
 		w.line("proxy_pass", "http://"+upstreamName(s))
 		return
 	}
 	dir := filepath.Join(r.p.CanaryDir, upstreamName(s))
-	w.line("set", "$keter_upstream", upstreamName(s))
+	none := q(filepath.Join(dir, canaryNone))
+	l := r.canaryLog()
 	w.line("set", "$keter_canary_cookie", `""`)
-	w.line("set", "$keter_canary_log", `""`)
+	w.line("set", "$keter_canary_flag", none)
+	if l != "" {
+		w.line("set", "$keter_canary_log", `""`)
+		w.line("set", "$keter_canary_sock", none)
+	}
 	w.open("if", "(-f", q(filepath.Join(dir, canaryOn)), ")")
 	w.line("set", "$keter_canary_cookie", "$keter_canary_new")
-	w.line("set", "$keter_canary_log", "1")
-	w.close()
-	w.open("if", "(-f", q(dir+"/$keter_canary_bucket"), ")")
-	w.line("set", "$keter_upstream", canaryUpstream(s))
-	w.close()
-	l := r.canaryLog()
+	w.line("set", "$keter_canary_flag", q(dir+"/$keter_canary_bucket"))
 	if l != "" {
-		w.line("set", "$keter_canary_sock", `""`)
-		w.open("if", "(-f", q(l+canaryLogOn), ")")
-		w.line("set", "$keter_canary_sock", "1")
+		w.line("set", "$keter_canary_sock", q(l+canaryLogOn))
+	}
+	w.close()
+	if l != "" {
+		w.open("if", "(-f", "$keter_canary_sock", ")")
+		w.line("set", "$keter_canary_log", "1")
 		w.close()
 	}
-	w.line("proxy_pass", "http://$keter_upstream")
+	w.open("if", "(-f", "$keter_canary_flag", ")")
+	w.line("proxy_pass", "http://"+canaryUpstream(s))
+	w.close()
+	w.line("proxy_pass", "http://"+upstreamName(s))
 	w.line("add_header", "Set-Cookie", "$keter_canary_cookie", "always")
 	// The flags' stat results are kept for up to 1 s per worker (a
 	// missing file too): a step takes effect within 1 s, in the order
@@ -149,9 +155,15 @@ func (r *renderer) canaryPass(w *writer, s *site) {
 	w.line("open_file_cache_valid", "1s")
 	w.line("open_file_cache_errors", "on")
 	if l != "" {
-		w.line("access_log", q("syslog:server=unix:"+l+",nohostname,tag=keter"), "keter_canary", "if=$keter_canary_count")
+		// Logged while a canary runs and keter's socket is there: nginx
+		// logs an alert for each line it cannot send.
+		w.line("access_log", q("syslog:server=unix:"+l+",nohostname,tag=keter"), "keter_canary", "if=$keter_canary_log")
 	}
 }
+
+// canaryNone is a flag file name keter never writes: the path tested
+// while no canary runs.
+const canaryNone = "none"
 
 // canaryOn is the flag file that says a canary runs for a stanza.
 const canaryOn = "on"

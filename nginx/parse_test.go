@@ -163,8 +163,8 @@ var allowed = map[string]map[string]bool{
 		"client_max_body_size", "proxy_connect_timeout", "proxy_buffering",
 		"allow", "deny", "limit_req", "limit_req_status", "limit_req_log_level", "auth_basic", "auth_basic_user_file"),
 	// Maintenance gates, local, proxied plain requests: if (...) { return
-	// CODE; }; canary flags: set.
-	"if":    set("return", "set"),
+	// CODE; }; canary flags: set, and the canary group's proxy_pass.
+	"if":    set("return", "set", "proxy_pass"),
 	"types": set(),
 }
 

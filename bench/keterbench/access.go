@@ -141,23 +141,15 @@ func benchAccess(ctx context.Context, e env) (res accessResult, err error) {
 	}
 	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/", port) }
 	half := e.wrkDur / 2
-	for round := 0; round < e.throughputRounds; round++ {
-		for _, x := range []struct {
-			host string
-			port int
-			into *[]wrkResult
-		}{{"limit.bench.test", k.port, &res.Limited}, {"limit.bench.test", plainPort, &res.PlainLimited}, {"open.bench.test", k.port, &res.Unlimited}} {
-			w, err := runWrk(ctx, 32, half, x.host, url(x.port), false)
-			if err != nil {
-				return res, err
-			}
-			*x.into = append(*x.into, w)
-		}
-		i := len(res.Limited) - 1
+	err = alternate(ctx, e, []contender{{"limit.bench.test", k.port, &res.Limited}, {"limit.bench.test", plainPort, &res.PlainLimited}, {"open.bench.test", k.port, &res.Unlimited}}, func(i int) {
 		e.logf("  round %d: keter with a rate limit %.0f, plain nginx with the same limit %.0f, keter without %.0f req/s: %.3f of plain, %.3f of none",
-			round+1, res.Limited[i].RPS(), res.PlainLimited[i].RPS(), res.Unlimited[i].RPS(),
+			i+1, res.Limited[i].RPS(), res.PlainLimited[i].RPS(), res.Unlimited[i].RPS(),
 			res.Limited[i].RPS()/res.PlainLimited[i].RPS(), res.Limited[i].RPS()/res.Unlimited[i].RPS())
+	})
+	if err != nil {
+		return res, err
 	}
+	e.logf("  keter/plain %s", spread(res.Limited, res.PlainLimited))
 	if res.LimitCounted, err = runWrk(ctx, 32, 2*time.Second, "limit.bench.test", url(k.port), true); err != nil {
 		return res, err
 	}
@@ -228,8 +220,8 @@ func (r *results) accessRows() []row {
 	}
 	a := o.V
 	rows := []row{{fmt.Sprintf("15. a rate limit that is not hit: keter's nginx / a plain keep-alive nginx with the same limit_req, median of %d alternating rounds", len(a.Limited)),
-		fmt.Sprintf("%.3f (rounds: %s); with / without the limit on keter: %.3f; %d of %d requests refused in a counted run",
-			a.VsPlain(), joinF(ratios(a.Limited, a.PlainLimited)), medianF(ratios(a.Limited, a.Unlimited)), a.LimitCounted.Failed(), a.LimitCounted.Requests),
+		fmt.Sprintf("%s; with / without the limit on keter: %s; %d of %d requests refused in a counted run",
+			spread(a.Limited, a.PlainLimited), spread(a.Limited, a.Unlimited), a.LimitCounted.Failed(), a.LimitCounted.Requests),
 		"≥ 0.95", verdict(len(a.Limited) >= 3 && a.VsPlain() >= 0.95)}}
 	var per []string
 	for _, s := range a.Schemes {

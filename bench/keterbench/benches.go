@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/keter-systemd/keter/internal/freeport"
@@ -32,6 +30,8 @@ type env struct {
 	apps             int
 	replaces         int
 	wrkDur           time.Duration
+	// round is one wrk run of a front door comparison (ab.go).
+	round time.Duration
 	// acmeHosts are new hosts timed to their first verified HTTPS answer.
 	acmeHosts int
 	logf      func(format string, args ...any)
@@ -247,16 +247,14 @@ func benchReplace(ctx context.Context, e env) (res replaceResult, err error) {
 
 // throughputResult: wrk -c32 against the app directly, through keter's
 // nginx, and through a plain nginx with a minimal keep-alive proxy config
-// (the reference issue 5 quotes), alternating so drift in machine load hits
-// all three alike.
+// (the reference issue 5 quotes), in alternating rounds (ab.go).
 type throughputResult struct {
 	Direct, Proxied, Plain []wrkResult
-	// The A/B of bounding kept upstream connections by time, on the plain
-	// nginx: keepalive_time 50ms (the port map's former bound), and
-	// keter's own bounds (KeterKeepalive, the upstream directives keter's
-	// nginx renders for a mapped upstream).
-	Plain50ms, PlainKeter []wrkResult
-	KeterKeepalive        string
+	// The A/B of bounding kept upstream connections by time: the plain
+	// nginx with keter's bounds (KeterKeepalive, the upstream directives
+	// keter's nginx renders for a mapped upstream).
+	PlainKeter     []wrkResult
+	KeterKeepalive string
 }
 
 // keterKeepalive is the upstream keep-alive bound keter's nginx renders
@@ -308,7 +306,12 @@ func startPlainNginx(ctx context.Context, dir string, appPort int, upstreamExtra
 }
 
 // startPlainNginxWith is startPlainNginx with more directives at http
-// level and for its server block.
+// level and for its server block. The plain nginx runs as a transient
+// unit, as keter's nginx does: a child of keterbench would share wrk's
+// session, hence its scheduler autogroup, and on a loaded machine the
+// CPU split between the groups, not nginx, made much of the difference
+// (keter's own config run as a child of keterbench: 0.89 of it run by
+// systemd; as a unit: 1.04, frontab.go).
 func startPlainNginxWith(ctx context.Context, dir string, appPort int, upstreamExtra, httpExtra, serverExtra string) (int, func(), error) {
 	port, err := freeport.Get()
 	if err != nil {
@@ -339,16 +342,9 @@ http {
     }
 }
 `, dir, appPort, upstreamExtra, httpExtra, port, serverExtra)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		return 0, nil, err
-	}
-	cmd := exec.Command("nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
-	if err := cmd.Start(); err != nil {
+	stop, err := startNginxConf(ctx, dir, conf)
+	if err != nil {
 		return 0, nil, fmt.Errorf("starting plain nginx: %w", err)
-	}
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
 	}
 	return port, stop, nil
 }
@@ -392,7 +388,7 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 	}
 	res.KeterKeepalive = keterKeepalive()
 	plain := map[string]int{}
-	for _, v := range []struct{ name, extra string }{{"plain-nginx", ""}, {"plain-nginx-50ms", " keepalive_time 50ms;"}, {"plain-nginx-keter", " " + res.KeterKeepalive}} {
+	for _, v := range []struct{ name, extra string }{{"plain-nginx", ""}, {"plain-nginx-keter", " " + res.KeterKeepalive}} {
 		port, stop, err := startPlainNginx(ctx, filepath.Join(e.base, v.name), appPort, v.extra)
 		if err != nil {
 			return res, err
@@ -403,29 +399,17 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 		}
 		plain[v.name] = port
 	}
-	half := e.wrkDur / 2
-	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/", port) }
-	for round := 0; round < e.throughputRounds; round++ {
-		// Alternating, so drift in the machine's load hits all alike.
-		for _, x := range []struct {
-			host string
-			port int
-			into *[]wrkResult
-		}{
-			{"", appPort, &res.Direct}, {host, k.port, &res.Proxied}, {host, plain["plain-nginx"], &res.Plain},
-			{host, plain["plain-nginx-50ms"], &res.Plain50ms}, {host, plain["plain-nginx-keter"], &res.PlainKeter},
-		} {
-			w, err := runWrk(ctx, 32, half, x.host, url(x.port), false)
-			if err != nil {
-				return res, err
-			}
-			*x.into = append(*x.into, w)
-		}
-		i := len(res.Direct) - 1
-		e.logf("  round %d: direct %.0f, keter %.0f, plain %.0f, plain+keepalive_time 50ms %.0f, plain+keter's %q %.0f req/s: keter/plain %.3f, keter's-bounds/plain %.3f",
-			round+1, res.Direct[i].RPS(), res.Proxied[i].RPS(), res.Plain[i].RPS(), res.Plain50ms[i].RPS(), res.KeterKeepalive, res.PlainKeter[i].RPS(),
-			res.Proxied[i].RPS()/res.Plain[i].RPS(), res.PlainKeter[i].RPS()/res.Plain[i].RPS())
+	err = alternate(ctx, e, []contender{
+		{"", appPort, &res.Direct}, {host, k.port, &res.Proxied}, {host, plain["plain-nginx"], &res.Plain}, {host, plain["plain-nginx-keter"], &res.PlainKeter},
+	}, func(round int) {
+		e.logf("  round %d: direct %.0f, keter %.0f, plain %.0f, plain+keter's %q %.0f req/s: keter/plain %.3f, keter's-bounds/plain %.3f",
+			round+1, res.Direct[round].RPS(), res.Proxied[round].RPS(), res.Plain[round].RPS(), res.KeterKeepalive, res.PlainKeter[round].RPS(),
+			res.Proxied[round].RPS()/res.Plain[round].RPS(), res.PlainKeter[round].RPS()/res.Plain[round].RPS())
+	})
+	if err != nil {
+		return res, err
 	}
+	e.logf("  keter/plain %s", spread(res.Proxied, res.Plain))
 	return res, nil
 }
 

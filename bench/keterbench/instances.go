@@ -52,7 +52,7 @@ func benchInstances(ctx context.Context, e env) (res instancesResult, err error)
 		_, err = k.waitLog(ctx, "old version stopped", deployed-1, 30*time.Second)
 		return err
 	}
-	for round := 0; round < max(3, e.throughputRounds); round++ {
+	for round := 0; round < min(5, max(3, e.throughputRounds)); round++ {
 		for _, x := range []struct {
 			n    int
 			into *[]wrkResult

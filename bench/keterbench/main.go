@@ -41,7 +41,8 @@ func main() {
 	unpackRuns := flag.Int("unpack-runs", 3, "runs of each unpacker")
 	acmeHosts := flag.Int("acme-hosts", 7, "new hosts timed to their first verified HTTPS answer")
 	wrkDur := flag.Duration("wrk", 10*time.Second, "wrk duration")
-	tpRounds := flag.Int("throughput-rounds", 5, "alternating rounds of the throughput comparison")
+	tpRounds := flag.Int("throughput-rounds", 15, "alternating rounds of the front door comparisons (throughput, gzip, access)")
+	round := flag.Duration("round", 3*time.Second, "one wrk run of a front door comparison")
 	recRounds := flag.Int("recovery-rounds", 7, "app SIGKILLs timed (nginx SIGKILLs: up to 5)")
 	hostsRounds := flag.Int("hosts-rounds", 3, "rounds of the three-host rollout comparison")
 	state := flag.String("state", "", "JSON file that keeps results across runs (one benchmark per sandbox)")
@@ -60,7 +61,7 @@ func main() {
 	}
 	e := env{
 		keterBin: *keterBin, app: app, behaveApp: *behaveBin, warpApp: *warpBin, switches: *switches, base: *base, deploys: *deploys, apps: *apps,
-		replaces: *replaces, wrkDur: *wrkDur, acmeHosts: *acmeHosts, throughputRounds: *tpRounds, recoveryRounds: *recRounds,
+		replaces: *replaces, wrkDur: *wrkDur, acmeHosts: *acmeHosts, throughputRounds: *tpRounds, round: *round, recoveryRounds: *recRounds,
 		logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	}
 	r := &results{Command: *cmdline, Started: time.Now(), Machine: readMachine(ctx)}
@@ -118,6 +119,12 @@ func main() {
 	run("thousand", "17. a thousand apps", func() string {
 		r.Thousand = ptr(benchThousand(ctx, e, *thousandApps))
 		return r.Thousand.Err
+	})
+	run("frontab", "front door A/B (diagnosis)", func() string {
+		if err := benchFrontAB(ctx, e); err != nil {
+			return err.Error()
+		}
+		return ""
 	})
 	run("reboot", "18. host reboot", func() string { r.Reboot = ptr(benchReboot(ctx, e, *rebootApps)); return r.Reboot.Err })
 	r.Finished = time.Now()
