@@ -114,11 +114,12 @@ func (r *rollout) read(ctx context.Context) error {
 		r.restored = true
 		r.steps.mark("verify")
 	} else {
-		if v.digest, v.file, err = m.unpack(ctx, src, v.dir, lim); err != nil {
+		var sums bundle.Sums
+		if v.digest, sums, v.file, err = m.unpack(ctx, src, v.dir, lim); err != nil {
 			return fmt.Errorf("unpacking %s: %w", filepath.Base(src), err)
 		}
 		// Hashed before anything runs from it (see restore.go).
-		if v.manifest, err = bundle.Manifest(v.dir); err != nil {
+		if v.manifest, err = bundle.ManifestWith(v.dir, sums); err != nil {
 			m.log.Warn("hashing unpacked folder: a reboot will unpack it again", "app", v.app, "err", err)
 		}
 		r.steps.mark("unpack")

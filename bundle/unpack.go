@@ -67,7 +67,7 @@ const ioBuf = 256 << 10
 // stream that ends early or has a bad checksum is an error even when the
 // tar part was complete.
 func Unpack(ctx context.Context, archive, dest string, lim Limits) error {
-	_, err := unpackFile(ctx, archive, dest, lim, nil)
+	_, err := unpackFile(ctx, archive, dest, lim, nil, nil)
 	return err
 }
 
@@ -75,10 +75,21 @@ func Unpack(ctx context.Context, archive, dest string, lim Limits) error {
 // Digest), reading the file once instead of twice.
 func UnpackDigest(ctx context.Context, archive, dest string, lim Limits) (string, error) {
 	h := sha256.New()
-	return unpackFile(ctx, archive, dest, lim, h)
+	return unpackFile(ctx, archive, dest, lim, h, nil)
 }
 
-func unpackFile(ctx context.Context, archive, dest string, lim Limits, h hash.Hash) (string, error) {
+// UnpackSums is UnpackDigest that also returns the sha256 of each file it
+// wrote, hashed as it wrote it, for ManifestWith.
+func UnpackSums(ctx context.Context, archive, dest string, lim Limits) (string, Sums, error) {
+	sums := Sums{}
+	digest, err := unpackFile(ctx, archive, dest, lim, sha256.New(), sums)
+	if err != nil {
+		return "", nil, err
+	}
+	return digest, sums, nil
+}
+
+func unpackFile(ctx context.Context, archive, dest string, lim Limits, h hash.Hash, sums Sums) (string, error) {
 	f, err := os.Open(archive)
 	if err != nil {
 		return "", fmt.Errorf("unpacking bundle: %w", err)
@@ -88,7 +99,7 @@ func unpackFile(ctx context.Context, archive, dest string, lim Limits, h hash.Ha
 	if h != nil {
 		r = io.TeeReader(f, h)
 	}
-	if err := unpackReader(ctx, f, r, dest, lim); err != nil {
+	if err := unpackReader(ctx, f, r, dest, lim, sums); err != nil {
 		return "", err
 	}
 	if h == nil {
@@ -101,7 +112,7 @@ func unpackFile(ctx context.Context, archive, dest string, lim Limits, h hash.Ha
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func unpackReader(ctx context.Context, f *os.File, r io.Reader, dest string, lim Limits) error {
+func unpackReader(ctx context.Context, f *os.File, r io.Reader, dest string, lim Limits, sums Sums) error {
 	archive := f.Name()
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return fmt.Errorf("unpacking bundle: %w", err)
@@ -126,7 +137,7 @@ func unpackReader(ctx context.Context, f *os.File, r io.Reader, dest string, lim
 	if fi, err := f.Stat(); err == nil && fi.Size() < ioBuf {
 		bufSize = max(int(fi.Size()), 64<<10)
 	}
-	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: make([]byte, bufSize)}
+	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: make([]byte, bufSize), sums: sums}
 	if err := u.run(r); err != nil {
 		return fmt.Errorf("unpacking bundle %s: %w", archive, err)
 	}
@@ -140,6 +151,8 @@ type unpacker struct {
 	buf     []byte
 	total   int64
 	entries int
+	// sums, when not nil, gets each regular file's sha256 by its name.
+	sums Sums
 }
 
 func (u *unpacker) run(r io.Reader) error {
@@ -274,6 +287,7 @@ func (u *unpacker) prepare(name string) error {
 	if fi.IsDir() {
 		return fmt.Errorf("%w: replaces a folder", ErrUnsafeEntry)
 	}
+	delete(u.sums, name)
 	return u.root.Remove(name)
 }
 
@@ -296,7 +310,13 @@ func (u *unpacker) file(tr *tar.Reader, h *tar.Header, name string) error {
 	if err != nil {
 		return fmt.Errorf("creating file: %w", err)
 	}
-	n, err := io.CopyBuffer(onlyWriter{f}, tr, u.buf)
+	var w io.Writer = f
+	var sum hash.Hash
+	if u.sums != nil {
+		sum = sha256.New()
+		w = io.MultiWriter(f, sum)
+	}
+	n, err := io.CopyBuffer(onlyWriter{w}, tr, u.buf)
 	if err == nil && n != h.Size {
 		err = io.ErrUnexpectedEOF
 	}
@@ -314,6 +334,9 @@ func (u *unpacker) file(tr *tar.Reader, h *tar.Header, name string) error {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("writing file: %w", err)
+	}
+	if sum != nil {
+		u.sums[name] = [sha256.Size]byte(sum.Sum(nil))
 	}
 	return nil
 }
@@ -396,6 +419,9 @@ func (u *unpacker) hardlink(h *tar.Header, name string) error {
 	}
 	if err := u.root.Link(target, name); err != nil {
 		return fmt.Errorf("making hard link: %w", err)
+	}
+	if sum, ok := u.sums[target]; ok {
+		u.sums[name] = sum
 	}
 	return nil
 }
