@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -133,15 +134,40 @@ func unpackReader(ctx context.Context, f *os.File, r io.Reader, dest string, lim
 	}
 	defer root.Close()
 	// Small bundles (and the fuzzer) need no megabyte buffers.
-	bufSize := ioBuf
+	var bufs *ioBufs
 	if fi, err := f.Stat(); err == nil && fi.Size() < ioBuf {
-		bufSize = max(int(fi.Size()), 64<<10)
+		bufs = newIOBufs(max(int(fi.Size()), 64<<10))
+	} else {
+		bufs = bufPool.Get().(*ioBufs)
+		defer bufPool.Put(bufs)
 	}
-	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: make([]byte, bufSize), sums: sums}
-	if err := u.run(r); err != nil {
+	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: bufs.buf, sums: sums}
+	if err := u.run(r, bufs); err != nil {
 		return fmt.Errorf("unpacking bundle %s: %w", archive, err)
 	}
 	return nil
+}
+
+// ioBufs are one unpack's buffers and gzip reader. A burst of deploys
+// reuses them from bufPool rather than allocating about 2 MB per bundle:
+// in a CPU profile of 100 bundles dropped at once, allocating, clearing,
+// collecting and returning those pages to the OS cost about a tenth of
+// keter's CPU. The pool empties itself after two idle collections.
+type ioBufs struct {
+	buf    []byte
+	br     *bufio.Reader
+	zr     *gzip.Reader
+	chunks [][]byte
+}
+
+var bufPool = sync.Pool{New: func() any { return newIOBufs(ioBuf) }}
+
+func newIOBufs(size int) *ioBufs {
+	b := &ioBufs{buf: make([]byte, size), br: bufio.NewReaderSize(nil, size)}
+	for range pipeDepth + 1 {
+		b.chunks = append(b.chunks, make([]byte, size))
+	}
+	return b
 }
 
 type unpacker struct {
@@ -155,15 +181,23 @@ type unpacker struct {
 	sums Sums
 }
 
-func (u *unpacker) run(r io.Reader) error {
-	zr, err := gzip.NewReader(bufio.NewReaderSize(r, len(u.buf)))
+func (u *unpacker) run(r io.Reader, bufs *ioBufs) error {
+	bufs.br.Reset(r)
+	defer bufs.br.Reset(nil)
+	var err error
+	if bufs.zr == nil {
+		bufs.zr, err = gzip.NewReader(bufs.br)
+	} else {
+		err = bufs.zr.Reset(bufs.br)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: reading gzip header: %v", ErrCorrupt, err)
 	}
+	zr := bufs.zr
 	defer zr.Close()
 	// Decompress ahead in another goroutine, as tar xzf runs gzip in
 	// another process: inflating and writing files overlap.
-	pr := newPipeReader(u.ctx, zr, len(u.buf))
+	pr := newPipeReader(u.ctx, zr, bufs.chunks)
 	defer pr.Close()
 	tr := tar.NewReader(pr)
 	for {
