@@ -398,6 +398,29 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 	return out, nil
 }
 
+// State is one unit's name, metadata, ActiveState and SubState; found
+// is false for a unit that is not loaded. systemd looks the unit up by
+// name (ListUnitsByNames), where List's pattern makes it match every
+// unit it has, and no service properties are read: readiness checks ask
+// this of each new unit, a thousand at a time after a reboot.
+func (c *Client) State(ctx context.Context, name string) (st unitgen.Status, found bool, err error) {
+	var units []sddbus.UnitStatus
+	err = c.do(ctx, func(conn *sddbus.Conn) error {
+		var err error
+		units, err = conn.ListUnitsByNamesContext(ctx, []string{name})
+		return err
+	})
+	if err != nil {
+		return st, false, fmt.Errorf("reading state of unit %s: %w", name, err)
+	}
+	for _, u := range units {
+		if u.Name == name && u.LoadState != "not-found" {
+			return owned(unitgen.Status{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState, Meta: meta(u.Name, u.Description)}), true, nil
+		}
+	}
+	return st, false, nil
+}
+
 // states is List without each service's properties: name, metadata,
 // ActiveState and SubState, in one call.
 func (c *Client) states(ctx context.Context, prefix string) ([]unitgen.Status, error) {
