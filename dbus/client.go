@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,31 +63,8 @@ func (c *Client) Close() {
 	}
 }
 
-// dialSystemd opens one connection to systemd's private socket and gives
-// it to go-systemd for both its calls and its job signals. systemd sends
-// every signal to every direct connection, so each connection more costs
-// systemd a copy of every signal and keter the decoding of it (a CPU
-// profile of 100 deploys: 9% of keter's CPU in godbus reading messages).
-// Sharing is safe as keter uses it: go-systemd's signal goroutine calls
-// systemd only for its unit subscribers, which keter does not use (it
-// subscribes on a connection of its own, see Subscribe).
 func dialSystemd(ctx context.Context) (*sddbus.Conn, error) {
-	var shared *godbus.Conn
-	conn, err := sddbus.NewConnection(func() (*godbus.Conn, error) {
-		if shared != nil {
-			return shared, nil
-		}
-		c, err := godbus.Dial("unix:path=/run/systemd/private", godbus.WithContext(ctx))
-		if err != nil {
-			return nil, err
-		}
-		if err := c.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-			c.Close()
-			return nil, err
-		}
-		shared = c
-		return c, nil
-	})
+	conn, err := sddbus.NewSystemdConnectionContext(ctx)
 	if err != nil {
 		return nil, err
 	}
