@@ -18,6 +18,7 @@ import (
 
 	"github.com/keter-systemd/keter/bundle"
 	"github.com/keter-systemd/keter/config"
+	"github.com/keter-systemd/keter/internal/atomicfile"
 )
 
 // Options wires a Manager.
@@ -109,6 +110,12 @@ type Manager struct {
 	// restore are folders of versions a reboot stopped (see restore.go);
 	// guarded by mu.
 	restore map[string]liveRecord
+
+	// stateWant counts changes that saveState must make durable (guarded
+	// by mu); stateSaved is the count the last write covered (by saveMu).
+	stateWant  uint64
+	saveMu     sync.Mutex
+	stateSaved uint64
 }
 
 // New checks the options and makes a Manager; Run starts it.
@@ -325,7 +332,21 @@ func (m *Manager) statePath() string { return filepath.Join(m.cfg.Etc(), "state.
 
 // saveState writes the live table; failures are logged, since the units
 // keep running and the next save will catch up.
+// saveState returns once state.json holds what the caller changed before
+// calling it. Saves that wait while another writes share the next write
+// (a group commit), and the file is written outside mu: with many apps
+// going live at once each save is a marshal of every app and an fsync,
+// which one at a time under the manager's lock made a queue of them all.
 func (m *Manager) saveState() {
+	m.mu.Lock()
+	m.stateWant++
+	want := m.stateWant
+	m.mu.Unlock()
+	m.saveMu.Lock()
+	defer m.saveMu.Unlock()
+	if m.stateSaved >= want {
+		return // a write that began after our change covered it
+	}
 	m.mu.Lock()
 	s := stateFile{Apps: map[string]liveRecord{}}
 	for name, v := range m.live {
@@ -333,11 +354,17 @@ func (m *Manager) saveState() {
 	}
 	s.Draining = m.drainingRecords()
 	s.Canaries = m.canaryRecords()
-	err := saveState(m.statePath(), s)
+	seq := m.stateWant
+	data, err := s.marshal() // under mu: the records share the versions' slices
 	m.mu.Unlock()
+	if err == nil {
+		err = atomicfile.Write(m.statePath(), data, 0o600)
+	}
 	if err != nil {
 		m.log.Error("saving state", "err", err)
+		return
 	}
+	m.stateSaved = seq
 }
 
 func isBundleFile(name string) bool {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"os"
+	"strings"
 
 	"github.com/keter-systemd/keter/bundle"
 )
@@ -46,7 +47,11 @@ func (m *Manager) restoreDir(v *version, src string) bool {
 		return false
 	}
 	fi, err := os.Stat(src)
-	if err == nil && identify(fi) == rec.File {
+	switch {
+	case err != nil || identify(fi) != rec.File:
+	case !strings.HasPrefix(rec.Manifest, bundle.ManifestVersion):
+		m.log.Info("version folder hashed by an older keter: unpacking its bundle again", "app", v.app, "dir", rec.Dir)
+	default:
 		got, err := bundle.Manifest(rec.Dir)
 		if err == nil && got == rec.Manifest {
 			v.dir, v.digest, v.file, v.manifest = rec.Dir, rec.Digest, rec.File, rec.Manifest

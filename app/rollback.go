@@ -41,17 +41,26 @@ func (m *Manager) keepBundle(v *version) {
 		return
 	}
 	dst := filepath.Join(dir, fmt.Sprintf("%019d-%s.keter", time.Now().UnixNano(), v.digest))
-	digest, err := CopyAtomic(v.bundle, dst, 0o600)
-	if err != nil {
-		m.log.Error("keeping bundle for rollback", "app", v.app, "err", err)
-		return
-	}
-	if digest != v.digest {
-		// A newer bundle replaced the file meanwhile; it keeps itself.
-		os.Remove(dst)
-		return
-	}
 	kept, _ := m.KeptBundles(v.app)
+	// The same content kept before (a reboot's restore, a rollback) is
+	// renamed as the newest rather than copied again.
+	renamed := false
+	for _, k := range kept {
+		if k.Digest == v.digest && !renamed {
+			renamed = os.Rename(k.Path, dst) == nil
+		}
+	}
+	if !renamed {
+		same, err := copyIfSame(v.bundle, v.file, dst)
+		if err != nil {
+			m.log.Error("keeping bundle for rollback", "app", v.app, "err", err)
+			return
+		}
+		if !same {
+			return // a newer bundle replaced the file meanwhile; it keeps itself
+		}
+	}
+	kept, _ = m.KeptBundles(v.app)
 	n := 0
 	for _, k := range kept {
 		switch {
@@ -119,6 +128,11 @@ func (m *Manager) RollbackTo(ctx context.Context, name, want string) (string, er
 		}
 		dst := filepath.Join(m.cfg.Incoming(), name+".keter")
 		digest, err := CopyAtomic(k.Path, dst, 0o644)
+		if err == nil && digest != k.Digest {
+			// keepBundle trusts the file's identity, not a second hash.
+			os.Remove(dst)
+			err = fmt.Errorf("kept bundle %s has sha256 %.12s, not the %.12s it was kept as", k.Path, digest, k.Digest)
+		}
 		if err != nil {
 			return "", fmt.Errorf("rolling back %s: %w", name, err)
 		}
@@ -129,6 +143,52 @@ func (m *Manager) RollbackTo(ctx context.Context, name, want string) (string, er
 		return "", fmt.Errorf("rolling back %s: %w: bundle %.12s is not kept (keep-bundles is %d) or is live", name, ErrNoPrevious, want, m.cfg.KeepBundles)
 	}
 	return "", fmt.Errorf("rolling back %s: %w (keep-bundles is %d)", name, ErrNoPrevious, m.cfg.KeepBundles)
+}
+
+// copyIfSame copies src to dst as CopyAtomic does when src is still the
+// file id (its size, mtime and inode before and after the copy: what the
+// deploy unpacked and hashed); it reports whether it was. Not hashing it
+// again lets the kernel copy it (copy_file_range) and saves a deploy a
+// read and a sha256 of its bundle; rollback checks the digest when it
+// uses the copy.
+func copyIfSame(src string, id fileID, dst string) (bool, error) {
+	in, err := os.Open(src)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("copying bundle: %w", err)
+	}
+	defer in.Close()
+	if fi, err := in.Stat(); err != nil || identify(fi) != id {
+		return false, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-")
+	if err != nil {
+		return false, fmt.Errorf("copying bundle: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, err = io.Copy(f, in)
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("copying bundle %s to %s: %w", src, dst, err)
+	}
+	if fi, err := in.Stat(); err != nil || identify(fi) != id {
+		return false, err // written to while it was copied
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return false, fmt.Errorf("copying bundle %s to %s: %w", src, dst, err)
+	}
+	return true, nil
 }
 
 // CopyAtomic copies src to dst through a dot-named temporary file in

@@ -32,6 +32,9 @@ type rollout struct {
 	src   string
 	// canary: the version starts beside the live one as its canary.
 	canary bool
+	// restored: the version is a kept folder started again after a reboot
+	// (see restore.go); its sleepers stay asleep.
+	restored bool
 }
 
 // startVersion runs a bundle up to live (see rollout); errUnchanged when
@@ -108,13 +111,15 @@ func (r *rollout) read(ctx context.Context) error {
 	}
 	var err error
 	if !r.again && r.cur == nil && m.restoreDir(v, src) {
+		r.restored = true
 		r.steps.mark("verify")
 	} else {
-		if v.digest, v.file, err = m.unpack(ctx, src, v.dir, lim); err != nil {
+		var sums bundle.Sums
+		if v.digest, sums, v.file, err = m.unpack(ctx, src, v.dir, lim); err != nil {
 			return fmt.Errorf("unpacking %s: %w", filepath.Base(src), err)
 		}
 		// Hashed before anything runs from it (see restore.go).
-		if v.manifest, err = bundle.Manifest(v.dir); err != nil {
+		if v.manifest, err = bundle.ManifestWith(v.dir, sums); err != nil {
 			m.log.Warn("hashing unpacked folder: a reboot will unpack it again", "app", v.app, "err", err)
 		}
 		r.steps.mark("unpack")
@@ -275,6 +280,12 @@ func (r *rollout) ready(ctx context.Context) error {
 			continue
 		}
 		for _, in := range r.v.web[i] {
+			if in.sleep != nil && r.restored {
+				// It served before the reboot from this very folder: a
+				// probe would wake it, and a sleeper waits for a request.
+				r.m.log.Info("asleep after the reboot until its first request", "app", r.v.app, "unit", in.unit, "socket", in.sleep.socket)
+				continue
+			}
 			if err := r.m.waitReady(ctx, r.w, in.unit, in.port, in.sleep, s.WebApp); err != nil {
 				return err
 			}

@@ -95,9 +95,11 @@ func loadState(path string) (stateFile, error) {
 }
 
 func saveState(path string, s stateFile) error {
-	data, err := json.MarshalIndent(s, "", "  ")
+	data, err := s.marshal()
 	if err != nil {
 		return err
 	}
 	return atomicfile.Write(path, data, 0o600)
 }
+
+func (s stateFile) marshal() ([]byte, error) { return json.MarshalIndent(s, "", "  ") }

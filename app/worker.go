@@ -28,10 +28,13 @@ type request struct {
 // plain reports a restart and nothing else.
 func (r *request) plain() bool { return r.restart && r.path == "" && !r.remove }
 
+// worker runs an app's requests one at a time in a goroutine that lives
+// only while it has some: a thousand idle apps hold no thousand parked
+// goroutines and their stacks.
 type worker struct {
 	mu      sync.Mutex
 	pending *request
-	wake    chan struct{}
+	running bool // a goroutine is taking pending
 }
 
 // superseded reports whether a newer bundle (or a removal) is waiting,
@@ -43,11 +46,15 @@ func (w *worker) superseded() bool {
 	return w.pending != nil && !w.pending.plain()
 }
 
+// take is the next request; with none the worker's goroutine must end.
 func (w *worker) take() *request {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r := w.pending
 	w.pending = nil
+	if r == nil {
+		w.running = false
+	}
 	return r
 }
 
@@ -71,13 +78,8 @@ func (m *Manager) enqueue(ctx context.Context, name string, r request) {
 	m.mu.Lock()
 	w := m.workers[name]
 	if w == nil {
-		w = &worker{wake: make(chan struct{}, 1)}
+		w = &worker{}
 		m.workers[name] = w
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.runWorker(ctx, name, w)
-		}()
 	}
 	m.mu.Unlock()
 	w.mu.Lock()
@@ -96,47 +98,55 @@ func (m *Manager) enqueue(ctx context.Context, name string, r request) {
 		}
 	}
 	w.pending = &r
+	start := !w.running
+	w.running = true
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	if start {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.runWorker(ctx, name, w)
+		}()
 	}
 }
 
 func (m *Manager) runWorker(ctx context.Context, name string, w *worker) {
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
+			w.mu.Lock()
+			w.running = false
+			w.mu.Unlock()
 			return
-		case <-w.wake:
 		}
-		for r := w.take(); r != nil; r = w.take() {
-			var err error
-			if r.remove {
-				err = m.remove(ctx, name)
-			} else {
-				before := m.liveVersion(name)
-				if r.path != "" {
-					err = m.deploy(ctx, name, r.path, w)
+		r := w.take()
+		if r == nil {
+			return
+		}
+		var err error
+		if r.remove {
+			err = m.remove(ctx, name)
+		} else {
+			before := m.liveVersion(name)
+			if r.path != "" {
+				err = m.deploy(ctx, name, r.path, w)
+			}
+			if r.restart && ctx.Err() == nil {
+				switch {
+				case errors.Is(err, errSuperseded):
+				case err != nil:
+					err = fmt.Errorf("a newer bundle was deployed first and failed, so nothing was restarted: %w", err)
+				case r.path != "" && m.liveVersion(name) != before:
+					// The new version is the replacement.
+				default:
+					err = m.restart(ctx, name, w, r.replace)
 				}
-				if r.restart && ctx.Err() == nil {
-					switch {
-					case errors.Is(err, errSuperseded):
-					case err != nil:
-						err = fmt.Errorf("a newer bundle was deployed first and failed, so nothing was restarted: %w", err)
-					case r.path != "" && m.liveVersion(name) != before:
-						// The new version is the replacement.
-					default:
-						err = m.restart(ctx, name, w, r.replace)
-					}
-					if errors.Is(err, errSuperseded) && w.fold(r) {
-						continue
-					}
+				if errors.Is(err, errSuperseded) && w.fold(r) {
+					continue
 				}
 			}
-			for _, d := range r.done {
-				d <- err
-			}
+		}
+		for _, d := range r.done {
+			d <- err
 		}
 	}
 }

@@ -3,6 +3,7 @@ package bundle
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,14 +17,32 @@ import (
 // Manifest leaves out: keter writes them again at every start.
 const OwnFilePrefix = ".keter-"
 
+// ManifestVersion starts every manifest: one recorded by a keter that
+// hashed folders another way does not match, and says so.
+const ManifestVersion = "m2-"
+
 // Manifest hashes an unpacked folder as it is on disk: every entry's
-// path, kind and permission bits, each file's content and each link's
-// target, in lexical order. Owners and times are left out (keter gives a
-// version folder to its app's user before each start), and so are
-// keter's own files at its top (OwnFilePrefix). The same folder gives the
-// same hex sha256; any file added, removed, changed or made executable
+// path, kind and permission bits, each file's size and sha256 and each
+// link's target, in lexical order. Owners and times are left out (keter
+// gives a version folder to its app's user before each start), and so
+// are keter's own files at its top (OwnFilePrefix). The same folder gives
+// the same string; any file added, removed, changed or made executable
 // gives another.
 func Manifest(dir string) (string, error) {
+	return manifestOf(dir, nil)
+}
+
+// Sums are the sha256 of an unpacked folder's files by their slash path
+// under it, as UnpackSums wrote them.
+type Sums map[string][sha256.Size]byte
+
+// ManifestWith is Manifest of a folder just unpacked, taking the content
+// of the files in sums as hashed: only the rest is read back.
+func ManifestWith(dir string, sums Sums) (string, error) {
+	return manifestOf(dir, sums)
+}
+
+func manifestOf(dir string, sums Sums) (string, error) {
 	h := sha256.New()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -43,19 +62,13 @@ func Manifest(dir string) (string, error) {
 		perm := info.Mode().Perm()
 		switch t := info.Mode().Type(); {
 		case t == 0:
-			fmt.Fprintf(h, "f %q %o %d\n", rel, perm, info.Size())
-			f, err := os.Open(path)
-			if err != nil {
-				return err
+			sum, ok := sums[filepath.ToSlash(rel)]
+			if !ok {
+				if sum, err = fileSum(path, info.Size()); err != nil {
+					return fmt.Errorf("%s: %w", rel, err)
+				}
 			}
-			n, err := io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			if n != info.Size() {
-				return fmt.Errorf("%s changed while it was read", rel)
-			}
+			fmt.Fprintf(h, "f %q %o %d %x\n", rel, perm, info.Size(), sum)
 		case t == fs.ModeDir:
 			fmt.Fprintf(h, "d %q %o\n", rel, perm)
 		case t == fs.ModeSymlink:
@@ -72,5 +85,24 @@ func Manifest(dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("hashing unpacked folder %s: %w", dir, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return ManifestVersion + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// fileSum is the sha256 of a file of size bytes.
+func fileSum(path string, size int64) (sum [sha256.Size]byte, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return sum, err
+	}
+	if n != size {
+		return sum, errors.New("changed while it was read")
+	}
+	h.Sum(sum[:0])
+	return sum, nil
 }

@@ -27,14 +27,16 @@ type chunk struct {
 
 const pipeDepth = 4
 
-func newPipeReader(ctx context.Context, src io.Reader, chunkSize int) *pipeReader {
+// newPipeReader reads src ahead into chunks (pipeDepth+1 of them), which
+// are the caller's again once Close returns.
+func newPipeReader(ctx context.Context, src io.Reader, chunks [][]byte) *pipeReader {
 	p := &pipeReader{
 		full: make(chan chunk, pipeDepth),
-		free: make(chan []byte, pipeDepth+1),
+		free: make(chan []byte, len(chunks)),
 		stop: make(chan struct{}),
 	}
-	for range pipeDepth + 1 {
-		p.free <- make([]byte, chunkSize)
+	for _, c := range chunks {
+		p.free <- c
 	}
 	p.wg.Add(1)
 	go func() {

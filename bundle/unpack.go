@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -67,7 +68,7 @@ const ioBuf = 256 << 10
 // stream that ends early or has a bad checksum is an error even when the
 // tar part was complete.
 func Unpack(ctx context.Context, archive, dest string, lim Limits) error {
-	_, err := unpackFile(ctx, archive, dest, lim, nil)
+	_, err := unpackFile(ctx, archive, dest, lim, nil, nil)
 	return err
 }
 
@@ -75,10 +76,21 @@ func Unpack(ctx context.Context, archive, dest string, lim Limits) error {
 // Digest), reading the file once instead of twice.
 func UnpackDigest(ctx context.Context, archive, dest string, lim Limits) (string, error) {
 	h := sha256.New()
-	return unpackFile(ctx, archive, dest, lim, h)
+	return unpackFile(ctx, archive, dest, lim, h, nil)
 }
 
-func unpackFile(ctx context.Context, archive, dest string, lim Limits, h hash.Hash) (string, error) {
+// UnpackSums is UnpackDigest that also returns the sha256 of each file it
+// wrote, hashed as it wrote it, for ManifestWith.
+func UnpackSums(ctx context.Context, archive, dest string, lim Limits) (string, Sums, error) {
+	sums := Sums{}
+	digest, err := unpackFile(ctx, archive, dest, lim, sha256.New(), sums)
+	if err != nil {
+		return "", nil, err
+	}
+	return digest, sums, nil
+}
+
+func unpackFile(ctx context.Context, archive, dest string, lim Limits, h hash.Hash, sums Sums) (string, error) {
 	f, err := os.Open(archive)
 	if err != nil {
 		return "", fmt.Errorf("unpacking bundle: %w", err)
@@ -88,7 +100,7 @@ func unpackFile(ctx context.Context, archive, dest string, lim Limits, h hash.Ha
 	if h != nil {
 		r = io.TeeReader(f, h)
 	}
-	if err := unpackReader(ctx, f, r, dest, lim); err != nil {
+	if err := unpackReader(ctx, f, r, dest, lim, sums); err != nil {
 		return "", err
 	}
 	if h == nil {
@@ -101,7 +113,7 @@ func unpackFile(ctx context.Context, archive, dest string, lim Limits, h hash.Ha
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func unpackReader(ctx context.Context, f *os.File, r io.Reader, dest string, lim Limits) error {
+func unpackReader(ctx context.Context, f *os.File, r io.Reader, dest string, lim Limits, sums Sums) error {
 	archive := f.Name()
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return fmt.Errorf("unpacking bundle: %w", err)
@@ -122,15 +134,40 @@ func unpackReader(ctx context.Context, f *os.File, r io.Reader, dest string, lim
 	}
 	defer root.Close()
 	// Small bundles (and the fuzzer) need no megabyte buffers.
-	bufSize := ioBuf
+	var bufs *ioBufs
 	if fi, err := f.Stat(); err == nil && fi.Size() < ioBuf {
-		bufSize = max(int(fi.Size()), 64<<10)
+		bufs = newIOBufs(max(int(fi.Size()), 64<<10))
+	} else {
+		bufs = bufPool.Get().(*ioBufs)
+		defer bufPool.Put(bufs)
 	}
-	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: make([]byte, bufSize)}
-	if err := u.run(r); err != nil {
+	u := &unpacker{ctx: ctx, root: root, lim: lim, buf: bufs.buf, sums: sums}
+	if err := u.run(r, bufs); err != nil {
 		return fmt.Errorf("unpacking bundle %s: %w", archive, err)
 	}
 	return nil
+}
+
+// ioBufs are one unpack's buffers and gzip reader. A burst of deploys
+// reuses them from bufPool rather than allocating about 2 MB per bundle:
+// in a CPU profile of 100 bundles dropped at once, allocating, clearing,
+// collecting and returning those pages to the OS cost about a tenth of
+// keter's CPU. The pool empties itself after two idle collections.
+type ioBufs struct {
+	buf    []byte
+	br     *bufio.Reader
+	zr     *gzip.Reader
+	chunks [][]byte
+}
+
+var bufPool = sync.Pool{New: func() any { return newIOBufs(ioBuf) }}
+
+func newIOBufs(size int) *ioBufs {
+	b := &ioBufs{buf: make([]byte, size), br: bufio.NewReaderSize(nil, size)}
+	for range pipeDepth + 1 {
+		b.chunks = append(b.chunks, make([]byte, size))
+	}
+	return b
 }
 
 type unpacker struct {
@@ -140,17 +177,27 @@ type unpacker struct {
 	buf     []byte
 	total   int64
 	entries int
+	// sums, when not nil, gets each regular file's sha256 by its name.
+	sums Sums
 }
 
-func (u *unpacker) run(r io.Reader) error {
-	zr, err := gzip.NewReader(bufio.NewReaderSize(r, len(u.buf)))
+func (u *unpacker) run(r io.Reader, bufs *ioBufs) error {
+	bufs.br.Reset(r)
+	defer bufs.br.Reset(nil)
+	var err error
+	if bufs.zr == nil {
+		bufs.zr, err = gzip.NewReader(bufs.br)
+	} else {
+		err = bufs.zr.Reset(bufs.br)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: reading gzip header: %v", ErrCorrupt, err)
 	}
+	zr := bufs.zr
 	defer zr.Close()
 	// Decompress ahead in another goroutine, as tar xzf runs gzip in
 	// another process: inflating and writing files overlap.
-	pr := newPipeReader(u.ctx, zr, len(u.buf))
+	pr := newPipeReader(u.ctx, zr, bufs.chunks)
 	defer pr.Close()
 	tr := tar.NewReader(pr)
 	for {
@@ -274,6 +321,7 @@ func (u *unpacker) prepare(name string) error {
 	if fi.IsDir() {
 		return fmt.Errorf("%w: replaces a folder", ErrUnsafeEntry)
 	}
+	delete(u.sums, name)
 	return u.root.Remove(name)
 }
 
@@ -296,7 +344,13 @@ func (u *unpacker) file(tr *tar.Reader, h *tar.Header, name string) error {
 	if err != nil {
 		return fmt.Errorf("creating file: %w", err)
 	}
-	n, err := io.CopyBuffer(onlyWriter{f}, tr, u.buf)
+	var w io.Writer = f
+	var sum hash.Hash
+	if u.sums != nil {
+		sum = sha256.New()
+		w = io.MultiWriter(f, sum)
+	}
+	n, err := io.CopyBuffer(onlyWriter{w}, tr, u.buf)
 	if err == nil && n != h.Size {
 		err = io.ErrUnexpectedEOF
 	}
@@ -314,6 +368,9 @@ func (u *unpacker) file(tr *tar.Reader, h *tar.Header, name string) error {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("writing file: %w", err)
+	}
+	if sum != nil {
+		u.sums[name] = [sha256.Size]byte(sum.Sum(nil))
 	}
 	return nil
 }
@@ -396,6 +453,9 @@ func (u *unpacker) hardlink(h *tar.Header, name string) error {
 	}
 	if err := u.root.Link(target, name); err != nil {
 		return fmt.Errorf("making hard link: %w", err)
+	}
+	if sum, ok := u.sums[target]; ok {
+		u.sums[name] = sum
 	}
 	return nil
 }

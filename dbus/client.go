@@ -30,11 +30,21 @@ const redialFor = 10 * time.Second
 // ErrJob classes a job that ended with a result other than "done".
 var ErrJob = errors.New("systemd job did not succeed")
 
+// maxSubmits bounds the jobs being submitted to systemd at once. go-systemd
+// holds one lock from a job's submission until systemd has answered it,
+// and needs the same lock to hand out each job's result: with hundreds of
+// deploys submitting at once (1000 bundles dropped together), results
+// queued behind every submission, waited out DefaultJobTimeout, and the
+// failed deploys' stops queued up too. Waiting for results stays
+// concurrent.
+const maxSubmits = 4
+
 // Client is a connection to systemd. Its methods are safe for concurrent use.
 type Client struct {
-	mu   sync.Mutex
-	conn *sddbus.Conn
-	dial func(context.Context) (*sddbus.Conn, error)
+	mu      sync.Mutex
+	submits chan struct{} // see maxSubmits
+	conn    *sddbus.Conn
+	dial    func(context.Context) (*sddbus.Conn, error)
 	// JobTimeout bounds each job wait; zero means DefaultJobTimeout.
 	JobTimeout time.Duration
 	// TransientDir is where systemd writes transient unit files; empty
@@ -44,7 +54,7 @@ type Client struct {
 
 // New connects to systemd's private socket. It needs root.
 func New(ctx context.Context) (*Client, error) {
-	c := &Client{dial: dialSystemd}
+	c := &Client{dial: dialSystemd, submits: make(chan struct{}, maxSubmits)}
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to systemd: %w", err)
@@ -181,10 +191,20 @@ func (c *Client) job(ctx context.Context, what, name string, start func(*sddbus.
 func (c *Client) jobWithin(ctx context.Context, what, name string, timeout time.Duration, start func(*sddbus.Conn, chan<- string) error) error {
 	ch := make(chan string, 1)
 	var conn *sddbus.Conn
+	if c.submits != nil {
+		select {
+		case c.submits <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("submitting %s of %s: %w", what, name, ctx.Err())
+		}
+	}
 	err := c.do(ctx, func(cn *sddbus.Conn) error {
 		conn = cn
 		return start(cn, ch)
 	})
+	if c.submits != nil {
+		<-c.submits
+	}
 	if err != nil {
 		return err
 	}
@@ -371,6 +391,29 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 		out[i] = owned(s)
 	}
 	return out, nil
+}
+
+// State is one unit's name, metadata, ActiveState and SubState; found
+// is false for a unit that is not loaded. systemd looks the unit up by
+// name (ListUnitsByNames), where List's pattern makes it match every
+// unit it has, and no service properties are read: readiness checks ask
+// this of each new unit, a thousand at a time after a reboot.
+func (c *Client) State(ctx context.Context, name string) (st unitgen.Status, found bool, err error) {
+	var units []sddbus.UnitStatus
+	err = c.do(ctx, func(conn *sddbus.Conn) error {
+		var err error
+		units, err = conn.ListUnitsByNamesContext(ctx, []string{name})
+		return err
+	})
+	if err != nil {
+		return st, false, fmt.Errorf("reading state of unit %s: %w", name, err)
+	}
+	for _, u := range units {
+		if u.Name == name && u.LoadState != "not-found" {
+			return owned(unitgen.Status{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState, Meta: meta(u.Name, u.Description)}), true, nil
+		}
+	}
+	return st, false, nil
 }
 
 // states is List without each service's properties: name, metadata,

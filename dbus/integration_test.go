@@ -597,3 +597,30 @@ func TestExitStatusOfLastRun(t *testing.T) {
 		})
 	}
 }
+
+// TestStateByName: State reads one unit by name as List does, and finds
+// no unit that is not loaded (nor one its name only prefixes).
+func TestStateByName(t *testing.T) {
+	c := newClient(t)
+	name := "keter-test-state-" + testkit.Token() + ".service"
+	if err := c.StartTransient(t.Context(), name, []sddbus.Property{sddbus.PropExecStart([]string{"/bin/sleep", "600"}, false)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop(context.Background(), name) })
+	st, found, err := c.State(t.Context(), name)
+	if err != nil || !found {
+		t.Fatalf("State(%s) = %v, %v", name, found, err)
+	}
+	listed, err := c.List(t.Context(), name)
+	if err != nil || len(listed) != 1 {
+		t.Fatalf("List(%s) = %v, %v", name, listed, err)
+	}
+	if st.Name != name || st.ActiveState != listed[0].ActiveState || st.SubState != listed[0].SubState || st.ActiveState != "active" {
+		t.Errorf("State %+v, List %+v", st, listed[0])
+	}
+	for _, missing := range []string{"keter-test-state-none-" + testkit.Token() + ".service", strings.TrimSuffix(name, ".service")} {
+		if _, found, err := c.State(t.Context(), missing); err != nil || found {
+			t.Errorf("State(%s) = found %v, %v; want not found", missing, found, err)
+		}
+	}
+}

@@ -215,6 +215,21 @@ func (k *keter) WaitBody(host, body string, within time.Duration) {
 	})
 }
 
+// WaitCode polls until host answers with code.
+func (k *keter) WaitCode(host string, code int, within time.Duration) {
+	k.t.Helper()
+	eventually(k.t, within, func() error {
+		got, _, err := k.Get(host, "/")
+		if err != nil {
+			return err
+		}
+		if got != code {
+			return fmt.Errorf("got %d, want %d", got, code)
+		}
+		return nil
+	})
+}
+
 // Log returns keter's own journal.
 func (k *keter) Log() string {
 	out, _ := exec.Command("journalctl", "--no-pager", "-o", "cat", "-u", k.Unit).CombinedOutput()

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -58,22 +59,26 @@ func (n *nested) powerOff() {
 
 // TestRebootRestartsAppsWithoutUnpacking: keter runs as an enabled unit
 // file (packaging/keter.service) on a nested systemd with three apps, one
-// of them large. The "host" is powered off (every unit stopped, then its
-// systemd) and its nftables table deleted, as a real reboot loses it, and
-// one app's version folder is tampered with. After the boot every app
-// serves again; the two intact folders were started as they were, the
-// tampered one was unpacked again.
+// of them large, and two asleep (idle-stop, one behind its proxy, one
+// with socket-activation). The "host" is powered off (every unit stopped,
+// then its systemd) and its nftables table deleted, as a real reboot
+// loses it, and one app's version folder is tampered with. After the boot
+// every app serves again; the intact folders were started as they were,
+// the tampered one was unpacked again. The sleeping apps come back with
+// only their sockets: their services are not started until a request
+// comes, keter calls them sleeping, and 50 clients at once wake each with
+// none failing.
 func TestRebootRestartsAppsWithoutUnpacking(t *testing.T) {
 	testkit.NeedSystemd(t)
 	nginxBin := testkit.NeedBinary(t, "nginx", "apt-get install nginx-light")
 	testkit.NeedBinary(t, "nft", "apt-get install nftables")
 	tok := testkit.Token()
 	root := testkit.Root(t)
-	port, table := testkit.FreePort(t), "kt_"+tok
+	port, table, statusPort := testkit.FreePort(t), "kt_"+tok, testkit.FreePort(t)
 	from := 20000 + rand.IntN(40)*300
 	cfgPath := filepath.Join(root, "keter-config.yaml")
 	cfg := fmt.Sprintf("root: %s\nlisteners:\n  - host: 127.0.0.1\n    port: %d\nnginx:\n  mode: managed\n  binary: %s\n  nft-table: %s\n"+
-		"port-manager:\n  reserve: false\n  ranges: [{from: %d, to: %d}]\nstatus:\n  listen: 127.0.0.1:%d\n", root, port, nginxBin, table, from, from+299, testkit.FreePort(t))
+		"port-manager:\n  reserve: false\n  ranges: [{from: %d, to: %d}]\nstatus:\n  listen: 127.0.0.1:%d\n", root, port, nginxBin, table, from, from+299, statusPort)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -129,16 +134,30 @@ func TestRebootRestartsAppsWithoutUnpacking(t *testing.T) {
 		}
 		k.Drop(src, a.name+".keter")
 	}
+	sleepers := []struct{ name, host, yaml, mode string }{
+		{"sleepproxy", "sleepproxy-" + tok + ".test", "idle-stop: 2s\n", "proxy"},
+		{"sleepsock", "sleepsock-" + tok + ".test", "idle-stop: 2s\nsocket-activation: true\n", "socket-activation"},
+	}
+	for _, s := range sleepers {
+		src := filepath.Join(root, s.name+".src")
+		testkit.BehaveBundle(t, src, s.host, s.yaml, "--version", "v1")
+		k.Drop(src, s.name+".keter")
+	}
 	for _, a := range apps {
 		k.WaitBody(a.host, a.msg, 120*time.Second)
 	}
+	for _, s := range sleepers {
+		k.WaitCode(s.host, 200, 120*time.Second)
+		unit, socket := n.sleeperUnits(s.name, s.mode)
+		n.waitAsleep(unit, socket)
+	}
 	dirs := versionDirs(t, root)
-	if len(dirs) != 3 {
-		t.Fatalf("version folders %v, want 3", dirs)
+	if len(dirs) != len(apps)+len(sleepers) {
+		t.Fatalf("version folders %v, want %d", dirs, len(apps)+len(sleepers))
 	}
 	stamps := map[string]time.Time{}
 	for app, d := range dirs {
-		fi, err := os.Stat(filepath.Join(d, "bin", "demoapp"))
+		fi, err := os.Stat(filepath.Join(d, "bin", binOf(app)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,16 +176,48 @@ func TestRebootRestartsAppsWithoutUnpacking(t *testing.T) {
 	}
 
 	n.boot()
+	// The sleepers first: a request to any app could not wake them, but
+	// keter must have put them back without a request of its own.
+	for _, s := range sleepers {
+		eventually(t, 120*time.Second, func() error {
+			out, err := n.exec(keterBinary(t), "status", "-c", cfgPath, "--json")
+			if err != nil {
+				return fmt.Errorf("keter status: %v %s", err, out)
+			}
+			var st statusJSON
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				return fmt.Errorf("keter status --json: %v", err)
+			}
+			if a := st.app(s.name); a == nil || a.State != "sleeping" {
+				return fmt.Errorf("%s is not sleeping after the boot: %+v", s.name, a)
+			}
+			return nil
+		})
+		unit, socket := n.sleeperUnits(s.name, s.mode)
+		// Never started in this boot, not started and then put to sleep.
+		if st, since := n.prop(unit, "ActiveState"), n.prop(unit, "InactiveExitTimestampMonotonic"); st != "inactive" || since != "0" {
+			t.Errorf("%s: %s was started after the boot (%s, left inactive at %s)", s.name, unit, st, since)
+		}
+		if st := n.prop(socket, "ActiveState"); st != "active" {
+			t.Errorf("%s: its socket %s is %s after the boot", s.name, socket, st)
+		}
+	}
+	if m := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", statusPort)); !strings.Contains(m, fmt.Sprintf(`keter_apps{state="sleeping"} %d`, len(sleepers))) {
+		t.Errorf("metrics do not count the sleepers as sleeping after the boot:\n%s", grepLines(m, "keter_apps"))
+	}
+	for _, s := range sleepers {
+		burst(t, k, s.host, s.name+": waking after the reboot")
+	}
 	for _, a := range apps {
 		k.WaitBody(a.host, a.msg, 120*time.Second)
 	}
 	log, _ := n.exec("journalctl", "--no-pager", "-o", "cat", "-u", "keter.service")
 	after := versionDirs(t, root)
-	for _, app := range []string{"small", "large"} {
+	for _, app := range []string{"small", "large", "sleepproxy", "sleepsock"} {
 		if after[app] != dirs[app] {
 			t.Errorf("%s: served from %s after the reboot, want its kept folder %s", app, after[app], dirs[app])
 		}
-		fi, err := os.Stat(filepath.Join(after[app], "bin", "demoapp"))
+		fi, err := os.Stat(filepath.Join(after[app], "bin", binOf(app)))
 		if err != nil || !fi.ModTime().Equal(stamps[app]) {
 			t.Errorf("%s: the app binary was written again (%v, mtime %v, before %v)", app, err, fi.ModTime(), stamps[app])
 		}
@@ -186,6 +237,66 @@ func TestRebootRestartsAppsWithoutUnpacking(t *testing.T) {
 	if t.Failed() {
 		t.Logf("keter log (after the reboot):\n%s", log)
 	}
+}
+
+// binOf is the app binary in the bundle of the reboot test's app.
+func binOf(app string) string {
+	if strings.HasPrefix(app, "sleep") {
+		return "behaveapp"
+	}
+	return "demoapp"
+}
+
+// prop is a property of a unit of the nested host.
+func (n *nested) prop(unit, prop string) string {
+	n.t.Helper()
+	out, err := n.exec("systemctl", "show", "--value", "-p", prop, unit)
+	if err != nil {
+		n.t.Fatalf("systemctl show %s: %v\n%s", unit, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// sleeperUnits finds app's listening socket on the nested host and the
+// service it wakes (see the package's sleeperUnits).
+func (n *nested) sleeperUnits(app, mode string) (unit, socket string) {
+	n.t.Helper()
+	out, err := n.exec("systemctl", "list-units", "--all", "--plain", "--no-legend", "keter-app-"+app+"-*.socket")
+	if err != nil {
+		n.t.Fatalf("listing sockets: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[2] == "active" {
+			socket = f[0]
+		}
+	}
+	head, _, ok := strings.Cut(socket, "-web0")
+	if !ok {
+		n.t.Fatalf("app %s has no listening socket:\n%s", app, out)
+	}
+	unit = head + "-web0.service"
+	want := head + `-web0\x2dproxy.socket`
+	if mode == "socket-activation" {
+		want = head + "-web0.socket"
+	}
+	if socket != want {
+		n.t.Errorf("socket %s, want %s", socket, want)
+	}
+	return unit, socket
+}
+
+// waitAsleep waits until unit is inactive while socket listens.
+func (n *nested) waitAsleep(unit, socket string) {
+	n.t.Helper()
+	eventually(n.t, 60*time.Second, func() error {
+		if st := n.prop(unit, "ActiveState"); st != "inactive" {
+			return fmt.Errorf("%s is %s", unit, st)
+		}
+		if st := n.prop(socket, "ActiveState"); st != "active" {
+			return fmt.Errorf("socket %s is %s", socket, st)
+		}
+		return nil
+	})
 }
 
 // versionDirs maps each app to its one version folder under root/temp.
