@@ -97,10 +97,24 @@ func startKeterWith(ctx context.Context, bin, base, name string, port int, liste
 func (k *keter) stop(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	command(ctx, "systemctl", "stop", k.unit)
+	k.keepLog(ctx)
 	command(ctx, "systemctl", "stop", "keter-app-*", nginxUnit)
 	command(ctx, "systemctl", "reset-failed")
 	if err := portmap.New(benchTable).Remove(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
+}
+
+// keepLog copies keter's journal out of the sandbox (it goes with the
+// sandbox) to the temp folder, so a benchmark that failed can be read.
+func (k *keter) keepLog(ctx context.Context) {
+	out, err := command(ctx, "journalctl", "-u", k.unit, "-o", "short-monotonic", "--no-pager")
+	if err != nil {
+		return
+	}
+	path := filepath.Join(os.TempDir(), k.unit+".log")
+	if os.WriteFile(path, []byte(out), 0o600) == nil {
+		fmt.Fprintln(os.Stderr, "bench: keter's log kept in", path)
 	}
 }
 
