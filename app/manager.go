@@ -116,6 +116,12 @@ type Manager struct {
 	stateWant  uint64
 	saveMu     sync.Mutex
 	stateSaved uint64
+
+	// workCtx is Run's context, guarded by mu: an app's worker goroutine
+	// starts on demand, often for an API request (keter restart, env),
+	// and must not end, or leave an old version undrained, when that
+	// request's context does.
+	workCtx context.Context
 }
 
 // New checks the options and makes a Manager; Run starts it.
@@ -168,6 +174,9 @@ func (m *Manager) Rescan() {
 // incoming folder until ctx ends. It waits for every goroutine it started.
 func (m *Manager) Run(ctx context.Context) error {
 	defer m.wg.Wait()
+	m.mu.Lock()
+	m.workCtx = ctx
+	m.mu.Unlock()
 	if err := m.layout(); err != nil {
 		return fmt.Errorf("creating root layout: %w", err)
 	}

@@ -81,6 +81,9 @@ func (m *Manager) enqueue(ctx context.Context, name string, r request) {
 		w = &worker{}
 		m.workers[name] = w
 	}
+	if m.workCtx != nil {
+		ctx = m.workCtx
+	}
 	m.mu.Unlock()
 	w.mu.Lock()
 	if old := w.pending; old != nil {

@@ -140,7 +140,10 @@ func TestHosts(t *testing.T) {
 		testkit.BehaveBundle(t, broken, host, "", "--no-such-flag")
 		out := hostsKeter(t, c, false, "deploy", "--hosts", all, "--parallel", "2", broken)
 		mustMatch(t, out, `(?m)^h1: failed in [0-9.]+s: `, `(?m)^h2: failed in`, `version \S+ keeps serving there`,
-			`(?m)^  h3: version \S+ \(bundle `+v2+`\) \(not reached\)$`, `no-such-flag`)
+			`(?m)^  h3: version \S+ \(bundle `+v2+`\) \(not reached\)$`,
+			// The app's last lines: its error, or (once its usage text has
+			// pushed that out of the tail) its exit as systemd logged it.
+			`last log lines:`, `no-such-flag|status=2/INVALIDARGUMENT`)
 		if strings.Contains(out, "h3: failed") || strings.Contains(out, "h3: live") {
 			t.Errorf("h3 was touched:\n%s", out)
 		}
