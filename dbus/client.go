@@ -373,12 +373,7 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 		if !strings.HasSuffix(s.Name, ".service") {
 			continue
 		}
-		var props map[string]any
-		err := c.do(ctx, func(conn *sddbus.Conn) error {
-			var err error
-			props, err = conn.GetUnitTypePropertiesContext(ctx, s.Name, "Service")
-			return err
-		})
+		props, err := c.serviceProps(ctx, s.Name)
 		if err != nil {
 			return nil, fmt.Errorf("reading unit %s: %w", s.Name, err)
 		}
@@ -465,4 +460,15 @@ func isDBusError(err error, name string) bool {
 	}
 	var dp *godbus.Error
 	return errors.As(err, &dp) && dp.Name == name
+}
+
+// serviceProps reads a service unit's Service-interface properties.
+func (c *Client) serviceProps(ctx context.Context, name string) (map[string]any, error) {
+	var props map[string]any
+	err := c.do(ctx, func(conn *sddbus.Conn) error {
+		var err error
+		props, err = conn.GetUnitTypePropertiesContext(ctx, name, "Service")
+		return err
+	})
+	return props, err
 }

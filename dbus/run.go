@@ -42,12 +42,7 @@ func (c *Client) Run(ctx context.Context, u unitgen.Unit) (unitgen.Status, error
 		}
 		return st, fmt.Errorf("running unit %s: %w", u.Name, err)
 	}
-	var props map[string]any
-	perr := c.do(ctx, func(conn *sddbus.Conn) error {
-		var err error
-		props, err = conn.GetUnitTypePropertiesContext(ctx, u.Name, "Service")
-		return err
-	})
+	props, perr := c.serviceProps(ctx, u.Name)
 	if perr != nil {
 		// Gone already: the job result is all there is.
 		slog.Debug("reading a finished unit", "unit", u.Name, "err", perr)
