@@ -120,13 +120,19 @@ func TestCanaryZeroFailed(t *testing.T) {
 			v1 := z.deploy("")
 			before := reloads(t, sp)
 			run := drive(t, k, z.host, false)
+			// Each step's time since the load began, to place a failure's.
+			began := time.Now()
+			step := func(s string) { t.Logf("+%.3fs %s", time.Since(began).Seconds(), s) }
 			settle()
 			if out := canaryCLI(t, k, z.name, "--percent", "10"); !strings.Contains(out, "armed at 10%") {
 				t.Fatalf("keter canary --percent 10 said %q", out)
 			}
+			step("canary deploy")
 			v2 := z.deployCanary("")
+			step("canary serving")
 			settle()
 			canaryCLI(t, k, z.name, "--percent", "50")
+			step("share 50")
 			if c := canaryOf(t, k, z.name); c == nil || c.Percent != 50 || !c.Ready || c.Version == nil {
 				t.Fatalf("status after --percent 50: %+v", c)
 			}
@@ -135,7 +141,9 @@ func TestCanaryZeroFailed(t *testing.T) {
 			}
 			settle()
 			settle()
+			step(end)
 			canaryCLI(t, k, z.name, end)
+			step(end + " done")
 			want := v2
 			if end == "abort" {
 				want = v1
@@ -143,6 +151,7 @@ func TestCanaryZeroFailed(t *testing.T) {
 			mustServeVersion(t, k, z.host, want)
 			settle()
 			settle()
+			step("stop")
 			res := run.Stop()
 			checkZero(t, "canary "+end, res, 1)
 			// The quick behaviours met both versions (3 s answers are too few

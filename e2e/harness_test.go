@@ -123,7 +123,8 @@ func (k *keter) cleanup() {
 	if k.t.Failed() {
 		out, _ := exec.Command("journalctl", "--no-pager", "-o", "cat", "-u", k.Unit).CombinedOutput()
 		k.t.Logf("keter log:\n%s", out)
-		out, _ = exec.Command("systemctl", "status", "--no-pager", "-n", "20", k.Nginx).CombinedOutput()
+		// nginx's errors name the upstream a failed request went to.
+		out, _ = exec.Command("journalctl", "--no-pager", "-o", "short-precise", "-n", "200", "-u", k.Nginx).CombinedOutput()
 		k.t.Logf("keter-nginx:\n%s", out)
 	}
 	// App units outlive keter by design; the test owns them.

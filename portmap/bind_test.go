@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/keter-systemd/keter/internal/testkit"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // ask connects to port from bash and returns the first line answered, or
@@ -356,5 +358,80 @@ func TestStopHookTakesEveryFrontOfItsPort(t *testing.T) {
 	hook(f2, p2, "b.service", "b.service")
 	if cur, _ := m.Current(ctx); !maps.Equal(cur, map[int]int{f2: 42003}) {
 		t.Fatalf("after instance 2 stopped: %v, want the newer version's front only", cur)
+	}
+}
+
+// TestForgetSparesAReopenedEntry: between reading the table and deleting
+// a finished entry, nginx may open a new connection from the same local
+// port to the same front, which makes a new entry with the same original
+// tuple. The delete must not take the new one: its answer, coming back
+// first after the delete, would then miss the translation back to the
+// front, and nginx would wait for it until its timeout (a request hung
+// at a switch under load).
+func TestForgetSparesAReopenedEntry(t *testing.T) {
+	m := needNft(t)
+	ctx := context.Background()
+	a, b := nameServer(t, "A"), slowServer(t, "B")
+	front, local := testkit.FreePort(t), testkit.FreePort(t)
+	dialFrom := func() *conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: local}, Timeout: 2 * time.Second}
+		var c net.Conn
+		var err error
+		for range 50 { // the local port may linger a moment
+			if c, err = d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(front)); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &conn{c, bufio.NewReader(c)}
+	}
+	if err := m.Apply(ctx, map[int]int{front: a}); err != nil {
+		t.Fatal(err)
+	}
+	first := dialFrom()
+	if got := first.ask(t); got != "A" {
+		t.Fatalf("got %q, want A", got)
+	}
+	first.Conn.(*net.TCPConn).SetLinger(0) // the client resets: a finished entry
+	first.Close()
+	if err := m.Apply(ctx, map[int]int{front: b}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	listed, err := translations(c, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var finished []translation
+	for _, e := range listed {
+		if e.finished() && e.from == local && e.to == front {
+			finished = append(finished, e)
+		}
+	}
+	if len(finished) == 0 {
+		t.Fatalf("no finished entry from port %d to front %d among %+v", local, front, listed)
+	}
+	second := dialFrom()
+	second.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := second.Write([]byte("who\n")); err != nil {
+		t.Fatal(err)
+	}
+	// B answers 300 ms later: its answer is the first packet after the delete.
+	for _, e := range finished {
+		if err := forget(c, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, err := second.r.ReadString('\n'); err != nil || s != "B\n" {
+		t.Fatalf("the new connection from the same local port got %q, %v; want B's answer", s, err)
 	}
 }

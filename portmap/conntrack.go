@@ -25,6 +25,7 @@ const (
 	ctaProtoDst   = 3
 
 	ctaProtoInfo         = 4
+	ctaID                = 12
 	ctaProtoInfoTCP      = 1
 	ctaProtoInfoTCPState = 1
 
@@ -80,12 +81,17 @@ func forgetWhere(port int, match func(translation) bool) (int, error) {
 
 // translation is one conntrack entry of a TCP connection on loopback
 // answered from a given port: the ports the client dialled from and to
-// (before the map's translation), and the original tuple, which names the
-// entry for deletion.
+// (before the map's translation), and the reply tuple and id, which name
+// the entry for deletion. Not the original tuple: nginx may open a new
+// connection from the same local port to the same front between keter's
+// read and its delete, whose entry has the same original tuple (and,
+// made in the slot the old one freed, the same id, which hashes only
+// that), while its reply tuple names the port the map sends it to now.
 type translation struct {
 	from, to int
 	state    uint8 // TCP conntrack state
-	orig     []byte
+	reply    []byte
+	id       []byte
 }
 
 // finished reports an entry whose connection is over but which would
@@ -119,15 +125,17 @@ func translations(c *netlink.Conn, port int) ([]translation, error) {
 		for ad.Next() {
 			switch ad.Type() {
 			case ctaTupleOrig:
-				t.orig = ad.Bytes()
-				orig = parseTuple(t.orig)
+				orig = parseTuple(ad.Bytes())
 			case ctaTupleReply:
-				reply = parseTuple(ad.Bytes())
+				t.reply = ad.Bytes()
+				reply = parseTuple(t.reply)
 			case ctaProtoInfo:
 				t.state = tcpState(ad.Bytes())
+			case ctaID:
+				t.id = ad.Bytes()
 			}
 		}
-		if t.orig == nil || !orig.tcp || !reply.tcp || !reply.loopback || reply.src != port {
+		if t.reply == nil || !orig.tcp || !reply.tcp || !reply.loopback || reply.src != port {
 			continue
 		}
 		t.from, t.to = orig.src, orig.dst
@@ -161,9 +169,13 @@ func tcpState(b []byte) uint8 {
 
 // forget deletes one entry; one already gone counts.
 func forget(c *netlink.Conn, t translation) error {
+	data := append(nfgen(), attr(ctaTupleReply|nlaNested, t.reply)...)
+	if t.id != nil {
+		data = append(data, attr(ctaID, t.id)...)
+	}
 	_, err := c.Execute(netlink.Message{
 		Header: netlink.Header{Type: nfnlSubsysCTNetlink<<8 | ctDelete, Flags: netlink.Request | netlink.Acknowledge},
-		Data:   append(nfgen(), attr(ctaTupleOrig|nlaNested, t.orig)...),
+		Data:   data,
 	})
 	if errors.Is(err, unix.ENOENT) {
 		return nil
