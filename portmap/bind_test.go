@@ -181,22 +181,6 @@ func TestForgetStaleTranslation(t *testing.T) {
 	}
 	a, b := resetter("A"), resetter("B")
 	local := testkit.FreePort(t)
-	dialFrom := func() *conn {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: local}, Timeout: 2 * time.Second}
-		var c net.Conn
-		var err error
-		for i := 0; i < 50; i++ { // the local port may linger a moment
-			if c, err = d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(front)); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return &conn{c, bufio.NewReader(c)}
-	}
 	reset := func(c *conn) {
 		c.Write([]byte("again\n"))
 		c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -209,7 +193,7 @@ func TestForgetStaleTranslation(t *testing.T) {
 		if err := m.Apply(ctx, map[int]int{front: a}); err != nil {
 			t.Fatal(err)
 		}
-		c := dialFrom()
+		c := dialFrom(t, local, front)
 		if got := c.ask(t); got != "A" {
 			t.Fatalf("got %q, want A", got)
 		}
@@ -222,7 +206,7 @@ func TestForgetStaleTranslation(t *testing.T) {
 				t.Fatalf("Forget(%d) = %d, %v; want the reset connection's entry", a, n, err)
 			}
 		}
-		c2 := dialFrom()
+		c2 := dialFrom(t, local, front)
 		got := c2.ask(t)
 		reset(c2) // and frees the local port for the next round
 		t.Logf("forget=%v: a new connection from the same local port reached %s", forget, got)
@@ -272,24 +256,7 @@ func TestForgetFinishedForgetsResetByServer(t *testing.T) {
 	if err := m.Apply(ctx, map[int]int{front: closer}); err != nil {
 		t.Fatal(err)
 	}
-	dialFrom := func() *conn {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: local}, Timeout: 2 * time.Second}
-		var c net.Conn
-		var err error
-		for range 50 { // the local port may linger a moment
-			if c, err = d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(front)); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return &conn{c, bufio.NewReader(c)}
-	}
-	first := dialFrom()
+	first := dialFrom(t, local, front)
 	if got := first.ask(t); got != "R" {
 		t.Fatalf("got %q", got)
 	}
@@ -304,7 +271,7 @@ func TestForgetFinishedForgetsResetByServer(t *testing.T) {
 	if n, err := m.ForgetFinished(closer, front); err != nil {
 		t.Fatalf("ForgetFinished = %d, %v; want the reset connection's entry", n, err)
 	}
-	if got := dialFrom().ask(t); got != "P" {
+	if got := dialFrom(t, local, front).ask(t); got != "P" {
 		t.Fatalf("a new connection from the same local port after the switch reached %q, want P", got)
 	}
 }
@@ -373,27 +340,10 @@ func TestForgetSparesAReopenedEntry(t *testing.T) {
 	ctx := context.Background()
 	a, b := nameServer(t, "A"), slowServer(t, "B")
 	front, local := testkit.FreePort(t), testkit.FreePort(t)
-	dialFrom := func() *conn {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: local}, Timeout: 2 * time.Second}
-		var c net.Conn
-		var err error
-		for range 50 { // the local port may linger a moment
-			if c, err = d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(front)); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return &conn{c, bufio.NewReader(c)}
-	}
 	if err := m.Apply(ctx, map[int]int{front: a}); err != nil {
 		t.Fatal(err)
 	}
-	first := dialFrom()
+	first := dialFrom(t, local, front)
 	if got := first.ask(t); got != "A" {
 		t.Fatalf("got %q, want A", got)
 	}
@@ -420,7 +370,7 @@ func TestForgetSparesAReopenedEntry(t *testing.T) {
 	if len(finished) == 0 {
 		t.Fatalf("no finished entry from port %d to front %d among %+v", local, front, listed)
 	}
-	second := dialFrom()
+	second := dialFrom(t, local, front)
 	second.SetDeadline(time.Now().Add(3 * time.Second))
 	if _, err := second.Write([]byte("who\n")); err != nil {
 		t.Fatal(err)
@@ -434,4 +384,24 @@ func TestForgetSparesAReopenedEntry(t *testing.T) {
 	if s, err := second.r.ReadString('\n'); err != nil || s != "B\n" {
 		t.Fatalf("the new connection from the same local port got %q, %v; want B's answer", s, err)
 	}
+}
+
+// dialFrom connects to front from the given local port, waiting for the
+// port to be free again after an earlier connection from it.
+func dialFrom(t *testing.T, local, front int) *conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: local}, Timeout: 2 * time.Second}
+	var c net.Conn
+	var err error
+	for range 50 {
+		if c, err = d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(front)); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &conn{c, bufio.NewReader(c)}
 }
