@@ -43,9 +43,11 @@ func alternate(ctx context.Context, e env, cs []contender, done func(round int),
 			if err != nil {
 				return err
 			}
-			for name, d := range cpu.stop() {
+			used, tcp := cpu.stop()
+			for name, d := range used {
 				r.CPU[name] = d
 			}
+			r.TCP = tcp
 			*c.into = append(*c.into, r)
 		}
 		done(round)

@@ -67,10 +67,36 @@ func tasksCPU(tasks []string) time.Duration {
 type cpuMeter struct {
 	tasks map[string][]string
 	start map[string]time.Duration
+	tcp   map[string]int64
+}
+
+// tcpCounters are the host's TCP counters (the sandbox shares its network
+// namespace, so other work counts too): connections opened (ActiveOpens,
+// wrk's and nginx's to its upstream) and segments sent (OutSegs).
+func tcpCounters() map[string]int64 {
+	b, _ := os.ReadFile("/proc/net/snmp")
+	var names []string
+	out := map[string]int64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, v := range f {
+			if i < len(names) && (names[i] == "ActiveOpens" || names[i] == "OutSegs") {
+				out[names[i]], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	return out
 }
 
 func startCPU(ctx context.Context, units map[string]string) (*cpuMeter, error) {
-	m := &cpuMeter{tasks: map[string][]string{}, start: map[string]time.Duration{}}
+	m := &cpuMeter{tasks: map[string][]string{}, start: map[string]time.Duration{}, tcp: tcpCounters()}
 	for name, list := range units {
 		for _, unit := range strings.Fields(list) {
 			ts, err := unitTasks(ctx, unit)
@@ -84,12 +110,16 @@ func startCPU(ctx context.Context, units map[string]string) (*cpuMeter, error) {
 	return m, nil
 }
 
-func (m *cpuMeter) stop() map[string]time.Duration {
+func (m *cpuMeter) stop() (map[string]time.Duration, map[string]int64) {
 	out := map[string]time.Duration{}
 	for name, ts := range m.tasks {
 		out[name] = tasksCPU(ts) - m.start[name]
 	}
-	return out
+	tcp := tcpCounters()
+	for k, v := range m.tcp {
+		tcp[k] -= v
+	}
+	return out, tcp
 }
 
 // cpuPerRequest is the median over runs of each party's CPU per request,
@@ -118,7 +148,14 @@ func cpuPerRequest(rs []wrkResult) string {
 		total += v
 		parts = append(parts, fmt.Sprintf("%s %.1f", n, v))
 	}
-	return fmt.Sprintf("%s (sum %.1f) µs a request", strings.Join(parts, ", "), total)
+	tcp := map[string][]float64{}
+	for _, r := range rs {
+		for k, v := range r.TCP {
+			tcp[k] = append(tcp[k], float64(v)/float64(max(r.Requests, 1)))
+		}
+	}
+	return fmt.Sprintf("%s (sum %.1f) µs a request; %.4f connections opened, %.2f segments sent a request",
+		strings.Join(parts, ", "), total, medianF(tcp["ActiveOpens"]), medianF(tcp["OutSegs"]))
 }
 
 // appUnit is the app units keter runs, space-separated (a benchmark

@@ -29,6 +29,7 @@ type wrkResult struct {
 	P50, P90, P99, Max                    time.Duration
 	Command                               string
 	CPU                                   map[string]time.Duration `json:",omitempty"` // per party: wrk's own, and units' (ab.go)
+	TCP                                   map[string]int64         `json:",omitempty"` // the host's TCP counters' change (cpu.go)
 }
 
 func (r wrkResult) RPS() float64 { return float64(r.Requests) / r.Duration.Seconds() }
