@@ -142,6 +142,9 @@ func benchAccess(ctx context.Context, e env) (res accessResult, err error) {
 	}
 	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/", port) }
 	half := e.wrkDur / 2
+	if err := scheduleAllAlike(ctx, e, plainUnit(plainDir)); err != nil {
+		return res, err
+	}
 	app, err := appUnit(ctx)
 	if err != nil {
 		return res, err

@@ -399,6 +399,9 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 		}
 		plain[v.name] = port
 	}
+	if err := scheduleAllAlike(ctx, e, plainUnit(filepath.Join(e.base, "plain-nginx")), plainUnit(filepath.Join(e.base, "plain-nginx-keter"))); err != nil {
+		return res, err
+	}
 	app, err := appUnit(ctx)
 	if err != nil {
 		return res, err

@@ -176,3 +176,69 @@ func appUnit(ctx context.Context) (string, error) {
 	}
 	return strings.Join(units, " "), nil
 }
+
+// scheduleAlike puts the processes of unit into the cgroup v1 CPU (and
+// blkio) hierarchies' groups where like's main process is. On a hybrid
+// host systemd places a unit there by when it started: keter's nginx,
+// started before the first app (whose CPUAccounting realises the cpu
+// controller for system.slice), stays in the root group, while a unit
+// started after lands in /system.slice, and the scheduler then shares
+// the cores between them differently. On a unified (v2) host both are
+// leaves of system.slice already: nothing to do.
+func scheduleAlike(ctx context.Context, unit, like string) (string, error) {
+	want, err := unitPID(ctx, like)
+	if err != nil {
+		return "", err
+	}
+	main, err := unitPID(ctx, unit)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", want))
+	if err != nil {
+		return "", err
+	}
+	pids := []int{main}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		st, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(main) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			pids = append(pids, pid)
+		}
+	}
+	var moved []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 || !slices.Contains([]string{"cpu", "cpuacct", "cpu,cpuacct", "blkio"}, f[1]) {
+			continue
+		}
+		procsFile := filepath.Join("/sys/fs/cgroup", f[1], f[2], "cgroup.procs")
+		for _, pid := range pids {
+			if err := os.WriteFile(procsFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+				return "", fmt.Errorf("moving %s's process %d to %s: %w", unit, pid, procsFile, err)
+			}
+		}
+		moved = append(moved, f[1]+":"+f[2])
+	}
+	return strings.Join(moved, " "), nil
+}
+
+// scheduleAllAlike is scheduleAlike for each unit, like keter's nginx,
+// logging where they went.
+func scheduleAllAlike(ctx context.Context, e env, units ...string) error {
+	for _, u := range units {
+		where, err := scheduleAlike(ctx, u, nginxUnit)
+		if err != nil {
+			return err
+		}
+		if where != "" {
+			e.logf("  %s scheduled as keter's nginx: %s", u, where)
+		}
+	}
+	return nil
+}

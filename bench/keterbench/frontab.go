@@ -21,7 +21,8 @@ import (
 // differences from the plain nginx, in alternating rounds as ab.go runs
 // them. Every nginx runs as a unit. FRONTAB_SET=name,... picks copies;
 // FRONTAB_DUMP=1 prints each config; FRONTAB_GZIP=1 serves the gzip
-// benchmark's page and asks for it gzipped.
+// benchmark's page and asks for it gzipped. Every nginx is scheduled as
+// keter's is (scheduleAlike) unless FRONTAB_SCHED=as-is.
 func benchFrontAB(ctx context.Context, e env) error {
 	k, err := startKeter(ctx, e.keterBin, e.base, "frontab")
 	if err != nil {
@@ -164,6 +165,11 @@ func benchFrontAB(ctx context.Context, e env) error {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
 		cs[i] = contender{host, v.port, &v.rps, map[string]string{"nginx": v.unit, "app": app}}
+		if i > 0 && os.Getenv("FRONTAB_SCHED") != "as-is" {
+			if err := scheduleAllAlike(ctx, e, v.unit); err != nil {
+				return err
+			}
+		}
 	}
 	err = alternate(ctx, e, cs, func(round int) {
 		var line []string

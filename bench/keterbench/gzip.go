@@ -125,6 +125,9 @@ func benchGzip(ctx context.Context, e env) (res gzipResult, err error) {
 	}); err != nil {
 		return res, err
 	}
+	if err := scheduleAllAlike(ctx, e, plainUnit(plainDir)); err != nil {
+		return res, err
+	}
 	app, err := appUnit(ctx)
 	if err != nil {
 		return res, err
