@@ -234,8 +234,8 @@ func (r *results) accessRows() []row {
 	}
 	a := o.V
 	rows := []row{{fmt.Sprintf("15. a rate limit that is not hit: keter's nginx / a plain keep-alive nginx with the same limit_req, median of %d alternating rounds", len(a.Limited)),
-		fmt.Sprintf("%s; with / without the limit on keter: %s; %d of %d requests refused in a counted run",
-			spread(a.Limited, a.PlainLimited), spread(a.Limited, a.Unlimited), a.LimitCounted.Failed(), a.LimitCounted.Requests),
+		fmt.Sprintf("%s; with / without the limit on keter: %s; %d of %d requests refused in a counted run%s",
+			spread(a.Limited, a.PlainLimited), spread(a.Limited, a.Unlimited), a.LimitCounted.Failed(), a.LimitCounted.Requests, workRatio(a.Limited, a.PlainLimited)),
 		"≥ 0.95", verdict(len(a.Limited) >= 3 && a.VsPlain() >= 0.95)}}
 	var per []string
 	for _, s := range a.Schemes {

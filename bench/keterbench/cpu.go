@@ -242,3 +242,30 @@ func scheduleAllAlike(ctx context.Context, e env, units ...string) error {
 	}
 	return nil
 }
+
+// cpuSum is the median over runs of all parties' CPU per request, in µs.
+func cpuSum(rs []wrkResult) float64 {
+	var per []float64
+	for _, r := range rs {
+		var d time.Duration
+		for _, c := range r.CPU {
+			d += c
+		}
+		if r.Requests > 0 && len(r.CPU) > 1 {
+			per = append(per, float64(d.Microseconds())/float64(r.Requests))
+		}
+	}
+	return medianF(per)
+}
+
+// workRatio compares the CPU per request of two front doors (nginx, the
+// app and wrk together): plain's / keter's is the req/s ratio a machine
+// that only did this work would give, whatever else runs on it. Empty
+// for results recorded without CPU.
+func workRatio(keter, plain []wrkResult) string {
+	k, p := cpuSum(keter), cpuSum(plain)
+	if k == 0 || p == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; CPU a request (nginx, app, wrk): keter %.1f µs, plain %.1f µs, plain/keter %.3f", k, p, p/k)
+}

@@ -163,7 +163,7 @@ func sleepUntil(ctx context.Context, within time.Duration, f func() error) error
 
 func (x gzipResult) row() row {
 	return row{fmt.Sprintf("12. gzip: req/s through keter's nginx / a plain keep-alive nginx gzipping alike, a %d-byte text page sent as %d, median of %d alternating rounds of %s", x.Body, x.KeterBytes, len(x.Keter), x.Keter[0].Duration.Round(time.Second)),
-		fmt.Sprintf("%s; %.0f vs %.0f req/s", spread(x.Keter, x.Plain), sumRPS(x.Keter)/float64(len(x.Keter)), sumRPS(x.Plain)/float64(len(x.Plain))),
+		fmt.Sprintf("%s; %.0f vs %.0f req/s%s", spread(x.Keter, x.Plain), sumRPS(x.Keter)/float64(len(x.Keter)), sumRPS(x.Plain)/float64(len(x.Plain)), workRatio(x.Keter, x.Plain)),
 		fmt.Sprintf("≥ %.2f", goalGzip), verdict(len(x.Keter) >= 3 && x.VsPlain() >= goalGzip)}
 }
 
