@@ -179,12 +179,13 @@ func appUnit(ctx context.Context) (string, error) {
 
 // scheduleAlike puts the processes of unit into the cgroup v1 CPU (and
 // blkio) hierarchies' groups where like's main process is. On a hybrid
-// host systemd places a unit there by when it started: keter's nginx,
-// started before the first app (whose CPUAccounting realises the cpu
-// controller for system.slice), stays in the root group, while a unit
-// started after lands in /system.slice, and the scheduler then shares
-// the cores between them differently. On a unified (v2) host both are
-// leaves of system.slice already: nothing to do.
+// host where a unit lands there depends on when systemd realised the cpu
+// controller (the apps' CPUAccounting does), and the sandboxes share the
+// host's groups: keter's nginx was seen in the root group (its own
+// autogroup) in one run and in /system.slice in the next, a plain nginx
+// started after the app always in /system.slice, where the scheduler
+// shares the cores differently. On a unified (v2) host both are leaves
+// of system.slice already: nothing to do.
 func scheduleAlike(ctx context.Context, unit, like string) (string, error) {
 	want, err := unitPID(ctx, like)
 	if err != nil {
