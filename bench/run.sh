@@ -18,7 +18,8 @@
 # goal 0 failed requests and 0 nginx reloads.
 # throughput, gzip, access: -throughput-rounds (15) rounds of one -round (3s)
 # wrk run per front door, the order rotating; the median of the per-round
-# ratios with its spread. frontab (not in the default list): a diagnosis,
+# ratios with its spread, and each front door's CPU a request (nginx, app,
+# wrk). Every plain nginx is put in the CPU groups keter's nginx is in. frontab (not in the default list): a diagnosis,
 # keter's nginx against copies of its config without one feature each.
 # hosts: three hosts (network namespaces, each its own systemd, keter and
 # sshd) behind an nginx load balancer: keter deploy --hosts against three

@@ -19,6 +19,9 @@ type contender struct {
 	host string
 	port int
 	into *[]wrkResult
+	// units are the parties whose CPU each run records besides wrk's,
+	// by name (e.g. "nginx", "app" → a unit).
+	units map[string]string
 }
 
 // alternate runs e.throughputRounds rounds of one e.round-long wrk run
@@ -28,6 +31,10 @@ func alternate(ctx context.Context, e env, cs []contender, done func(round int),
 	for round := 0; round < e.throughputRounds; round++ {
 		for i := range cs {
 			c := cs[(i+round)%len(cs)]
+			cpu, err := startCPU(ctx, c.units)
+			if err != nil {
+				return err
+			}
 			w, err := startWrk(ctx, 32, e.round, c.host, fmt.Sprintf("http://127.0.0.1:%d/", c.port), false, headers...)
 			if err != nil {
 				return err
@@ -36,6 +43,11 @@ func alternate(ctx context.Context, e env, cs []contender, done func(round int),
 			if err != nil {
 				return err
 			}
+			used, tcp := cpu.stop()
+			for name, d := range used {
+				r.CPU[name] = d
+			}
+			r.TCP = tcp
 			*c.into = append(*c.into, r)
 		}
 		done(round)
@@ -66,9 +78,14 @@ func startNginxConf(ctx context.Context, dir, conf string) (func(), error) {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	unit := fmt.Sprintf("keterbench-%s-%d.service", filepath.Base(dir), os.Getpid())
+	unit := plainUnit(dir)
 	if _, err := command(ctx, "systemd-run", "--unit", unit, "-p", "Type=exec", "nginx", "-p", dir, "-c", path); err != nil {
 		return nil, err
 	}
 	return func() { command(context.WithoutCancel(ctx), "systemctl", "stop", unit) }, nil
+}
+
+// plainUnit is the unit startNginxConf runs the nginx in dir as.
+func plainUnit(dir string) string {
+	return fmt.Sprintf("keterbench-%s-%d.service", filepath.Base(dir), os.Getpid())
 }

@@ -131,7 +131,8 @@ func benchAccess(ctx context.Context, e env) (res accessResult, err error) {
 	}
 	zone := "limit_req_zone $binary_remote_addr zone=bench:10m rate=1000000r/s;"
 	loc := "        limit_req zone=bench burst=999999 nodelay;\n        limit_req_status 429;\n"
-	plainPort, stop, err := startPlainNginxWith(ctx, filepath.Join(e.base, "plain-nginx-limit"), appPort, "", zone, loc)
+	plainDir := filepath.Join(e.base, "plain-nginx-limit")
+	plainPort, stop, err := startPlainNginxWith(ctx, plainDir, appPort, "", zone, loc)
 	if err != nil {
 		return res, err
 	}
@@ -141,7 +142,19 @@ func benchAccess(ctx context.Context, e env) (res accessResult, err error) {
 	}
 	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/", port) }
 	half := e.wrkDur / 2
-	err = alternate(ctx, e, []contender{{"limit.bench.test", k.port, &res.Limited}, {"limit.bench.test", plainPort, &res.PlainLimited}, {"open.bench.test", k.port, &res.Unlimited}}, func(i int) {
+	if err := scheduleAllAlike(ctx, e, plainUnit(plainDir)); err != nil {
+		return res, err
+	}
+	app, err := appUnit(ctx)
+	if err != nil {
+		return res, err
+	}
+	units := func(nginx string) map[string]string { return map[string]string{"nginx": nginx, "app": app} }
+	err = alternate(ctx, e, []contender{
+		{"limit.bench.test", k.port, &res.Limited, units(nginxUnit)},
+		{"limit.bench.test", plainPort, &res.PlainLimited, units(plainUnit(plainDir))},
+		{"open.bench.test", k.port, &res.Unlimited, units(nginxUnit)},
+	}, func(i int) {
 		e.logf("  round %d: keter with a rate limit %.0f, plain nginx with the same limit %.0f, keter without %.0f req/s: %.3f of plain, %.3f of none",
 			i+1, res.Limited[i].RPS(), res.PlainLimited[i].RPS(), res.Unlimited[i].RPS(),
 			res.Limited[i].RPS()/res.PlainLimited[i].RPS(), res.Limited[i].RPS()/res.Unlimited[i].RPS())
@@ -150,6 +163,7 @@ func benchAccess(ctx context.Context, e env) (res accessResult, err error) {
 		return res, err
 	}
 	e.logf("  keter/plain %s", spread(res.Limited, res.PlainLimited))
+	e.logf("  CPU: keter %s; plain %s; keter without %s", cpuPerRequest(res.Limited), cpuPerRequest(res.PlainLimited), cpuPerRequest(res.Unlimited))
 	if res.LimitCounted, err = runWrk(ctx, 32, 2*time.Second, "limit.bench.test", url(k.port), true); err != nil {
 		return res, err
 	}
@@ -220,8 +234,8 @@ func (r *results) accessRows() []row {
 	}
 	a := o.V
 	rows := []row{{fmt.Sprintf("15. a rate limit that is not hit: keter's nginx / a plain keep-alive nginx with the same limit_req, median of %d alternating rounds", len(a.Limited)),
-		fmt.Sprintf("%s; with / without the limit on keter: %s; %d of %d requests refused in a counted run",
-			spread(a.Limited, a.PlainLimited), spread(a.Limited, a.Unlimited), a.LimitCounted.Failed(), a.LimitCounted.Requests),
+		fmt.Sprintf("%s; with / without the limit on keter: %s; %d of %d requests refused in a counted run%s",
+			spread(a.Limited, a.PlainLimited), spread(a.Limited, a.Unlimited), a.LimitCounted.Failed(), a.LimitCounted.Requests, workRatio(a.Limited, a.PlainLimited)),
 		"≥ 0.95", verdict(len(a.Limited) >= 3 && a.VsPlain() >= 0.95)}}
 	var per []string
 	for _, s := range a.Schemes {

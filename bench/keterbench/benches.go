@@ -399,8 +399,18 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 		}
 		plain[v.name] = port
 	}
+	if err := scheduleAllAlike(ctx, e, plainUnit(filepath.Join(e.base, "plain-nginx")), plainUnit(filepath.Join(e.base, "plain-nginx-keter"))); err != nil {
+		return res, err
+	}
+	app, err := appUnit(ctx)
+	if err != nil {
+		return res, err
+	}
+	units := func(nginx string) map[string]string { return map[string]string{"nginx": nginx, "app": app} }
 	err = alternate(ctx, e, []contender{
-		{"", appPort, &res.Direct}, {host, k.port, &res.Proxied}, {host, plain["plain-nginx"], &res.Plain}, {host, plain["plain-nginx-keter"], &res.PlainKeter},
+		{"", appPort, &res.Direct, map[string]string{"app": app}}, {host, k.port, &res.Proxied, units(nginxUnit)},
+		{host, plain["plain-nginx"], &res.Plain, units(plainUnit(filepath.Join(e.base, "plain-nginx")))},
+		{host, plain["plain-nginx-keter"], &res.PlainKeter, units(plainUnit(filepath.Join(e.base, "plain-nginx-keter")))},
 	}, func(round int) {
 		e.logf("  round %d: direct %.0f, keter %.0f, plain %.0f, plain+keter's %q %.0f req/s: keter/plain %.3f, keter's-bounds/plain %.3f",
 			round+1, res.Direct[round].RPS(), res.Proxied[round].RPS(), res.Plain[round].RPS(), res.KeterKeepalive, res.PlainKeter[round].RPS(),
@@ -410,6 +420,7 @@ func benchThroughput(ctx context.Context, e env) (res throughputResult, err erro
 		return res, err
 	}
 	e.logf("  keter/plain %s", spread(res.Proxied, res.Plain))
+	e.logf("  CPU: direct %s; keter %s; plain %s; plain+bounds %s", cpuPerRequest(res.Direct), cpuPerRequest(res.Proxied), cpuPerRequest(res.Plain), cpuPerRequest(res.PlainKeter))
 	return res, nil
 }
 

@@ -21,7 +21,8 @@ import (
 // differences from the plain nginx, in alternating rounds as ab.go runs
 // them. Every nginx runs as a unit. FRONTAB_SET=name,... picks copies;
 // FRONTAB_DUMP=1 prints each config; FRONTAB_GZIP=1 serves the gzip
-// benchmark's page and asks for it gzipped.
+// benchmark's page and asks for it gzipped. Every nginx is scheduled as
+// keter's is (scheduleAlike) unless FRONTAB_SCHED=as-is.
 func benchFrontAB(ctx context.Context, e env) error {
 	k, err := startKeter(ctx, e.keterBin, e.base, "frontab")
 	if err != nil {
@@ -109,21 +110,22 @@ func benchFrontAB(ctx context.Context, e env) error {
 	lean := func(c string) string { return noBounds(noErrors(noGzip(noHeaders(oneServer(noCanary(c)))))) }
 
 	type variant struct {
-		name string
-		port int
-		rps  []wrkResult
+		name, unit string
+		port       int
+		rps        []wrkResult
 	}
-	vs := []*variant{{name: "keter", port: k.port}}
+	vs := []*variant{{name: "keter", port: k.port, unit: nginxUnit}}
 	plainGzip := ""
 	if len(headers) > 0 {
 		plainGzip = gzipDirectives()
 	}
-	plainPort, stop, err := startPlainNginxWith(ctx, filepath.Join(e.base, "ab-plain"), appPort, "", "", plainGzip)
+	plainDir := filepath.Join(e.base, "ab-plain")
+	plainPort, stop, err := startPlainNginxWith(ctx, plainDir, appPort, "", "", plainGzip)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	vs = append(vs, &variant{name: "plain", port: plainPort})
+	vs = append(vs, &variant{name: "plain", port: plainPort, unit: plainUnit(plainDir)})
 	want := os.Getenv("FRONTAB_SET")
 	for _, x := range []struct {
 		name string
@@ -148,17 +150,26 @@ func benchFrontAB(ctx context.Context, e env) error {
 			return fmt.Errorf("%s: %w", x.name, err)
 		}
 		defer stop()
-		vs = append(vs, &variant{name: x.name, port: port})
+		vs = append(vs, &variant{name: x.name, port: port, unit: plainUnit(dir)})
 		if dump {
 			e.logf("  %s:\n%s", x.name, c)
 		}
+	}
+	app, err := appUnit(ctx)
+	if err != nil {
+		return err
 	}
 	cs := make([]contender, len(vs))
 	for i, v := range vs {
 		if _, err := waitBody(ctx, v.port, host, body, 5*time.Millisecond, 10*time.Second); err != nil {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
-		cs[i] = contender{host, v.port, &v.rps}
+		cs[i] = contender{host, v.port, &v.rps, map[string]string{"nginx": v.unit, "app": app}}
+		if i > 0 && os.Getenv("FRONTAB_SCHED") != "as-is" {
+			if err := scheduleAllAlike(ctx, e, v.unit); err != nil {
+				return err
+			}
+		}
 	}
 	err = alternate(ctx, e, cs, func(round int) {
 		var line []string
@@ -172,6 +183,7 @@ func benchFrontAB(ctx context.Context, e env) error {
 	}
 	for _, v := range vs {
 		e.logf("  %-20s / plain: %s; / copy: %s", v.name, spread(v.rps, vs[1].rps), spread(v.rps, vs[2].rps))
+		e.logf("  %-20s CPU: %s", v.name, cpuPerRequest(v.rps))
 	}
 	return nil
 }

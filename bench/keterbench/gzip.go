@@ -102,7 +102,8 @@ func benchGzip(ctx context.Context, e env) (res gzipResult, err error) {
 		return res, errors.New("keter's log names no port for the app")
 	}
 	res.Directives = strings.TrimSpace(strings.ReplaceAll(gzipDirectives(), "        ", ""))
-	port, stop, err := startPlainNginxWith(ctx, filepath.Join(e.base, "plain-nginx-gzip"), appPort, "", "", gzipDirectives())
+	plainDir := filepath.Join(e.base, "plain-nginx-gzip")
+	port, stop, err := startPlainNginxWith(ctx, plainDir, appPort, "", "", gzipDirectives())
 	if err != nil {
 		return res, err
 	}
@@ -124,7 +125,17 @@ func benchGzip(ctx context.Context, e env) (res gzipResult, err error) {
 	}); err != nil {
 		return res, err
 	}
-	err = alternate(ctx, e, []contender{{host, k.port, &res.Keter}, {host, port, &res.Plain}}, func(i int) {
+	if err := scheduleAllAlike(ctx, e, plainUnit(plainDir)); err != nil {
+		return res, err
+	}
+	app, err := appUnit(ctx)
+	if err != nil {
+		return res, err
+	}
+	err = alternate(ctx, e, []contender{
+		{host, k.port, &res.Keter, map[string]string{"nginx": nginxUnit, "app": app}},
+		{host, port, &res.Plain, map[string]string{"nginx": plainUnit(plainDir), "app": app}},
+	}, func(i int) {
 		e.logf("  round %d: keter %.0f, plain nginx %.0f req/s (both gzipping %d → %d bytes): keter/plain %.3f",
 			i+1, res.Keter[i].RPS(), res.Plain[i].RPS(), res.Body, res.KeterBytes, res.Keter[i].RPS()/res.Plain[i].RPS())
 	}, "Accept-Encoding: gzip")
@@ -132,6 +143,7 @@ func benchGzip(ctx context.Context, e env) (res gzipResult, err error) {
 		return res, err
 	}
 	e.logf("  keter/plain %s", spread(res.Keter, res.Plain))
+	e.logf("  CPU: keter %s; plain %s", cpuPerRequest(res.Keter), cpuPerRequest(res.Plain))
 	return res, nil
 }
 
@@ -151,7 +163,7 @@ func sleepUntil(ctx context.Context, within time.Duration, f func() error) error
 
 func (x gzipResult) row() row {
 	return row{fmt.Sprintf("12. gzip: req/s through keter's nginx / a plain keep-alive nginx gzipping alike, a %d-byte text page sent as %d, median of %d alternating rounds of %s", x.Body, x.KeterBytes, len(x.Keter), x.Keter[0].Duration.Round(time.Second)),
-		fmt.Sprintf("%s; %.0f vs %.0f req/s", spread(x.Keter, x.Plain), sumRPS(x.Keter)/float64(len(x.Keter)), sumRPS(x.Plain)/float64(len(x.Plain))),
+		fmt.Sprintf("%s; %.0f vs %.0f req/s%s", spread(x.Keter, x.Plain), sumRPS(x.Keter)/float64(len(x.Keter)), sumRPS(x.Plain)/float64(len(x.Plain)), workRatio(x.Keter, x.Plain)),
 		fmt.Sprintf("≥ %.2f", goalGzip), verdict(len(x.Keter) >= 3 && x.VsPlain() >= goalGzip)}
 }
 

@@ -107,8 +107,8 @@ func (r *results) rows() []row {
 			t := o.V
 			n := float64(len(t.Direct))
 			rows = append(rows, row{fmt.Sprintf("3. front door throughput: keter's nginx / a plain keep-alive nginx, median of %d alternating rounds of %s (32 connections)", len(t.Direct), t.Direct[0].Duration.Round(time.Second)),
-				fmt.Sprintf("%s; keter's nginx %.0f req/s, plain nginx %.0f req/s, direct %.0f req/s (keter %.2f of direct)",
-					spread(t.Proxied, t.Plain), sumRPS(t.Proxied)/n, sumRPS(t.Plain)/n, sumRPS(t.Direct)/n, t.Ratio()),
+				fmt.Sprintf("%s; keter's nginx %.0f req/s, plain nginx %.0f req/s, direct %.0f req/s (keter %.2f of direct)%s",
+					spread(t.Proxied, t.Plain), sumRPS(t.Proxied)/n, sumRPS(t.Plain)/n, sumRPS(t.Direct)/n, t.Ratio(), workRatio(t.Proxied, t.Plain)),
 				"≥ 0.97", verdict(t.VsPlain() >= goalThroughput)})
 			rows = append(rows, row{"3. A/B: a plain nginx bounding kept upstream connections by time, / the plain nginx (median)",
 				fmt.Sprintf("keter's `%s`: %s", t.KeterKeepalive, spread(t.PlainKeter, t.Plain)),

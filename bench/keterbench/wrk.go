@@ -28,6 +28,8 @@ type wrkResult struct {
 	Status, Connect, Read, Write, Timeout int64
 	P50, P90, P99, Max                    time.Duration
 	Command                               string
+	CPU                                   map[string]time.Duration `json:",omitempty"` // per party: wrk's own, and units' (ab.go)
+	TCP                                   map[string]int64         `json:",omitempty"` // the host's TCP counters' change (cpu.go)
 }
 
 func (r wrkResult) RPS() float64 { return float64(r.Requests) / r.Duration.Seconds() }
@@ -136,6 +138,7 @@ func (w *wrkRun) wait() (wrkResult, error) {
 			Requests: n("requests"), Duration: us("duration_us"), Non2xx: n("non2xx"),
 			Status: n("status"), Connect: n("connect"), Read: n("read"), Write: n("write"), Timeout: n("timeout"),
 			P50: us("p50_us"), P90: us("p90_us"), P99: us("p99_us"), Max: us("max_us"), Command: cmdline,
+			CPU: map[string]time.Duration{"wrk": w.cmd.ProcessState.UserTime() + w.cmd.ProcessState.SystemTime()},
 		}, nil
 	}
 	return wrkResult{}, fmt.Errorf("%s printed no summary: %s", cmdline, w.out.String())
