@@ -416,19 +416,38 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 		if !strings.HasSuffix(s.Name, ".service") {
 			continue
 		}
-		props, err := c.serviceProps(ctx, s.Name)
-		if err != nil {
-			return nil, fmt.Errorf("reading unit %s: %w", s.Name, err)
+		if out[i], err = c.withService(ctx, s); err != nil {
+			return nil, err
 		}
-		s.MainPID, _ = props["MainPID"].(uint32)
-		s.NRestarts, _ = props["NRestarts"].(uint32)
-		s.Result, _ = props["Result"].(string)
-		s.ExecMainCode, _ = props["ExecMainCode"].(int32)
-		s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
-		s.Usage = usageOf(props)
-		out[i] = owned(s)
 	}
 	return out, nil
+}
+
+// withService adds a service's properties to its state.
+func (c *Client) withService(ctx context.Context, s unitgen.Status) (unitgen.Status, error) {
+	props, err := c.serviceProps(ctx, s.Name)
+	if err != nil {
+		return s, fmt.Errorf("reading unit %s: %w", s.Name, err)
+	}
+	s.MainPID, _ = props["MainPID"].(uint32)
+	s.NRestarts, _ = props["NRestarts"].(uint32)
+	s.Result, _ = props["Result"].(string)
+	s.ExecMainCode, _ = props["ExecMainCode"].(int32)
+	s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
+	s.Usage = usageOf(props)
+	return owned(s), nil
+}
+
+// Status is what List says of one unit, read by name (see State); found
+// is false for a unit that is not loaded. Deploys waiting for their apps
+// ask it of each new unit several times a second.
+func (c *Client) Status(ctx context.Context, name string) (st unitgen.Status, found bool, err error) {
+	st, found, err = c.State(ctx, name)
+	if err != nil || !found || !strings.HasSuffix(name, ".service") {
+		return st, found, err
+	}
+	st, err = c.withService(ctx, st)
+	return st, err == nil, err
 }
 
 // State is one unit's name, metadata, ActiveState and SubState; found
