@@ -85,6 +85,9 @@ type Manager struct {
 	// unpacking bounds concurrent unpacks: each holds megabytes of
 	// buffers, and inflating more bundles than cores gains nothing.
 	unpacking chan struct{}
+	// starting bounds the versions whose units are being started (see
+	// startSlot).
+	starting chan struct{}
 	// inFlight counts running deploys; when it drops to zero after a
 	// burst, the memory the burst used goes back to the OS.
 	inFlight atomic.Int64
@@ -148,6 +151,7 @@ func New(o Options) (*Manager, error) {
 		ports:     newPorts(o.Config.PortManager.Ranges),
 		rescan:    make(chan struct{}, 1),
 		unpacking: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+		starting:  make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0))),
 		live:      map[string]*version{},
 		pending:   map[string][]string{},
 		workers:   map[string]*worker{},

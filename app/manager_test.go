@@ -33,6 +33,9 @@ type harness struct {
 	// unitsAs, when set, is what New gets instead of units (a fake with
 	// more methods).
 	unitsAs Units
+	// startsAtOnce, when set, replaces the bound on versions starting
+	// their units at once.
+	startsAtOnce int
 }
 
 func newHarness(t *testing.T, units *fakeUnits) *harness {
@@ -65,6 +68,9 @@ func (h *harness) start() {
 		}})
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	if h.startsAtOnce > 0 {
+		m.starting = make(chan struct{}, h.startsAtOnce)
 	}
 	h.m = m
 	ctx, cancel := context.WithCancel(context.Background())

@@ -61,6 +61,9 @@ func (m *Manager) waitReady(ctx context.Context, w *worker, unit string, port in
 // unitStatus asks systemd about exactly one unit (List matches by prefix,
 // and one app's name may prefix another's); found is false once it is gone.
 func (m *Manager) unitStatus(ctx context.Context, unit string) (st unitgen.Status, found bool, err error) {
+	if r, ok := m.units.(statusReader); ok {
+		return r.Status(ctx, unit)
+	}
 	sts, err := m.units.List(ctx, unit)
 	if err != nil {
 		return st, false, err
@@ -94,6 +97,13 @@ func (m *Manager) unitHealthy(ctx context.Context, unit string) error {
 // its service's properties (the dbus package does).
 type stater interface {
 	State(ctx context.Context, name string) (unitgen.Status, bool, error)
+}
+
+// statusReader is what Units may also do: read one unit by name with its
+// service's figures, which List can only do by a pattern systemd matches
+// against every unit it has (the dbus package does).
+type statusReader interface {
+	Status(ctx context.Context, name string) (unitgen.Status, bool, error)
 }
 
 // unitRunning fails unless systemd says the unit is active and running.

@@ -190,6 +190,11 @@ func (r *rollout) start(ctx context.Context, pluginEnv map[string]string) error 
 	if err != nil {
 		return err
 	}
+	release, err := r.m.startSlot(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	for _, u := range units {
 		if err := r.startUnit(ctx, u); err != nil {
 			return err
@@ -201,6 +206,24 @@ func (r *rollout) start(ctx context.Context, pluginEnv map[string]string) error 
 	r.steps.mark("start")
 	r.m.crashpoint("started")
 	return nil
+}
+
+// startSlot waits until fewer than cap(m.starting) versions are having
+// their units started, and returns the func that gives the slot back.
+// A start job ends once systemd has set up the unit's sandbox (its
+// namespaces and mounts) and executed its process, and that setup
+// serialises on the kernel's mount lock: with 1000 bundles dropped at
+// once and no bound, hundreds of units were being set up at once, their
+// processes blocked reading /proc/self/mountinfo (load average 270 on 2
+// cores), and units failed systemd's start timeout. Readiness waits are
+// not bounded: a started app costs nothing while keter waits for it.
+func (m *Manager) startSlot(ctx context.Context) (func(), error) {
+	select {
+	case m.starting <- struct{}{}:
+		return func() { <-m.starting }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (r *rollout) units(pluginEnv map[string]string) ([]unitgen.Unit, error) {

@@ -102,4 +102,7 @@ func saveState(path string, s stateFile) error {
 	return atomicfile.Write(path, data, 0o600)
 }
 
-func (s stateFile) marshal() ([]byte, error) { return json.MarshalIndent(s, "", "  ") }
+// marshal writes no indentation: every save writes every app (the CPU
+// profile of 1000 bundles dropped at once: 5.95 s of keter's 117 s in
+// MarshalIndent, 2.33 s of them indenting). jq reads it for people.
+func (s stateFile) marshal() ([]byte, error) { return json.Marshal(s) }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,21 +32,18 @@ const redialFor = 10 * time.Second
 // ErrJob classes a job that ended with a result other than "done".
 var ErrJob = errors.New("systemd job did not succeed")
 
-// maxSubmits bounds the jobs being submitted to systemd at once. go-systemd
-// holds one lock from a job's submission until systemd has answered it,
-// and needs the same lock to hand out each job's result: with hundreds of
-// deploys submitting at once (1000 bundles dropped together), results
-// queued behind every submission, waited out DefaultJobTimeout, and the
-// failed deploys' stops queued up too. Waiting for results stays
-// concurrent.
+// maxSubmits bounds the jobs being submitted to systemd at once: systemd
+// answers one call at a time, and a burst of submissions (1000 bundles
+// dropped at once) would queue every other call (readiness checks, status
+// reads) behind it. Waiting for results is not bounded (see jobResults).
 const maxSubmits = 4
 
 // Client is a connection to systemd. Its methods are safe for concurrent use.
 type Client struct {
 	mu      sync.Mutex
 	submits chan struct{} // see maxSubmits
-	conn    *sddbus.Conn
-	dial    func(context.Context) (*sddbus.Conn, error)
+	conn    *link
+	dial    func(context.Context) (*link, error)
 	// JobTimeout bounds each job wait; zero means DefaultJobTimeout.
 	JobTimeout time.Duration
 	// TransientDir is where systemd writes transient unit files; empty
@@ -73,8 +72,32 @@ func (c *Client) Close() {
 	}
 }
 
-func dialSystemd(ctx context.Context) (*sddbus.Conn, error) {
-	conn, err := sddbus.NewSystemdConnectionContext(ctx)
+// link is one go-systemd connection and the results of the jobs
+// submitted on it.
+type link struct {
+	conn    *sddbus.Conn
+	results *jobResults
+}
+
+func (l *link) Close() { l.conn.Close() }
+
+// dialSystemd connects the way sddbus.NewSystemdConnectionContext does
+// and follows job results on the first of go-systemd's two connections:
+// systemd sends every signal to each direct connection, so which one
+// carries them does not matter.
+func dialSystemd(ctx context.Context) (*link, error) {
+	l := &link{results: newJobResults()}
+	following := false
+	conn, err := sddbus.NewConnection(func() (*godbus.Conn, error) {
+		bus, err := dialPrivate(ctx)
+		if err == nil && !following {
+			following = true
+			sigs := make(chan *godbus.Signal, 1024)
+			bus.Signal(sigs)
+			go l.results.follow(sigs) // ends when bus closes
+		}
+		return bus, err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +105,21 @@ func dialSystemd(ctx context.Context) (*sddbus.Conn, error) {
 		_, err := conn.SystemStateContext(ctx)
 		return err
 	}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	l.conn = conn
+	return l, nil
+}
+
+// dialPrivate opens an authenticated connection to systemd's private
+// socket; it closes when ctx ends.
+func dialPrivate(ctx context.Context) (*godbus.Conn, error) {
+	conn, err := godbus.Dial("unix:path=/run/systemd/private", godbus.WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -108,21 +146,21 @@ func warmUp(ctx context.Context, call func(context.Context) error) error {
 }
 
 // current returns a live connection, dialling when there is none.
-func (c *Client) current(ctx context.Context) (*sddbus.Conn, error) {
+func (c *Client) current(ctx context.Context) (*link, error) {
 	c.mu.Lock()
 	conn := c.conn
 	c.mu.Unlock()
-	if conn != nil && conn.Connected() {
+	if conn != nil && conn.conn.Connected() {
 		return conn, nil
 	}
 	return c.redial(ctx, conn)
 }
 
 // redial replaces old (if it is still the current connection) with a new one.
-func (c *Client) redial(ctx context.Context, old *sddbus.Conn) (*sddbus.Conn, error) {
+func (c *Client) redial(ctx context.Context, old *link) (*link, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.conn != nil && c.conn != old && c.conn.Connected() {
+	if c.conn != nil && c.conn != old && c.conn.conn.Connected() {
 		return c.conn, nil // another caller already redialled
 	}
 	if c.conn != nil {
@@ -133,7 +171,7 @@ func (c *Client) redial(ctx context.Context, old *sddbus.Conn) (*sddbus.Conn, er
 	var err error
 	deadline := time.Now().Add(redialFor)
 	for {
-		var conn *sddbus.Conn
+		var conn *link
 		if conn, err = c.dial(ctx); err == nil {
 			c.conn = conn
 			return conn, nil
@@ -153,12 +191,16 @@ func (c *Client) redial(ctx context.Context, old *sddbus.Conn) (*sddbus.Conn, er
 // do runs fn and, when it fails because the bus dropped, redials and runs
 // it once more.
 func (c *Client) do(ctx context.Context, fn func(*sddbus.Conn) error) error {
+	return c.doLink(ctx, func(l *link) error { return fn(l.conn) })
+}
+
+func (c *Client) doLink(ctx context.Context, fn func(*link) error) error {
 	conn, err := c.current(ctx)
 	if err != nil {
 		return err
 	}
 	err = fn(conn)
-	if err == nil || !dropped(err, conn) {
+	if err == nil || !dropped(err, conn.conn) {
 		return err
 	}
 	conn, rerr := c.redial(ctx, conn)
@@ -180,17 +222,17 @@ func (c *Client) jobTimeout() time.Duration {
 	return DefaultJobTimeout
 }
 
-// job starts a job with start and waits for its result. start gets a
-// buffered channel: go-systemd sends the result while holding a lock.
-func (c *Client) job(ctx context.Context, what, name string, start func(*sddbus.Conn, chan<- string) error) error {
+// job submits a job with start, which returns its id, and waits for its
+// result. start must pass go-systemd no channel (see jobResults).
+func (c *Client) job(ctx context.Context, what, name string, start func(*sddbus.Conn) (int, error)) error {
 	return c.jobWithin(ctx, what, name, c.jobTimeout(), start)
 }
 
 // jobWithin is job bounded by timeout instead of the client's job
 // timeout; 0 leaves the bound to ctx alone.
-func (c *Client) jobWithin(ctx context.Context, what, name string, timeout time.Duration, start func(*sddbus.Conn, chan<- string) error) error {
-	ch := make(chan string, 1)
-	var conn *sddbus.Conn
+func (c *Client) jobWithin(ctx context.Context, what, name string, timeout time.Duration, start func(*sddbus.Conn) (int, error)) error {
+	var conn *link
+	var id int
 	if c.submits != nil {
 		select {
 		case c.submits <- struct{}{}:
@@ -198,9 +240,11 @@ func (c *Client) jobWithin(ctx context.Context, what, name string, timeout time.
 			return fmt.Errorf("submitting %s of %s: %w", what, name, ctx.Err())
 		}
 	}
-	err := c.do(ctx, func(cn *sddbus.Conn) error {
-		conn = cn
-		return start(cn, ch)
+	err := c.doLink(ctx, func(l *link) error {
+		conn = l
+		var err error
+		id, err = start(l.conn)
+		return err
 	})
 	if c.submits != nil {
 		<-c.submits
@@ -208,6 +252,8 @@ func (c *Client) jobWithin(ctx context.Context, what, name string, timeout time.
 	if err != nil {
 		return err
 	}
+	ch := conn.results.wait(uint32(id))
+	defer conn.results.forget(uint32(id))
 	var expired <-chan time.Time
 	if timeout > 0 {
 		timer := time.NewTimer(timeout)
@@ -230,7 +276,7 @@ func (c *Client) jobWithin(ctx context.Context, what, name string, timeout time.
 		case <-expired:
 			return fmt.Errorf("waiting for %s of %s: no result after %s", what, name, timeout)
 		case <-tick.C:
-			if !conn.Connected() {
+			if !conn.conn.Connected() {
 				return fmt.Errorf("waiting for %s of %s: connection to systemd dropped", what, name)
 			}
 		}
@@ -250,9 +296,8 @@ func (c *Client) Start(ctx context.Context, u unitgen.Unit) error {
 // waits for the job. A failed or dead unit left under the same name is
 // reset and replaced once.
 func (c *Client) StartTransient(ctx context.Context, name string, props []sddbus.Property) error {
-	start := func(conn *sddbus.Conn, ch chan<- string) error {
-		_, err := conn.StartTransientUnitContext(ctx, name, "fail", props, ch)
-		return err
+	start := func(conn *sddbus.Conn) (int, error) {
+		return conn.StartTransientUnitContext(ctx, name, "fail", props, nil)
 	}
 	err := c.job(ctx, "start", name, start)
 	if err != nil && isDBusError(err, "org.freedesktop.systemd1.UnitExists") {
@@ -276,9 +321,8 @@ func (c *Client) StartTransient(ctx context.Context, name string, props []sddbus
 // state so systemd collects it (a oneshot stopped mid-run, such as a
 // release step, ends failed). A unit that is not loaded counts as stopped.
 func (c *Client) Stop(ctx context.Context, name string) error {
-	err := c.job(ctx, "stop", name, func(conn *sddbus.Conn, ch chan<- string) error {
-		_, err := conn.StopUnitContext(ctx, name, "replace", ch)
-		return err
+	err := c.job(ctx, "stop", name, func(conn *sddbus.Conn) (int, error) {
+		return conn.StopUnitContext(ctx, name, "replace", nil)
 	})
 	if isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
 		return nil
@@ -291,9 +335,8 @@ func (c *Client) Stop(ctx context.Context, name string) error {
 
 // Reload runs the unit's ExecReload and waits for it.
 func (c *Client) Reload(ctx context.Context, name string) error {
-	err := c.job(ctx, "reload", name, func(conn *sddbus.Conn, ch chan<- string) error {
-		_, err := conn.ReloadUnitContext(ctx, name, "replace", ch)
-		return err
+	err := c.job(ctx, "reload", name, func(conn *sddbus.Conn) (int, error) {
+		return conn.ReloadUnitContext(ctx, name, "replace", nil)
 	})
 	if err != nil {
 		return fmt.Errorf("reloading unit %s: %w", name, err)
@@ -373,19 +416,38 @@ func (c *Client) List(ctx context.Context, prefix string) ([]unitgen.Status, err
 		if !strings.HasSuffix(s.Name, ".service") {
 			continue
 		}
-		props, err := c.serviceProps(ctx, s.Name)
-		if err != nil {
-			return nil, fmt.Errorf("reading unit %s: %w", s.Name, err)
+		if out[i], err = c.withService(ctx, s); err != nil {
+			return nil, err
 		}
-		s.MainPID, _ = props["MainPID"].(uint32)
-		s.NRestarts, _ = props["NRestarts"].(uint32)
-		s.Result, _ = props["Result"].(string)
-		s.ExecMainCode, _ = props["ExecMainCode"].(int32)
-		s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
-		s.Usage = usageOf(props)
-		out[i] = owned(s)
 	}
 	return out, nil
+}
+
+// withService adds a service's properties to its state.
+func (c *Client) withService(ctx context.Context, s unitgen.Status) (unitgen.Status, error) {
+	props, err := c.serviceProps(ctx, s.Name)
+	if err != nil {
+		return s, fmt.Errorf("reading unit %s: %w", s.Name, err)
+	}
+	s.MainPID, _ = props["MainPID"].(uint32)
+	s.NRestarts, _ = props["NRestarts"].(uint32)
+	s.Result, _ = props["Result"].(string)
+	s.ExecMainCode, _ = props["ExecMainCode"].(int32)
+	s.ExecMainStatus, _ = props["ExecMainStatus"].(int32)
+	s.Usage = usageOf(props)
+	return owned(s), nil
+}
+
+// Status is what List says of one unit, read by name (see State); found
+// is false for a unit that is not loaded. Deploys waiting for their apps
+// ask it of each new unit several times a second.
+func (c *Client) Status(ctx context.Context, name string) (st unitgen.Status, found bool, err error) {
+	st, found, err = c.State(ctx, name)
+	if err != nil || !found || !strings.HasSuffix(name, ".service") {
+		return st, found, err
+	}
+	st, err = c.withService(ctx, st)
+	return st, err == nil, err
 }
 
 // State is one unit's name, metadata, ActiveState and SubState; found

@@ -598,7 +598,7 @@ func TestExitStatusOfLastRun(t *testing.T) {
 	}
 }
 
-// TestStateByName: State reads one unit by name as List does, and finds
+// TestStateByName: State and Status read one unit by name as List does, and finds
 // no unit that is not loaded (nor one its name only prefixes).
 func TestStateByName(t *testing.T) {
 	c := newClient(t)
@@ -618,9 +618,21 @@ func TestStateByName(t *testing.T) {
 	if st.Name != name || st.ActiveState != listed[0].ActiveState || st.SubState != listed[0].SubState || st.ActiveState != "active" {
 		t.Errorf("State %+v, List %+v", st, listed[0])
 	}
+	full, found, err := c.Status(t.Context(), name)
+	if err != nil || !found {
+		t.Fatalf("Status(%s) = %v, %v", name, found, err)
+	}
+	want := listed[0]
+	full.Usage, want.Usage = unitgen.Usage{}, unitgen.Usage{} // figures move
+	if full != want || full.MainPID == 0 {
+		t.Errorf("Status %+v, List %+v", full, listed[0])
+	}
 	for _, missing := range []string{"keter-test-state-none-" + testkit.Token() + ".service", strings.TrimSuffix(name, ".service")} {
 		if _, found, err := c.State(t.Context(), missing); err != nil || found {
 			t.Errorf("State(%s) = found %v, %v; want not found", missing, found, err)
+		}
+		if _, found, err := c.Status(t.Context(), missing); err != nil || found {
+			t.Errorf("Status(%s) = found %v, %v; want not found", missing, found, err)
 		}
 	}
 }

@@ -24,9 +24,8 @@ var ErrRunning = errors.New("job is running")
 // j.Service.Secrets to j.Service.EnvFile first.
 func (c *Client) StartJob(ctx context.Context, j unitgen.Job) error {
 	aux := []sddbus.PropertyCollection{{Name: j.Service.Name, Properties: j.Service.Properties}}
-	start := func(conn *sddbus.Conn, ch chan<- string) error {
-		_, err := conn.StartTransientUnitAux(ctx, j.Timer, "fail", j.TimerProperties, aux, ch)
-		return err
+	start := func(conn *sddbus.Conn) (int, error) {
+		return conn.StartTransientUnitAux(ctx, j.Timer, "fail", j.TimerProperties, aux, nil)
 	}
 	err := c.job(ctx, "start", j.Timer, start)
 	if err != nil && isDBusError(err, "org.freedesktop.systemd1.UnitExists") {
@@ -58,9 +57,8 @@ func (c *Client) RunJob(ctx context.Context, service string) error {
 	case "active", "activating", "deactivating", "reloading":
 		return fmt.Errorf("%s is %s: %w", service, state, ErrRunning)
 	}
-	err = c.job(ctx, "start", service, func(conn *sddbus.Conn, ch chan<- string) error {
-		_, err := conn.StartUnitContext(ctx, service, "fail", ch)
-		return err
+	err = c.job(ctx, "start", service, func(conn *sddbus.Conn) (int, error) {
+		return conn.StartUnitContext(ctx, service, "fail", nil)
 	})
 	if err != nil {
 		return fmt.Errorf("starting job %s: %w", service, err)

@@ -158,9 +158,8 @@ func TestRepairTransientBringsBackLostCommands(t *testing.T) {
 		{Name: "ExecStartEx", Value: godbus.MakeVariant([]execEx{{"/bin/sleep", []string{"/bin/sleep", "600"}, []string{"no-env-expand"}}})},
 		{Name: "ExecStopPostEx", Value: godbus.MakeVariant([]execEx{{"/bin/true", []string{"/bin/true", "keter-test-hook"}, []string{"privileged", "ignore-failure"}}})},
 	}
-	err := c.job(t.Context(), "start", name, func(conn *sddbus.Conn, ch chan<- string) error {
-		_, err := conn.StartTransientUnitContext(t.Context(), name, "fail", props, ch)
-		return err
+	err := c.job(t.Context(), "start", name, func(conn *sddbus.Conn) (int, error) {
+		return conn.StartTransientUnitContext(t.Context(), name, "fail", props, nil)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,9 +12,8 @@ import (
 // unit's stop hook sees a restart job, not a stop, and leaves the port
 // map alone.
 func (c *Client) Restart(ctx context.Context, name string) error {
-	err := c.job(ctx, "restart", name, func(conn *sddbus.Conn, ch chan<- string) error {
-		_, err := conn.RestartUnitContext(ctx, name, "replace", ch)
-		return err
+	err := c.job(ctx, "restart", name, func(conn *sddbus.Conn) (int, error) {
+		return conn.RestartUnitContext(ctx, name, "replace", nil)
 	})
 	if err != nil {
 		return fmt.Errorf("restarting unit %s: %w", name, err)

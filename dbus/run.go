@@ -22,9 +22,8 @@ import (
 // u.EnvFile first.
 func (c *Client) Run(ctx context.Context, u unitgen.Unit) (unitgen.Status, error) {
 	st := unitgen.Status{Name: u.Name, Meta: u.Meta}
-	err := c.jobWithin(ctx, "run", u.Name, 0, func(conn *sddbus.Conn, ch chan<- string) error {
-		_, err := conn.StartTransientUnitContext(ctx, u.Name, "fail", u.Properties, ch)
-		return err
+	err := c.jobWithin(ctx, "run", u.Name, 0, func(conn *sddbus.Conn) (int, error) {
+		return conn.StartTransientUnitContext(ctx, u.Name, "fail", u.Properties, nil)
 	})
 	switch {
 	case err == nil:

@@ -22,9 +22,8 @@ func (c *Client) StartSleeper(ctx context.Context, s unitgen.Sleeper) error {
 	for _, u := range s.Units() {
 		aux = append(aux, sddbus.PropertyCollection{Name: u.Name, Properties: u.Properties})
 	}
-	err := c.job(ctx, "start", s.Socket, func(conn *sddbus.Conn, ch chan<- string) error {
-		_, err := conn.StartTransientUnitAux(ctx, s.Socket, "fail", s.SocketProperties, aux, ch)
-		return err
+	err := c.job(ctx, "start", s.Socket, func(conn *sddbus.Conn) (int, error) {
+		return conn.StartTransientUnitAux(ctx, s.Socket, "fail", s.SocketProperties, aux, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("starting socket %s: %w", s.Socket, err)

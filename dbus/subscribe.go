@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,12 +74,8 @@ func (c *Client) subscribe(ctx context.Context, prefix string, raw bool) (<-chan
 // subscribeConn opens a connection of its own, so signal traffic never
 // competes with method calls.
 func subscribeConn(ctx context.Context) (*godbus.Conn, chan *godbus.Signal, error) {
-	conn, err := godbus.Dial("unix:path=/run/systemd/private", godbus.WithContext(ctx))
+	conn, err := dialPrivate(ctx)
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		conn.Close()
 		return nil, nil, err
 	}
 	sigs := make(chan *godbus.Signal, 1024)

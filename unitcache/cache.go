@@ -245,17 +245,13 @@ func (c *Cache) readDirty(ctx context.Context) {
 	clear(c.dirty)
 	c.mu.Unlock()
 	for _, n := range names {
-		list, err := c.src.List(ctx, listPrefix(n))
+		s, found, err := c.readOne(ctx, n)
 		if err != nil {
 			c.log.Debug("reading a changed unit", "unit", n, "err", err)
 			continue
 		}
-		found := false
-		for _, s := range list {
-			if s.Name == n {
-				found = true
-				c.store(s)
-			}
+		if found {
+			c.store(s)
 		}
 		c.mu.Lock()
 		if _, known := c.units[n]; !found && known && !c.dirty[n] {
@@ -263,6 +259,30 @@ func (c *Cache) readDirty(ctx context.Context) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// statusReader is what a Source may also do: read one unit by name, where
+// List's pattern makes systemd match every unit it has (the dbus package
+// does).
+type statusReader interface {
+	Status(ctx context.Context, name string) (unitgen.Status, bool, error)
+}
+
+// readOne reads one unit as List would; found is false once it is gone.
+func (c *Cache) readOne(ctx context.Context, name string) (unitgen.Status, bool, error) {
+	if r, ok := c.src.(statusReader); ok {
+		return r.Status(ctx, name)
+	}
+	list, err := c.src.List(ctx, listPrefix(name))
+	if err != nil {
+		return unitgen.Status{}, false, err
+	}
+	for _, s := range list {
+		if s.Name == name {
+			return s, true, nil
+		}
+	}
+	return unitgen.Status{}, false, nil
 }
 
 // listPrefix is the longest prefix of a unit's name that lists it: systemd
