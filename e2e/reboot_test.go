@@ -109,6 +109,8 @@ func TestRebootRestartsAppsWithoutUnpacking(t *testing.T) {
 		if t.Failed() {
 			out, _ := n.exec("journalctl", "--no-pager", "-o", "cat", "-u", "keter.service")
 			t.Logf("keter log (this boot):\n%s", out)
+			out, _ = n.exec("journalctl", "--no-pager", "-o", "short-precise", "-n", "100", "-u", "keter-nginx.service", "-u", "keter-app-*")
+			t.Logf("nginx and app units (this boot):\n%s", out)
 		}
 		if _, err := os.Stat(filepath.Join(n.dir, "pid")); err == nil {
 			n.powerOff()
@@ -205,11 +207,16 @@ func TestRebootRestartsAppsWithoutUnpacking(t *testing.T) {
 	if m := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", statusPort)); !strings.Contains(m, fmt.Sprintf(`keter_apps{state="sleeping"} %d`, len(sleepers))) {
 		t.Errorf("metrics do not count the sleepers as sleeping after the boot:\n%s", grepLines(m, "keter_apps"))
 	}
-	for _, s := range sleepers {
-		burst(t, k, s.host, s.name+": waking after the reboot")
-	}
+	// The other apps serving and nginx's reloads for them over before the
+	// bursts: a reload closes idle kept client connections, and a client
+	// that sends on one as it closes gets nothing (any keep-alive client,
+	// of any app: keter reloads only for apps new to nginx, as here).
 	for _, a := range apps {
 		k.WaitBody(a.host, a.msg, 120*time.Second)
+	}
+	reloadsOver(t, statusPort)
+	for _, s := range sleepers {
+		burst(t, k, s.host, s.name+": waking after the reboot")
 	}
 	log, _ := n.exec("journalctl", "--no-pager", "-o", "cat", "-u", "keter.service")
 	after := versionDirs(t, root)

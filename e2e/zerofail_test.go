@@ -13,6 +13,7 @@ import (
 
 	"github.com/keter-systemd/keter/internal/loadgen"
 	"github.com/keter-systemd/keter/internal/testkit"
+	"github.com/keter-systemd/keter/nginx"
 )
 
 // Zero failed requests for every kind of app. A strict client (keep-alive,
@@ -93,6 +94,19 @@ func startZeroKeter(t *testing.T) (*keter, int) {
 	t.Helper()
 	port := testkit.FreePort(t)
 	return startKeter(t, fmt.Sprintf("status:\n  listen: 127.0.0.1:%d\n", port)), port
+}
+
+// reloadsOver waits until keter's nginx reload count holds still for
+// longer than keter's least gap between two reloads.
+func reloadsOver(t *testing.T, port int) {
+	t.Helper()
+	last, since := reloads(t, port), time.Now()
+	for time.Since(since) < 2*nginx.MinReloadGap {
+		time.Sleep(200 * time.Millisecond)
+		if n := reloads(t, port); n != last {
+			last, since = n, time.Now()
+		}
+	}
 }
 
 // drive starts the strict client at every behaviour.
