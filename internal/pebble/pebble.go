@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -168,9 +169,23 @@ func (s *Server) start(ctx context.Context) error {
 	defer cancel()
 	for {
 		if _, err := s.get(ctx, s.DirectoryURL()); err == nil {
-			return nil
+			break
 		} else if ctx.Err() != nil {
 			return fmt.Errorf("pebble did not answer at %s: %v; log:\n%s", s.DirectoryURL(), err, s.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// challtestsrv may still be starting its management server when
+	// Pebble answers (a test's first add-a was refused in CI).
+	mgmt := fmt.Sprintf("127.0.0.1:%d", o.ChallPort)
+	for {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", mgmt)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("challtestsrv did not listen at %s: %v; log:\n%s", mgmt, err, s.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
