@@ -110,7 +110,8 @@ type Manager struct {
 	switches atomic.Uint64
 	restarts atomic.Uint64
 
-	reloaded time.Time // the last reload's signal (see pace.go); guarded by mu
+	reloaded time.Time     // the last reload's signal (see pace.go); guarded by mu
+	parseCPU time.Duration // CPU the last `nginx -t` took; guarded by mu
 }
 
 // New makes a Manager for g's nginx mode. It touches nothing until Start.
@@ -535,7 +536,7 @@ func (m *Manager) load(ctx context.Context, napps int, p *prepared) error {
 	m.gen = p.out.Generation
 	m.reloads.Add(1)
 	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
-	m.log.Info("nginx reloaded", "unit", m.unit, "apps", napps, "test", ms(p.tested.Sub(p.start)),
+	m.log.Info("nginx reloaded", "unit", m.unit, "apps", napps, "test", ms(p.tested.Sub(p.start)), "parse_cpu", ms(m.parseCPU),
 		"signal", ms(signalled.Sub(p.tested)), "serving", ms(serving.Sub(signalled)), "settled", ms(time.Since(serving)))
 	m.cleanChains(p.out.Concat)
 	m.cleanAuth(p.out.Auth)
@@ -616,6 +617,9 @@ func (m *Manager) test(ctx context.Context, conf string) error {
 	}
 	cmd := exec.CommandContext(ctx, m.g.Nginx.Binary, args...)
 	out, err := cmd.CombinedOutput()
+	if ps := cmd.ProcessState; ps != nil {
+		m.parseCPU = ps.UserTime() + ps.SystemTime()
+	}
 	if err != nil {
 		msg := strings.TrimSpace(string(out))
 		if msg == "" {

@@ -15,10 +15,23 @@ import (
 // map never reloads.
 const MinReloadGap = time.Second
 
-// pace waits until MinReloadGap has passed since the last reload; m.mu
+// reloadCPUShare bounds the part of one core that reloads may take: a
+// reload costs nginx about two parses of the config (its master's, and
+// the test's before it), and a parse grows with the apps. At 1000 apps
+// one `nginx -t` took 0.48 s of CPU, and reloads every second were a
+// third of a 2-core host's CPU while the thousand came up (perf).
+const reloadCPUShare = 3
+
+// reloadGap is the time to wait after a reload whose config took
+// parseCPU to test: MinReloadGap, or longer once parsing is costly.
+func reloadGap(parseCPU time.Duration) time.Duration {
+	return max(MinReloadGap, reloadCPUShare*2*parseCPU)
+}
+
+// pace waits until reloadGap has passed since the last reload; m.mu
 // is held.
 func (m *Manager) pace(ctx context.Context) error {
-	wait := time.Until(m.reloaded.Add(MinReloadGap))
+	wait := time.Until(m.reloaded.Add(reloadGap(m.parseCPU)))
 	if wait <= 0 {
 		return nil
 	}
