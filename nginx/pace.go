@@ -15,17 +15,20 @@ import (
 // map never reloads.
 const MinReloadGap = time.Second
 
-// reloadCPUShare bounds the part of one core that reloads may take: a
-// reload costs nginx about two parses of the config (its master's, and
-// the test's before it), and a parse grows with the apps. At 1000 apps
-// one `nginx -t` took 0.48 s of CPU, and reloads every second were a
-// third of a 2-core host's CPU while the thousand came up (perf).
-const reloadCPUShare = 3
+// reloadParses is what a reload costs in parses of the config: the
+// test's before it, and nginx's master's.
+const reloadParses = 2
+
+// reloadCoreShare: reloads take at most 1/reloadCoreShare of one core. A
+// parse grows with the apps: at 1000 apps one `nginx -t` took 0.48 s of
+// CPU, and while 400 apps came up nginx (reloads and tests) took 21.8 %
+// of a 2-core host's CPU (perf).
+const reloadCoreShare = 3
 
 // reloadGap is the time to wait after a reload whose config took
 // parseCPU to test: MinReloadGap, or longer once parsing is costly.
 func reloadGap(parseCPU time.Duration) time.Duration {
-	return max(MinReloadGap, reloadCPUShare*2*parseCPU)
+	return max(MinReloadGap, reloadCoreShare*reloadParses*parseCPU)
 }
 
 // pace waits until reloadGap has passed since the last reload; m.mu
