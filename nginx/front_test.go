@@ -92,16 +92,15 @@ func TestErrorPagesPrecedence(t *testing.T) {
 	inc := string(out.Include)
 	for _, want := range []string{
 		"error_page 503 = @keter_maintenance;",
-		"error_page 502 /.keter-internal/error-502;",
-		"error_page 504 /.keter-internal/error-504;",
-		`root "/srv/keter/etc/errors/gated";`,
-		"try_files /502.html /.keter-internal/proxy-exception;",
+		"error_page 502 504 /.keter-internal/error;",
+		`root "/srv/keter/etc/errors";`,
+		"try_files /gated/$status.html /.keter-internal/proxy-exception;",
 	} {
 		if !strings.Contains(inc, want) {
 			t.Errorf("config lacks %q", want)
 		}
 	}
-	if strings.Contains(inc, "error-503") {
+	if strings.Contains(inc, "error_page 502 503") {
 		t.Error("a gated site's 503 must stay the maintenance gate's")
 	}
 	if i, j := strings.Index(inc, "error_page 503 = @keter_maintenance"), strings.Index(inc, "error_page 502"); i > j {
