@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,19 +10,18 @@ import (
 	"io/fs"
 	"os"
 	"time"
-
-	"github.com/klauspost/compress/gzip"
 )
 
 // ErrVanished means the bundle file disappeared while keter waited for it.
 var ErrVanished = errors.New("bundle file vanished")
 
 // WaitComplete waits until the file at path keeps the same size and
-// modification time for stable, then checks that its gzip stream reads to
-// a clean end (Keter #318: a half-copied bundle gave "premature end of
-// compressed data stream"). It returns ErrVanished if the file is removed,
-// an ErrCorrupt error if the stable file is not a complete gzip stream
-// (the caller tries again on the file's next change), or ctx's error.
+// modification time for stable, then checks that its gzip or zstd
+// stream reads to a clean end (Keter #318: a half-copied bundle gave
+// "premature end of compressed data stream"). It returns ErrVanished if
+// the file is removed, an ErrCorrupt error if the stable file is not a
+// complete stream (the caller tries again on the file's next change), or
+// ctx's error.
 func WaitComplete(ctx context.Context, path string, stable time.Duration) error {
 	poll := min(max(stable/5, 10*time.Millisecond), 500*time.Millisecond)
 	var last fs.FileInfo
@@ -41,7 +39,7 @@ func WaitComplete(ctx context.Context, path string, stable time.Duration) error 
 		if last == nil || fi.Size() != last.Size() || !fi.ModTime().Equal(last.ModTime()) {
 			last, since = fi, time.Now()
 		} else if time.Since(since) >= stable {
-			err := checkGzip(ctx, path)
+			err := checkStream(ctx, path)
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("waiting for %s: %w", path, ErrVanished)
 			}
@@ -67,24 +65,27 @@ func WaitComplete(ctx context.Context, path string, stable time.Duration) error 
 	}
 }
 
-// checkGzip reads the whole gzip stream, which verifies every member's
-// CRC and length trailer.
-func checkGzip(ctx context.Context, path string) error {
+// checkStream reads the whole gzip or zstd stream, which verifies every
+// gzip member's CRC and length trailer (and zstd's checksums, if any).
+func checkStream(ctx context.Context, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	zr, err := gzip.NewReader(bufio.NewReaderSize(f, ioBuf))
+	bufs := bufPool.Get().(*ioBufs)
+	defer bufPool.Put(bufs)
+	bufs.br.Reset(f)
+	defer bufs.br.Reset(nil)
+	zr, err := bufs.decompressor()
 	if err != nil {
-		return fmt.Errorf("%w: reading gzip header: %v", ErrCorrupt, err)
+		return err
 	}
-	buf := make([]byte, ioBuf)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		_, err := fill(zr, buf)
+		_, err := fill(zr, bufs.buf)
 		if err == io.EOF {
 			return nil
 		}

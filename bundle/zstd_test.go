@@ -1,0 +1,157 @@
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+func zst(t testing.TB, b []byte, opts ...zstd.EOption) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf, append([]zstd.EOption{zstd.WithEncoderCRC(true)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func tarZst(t testing.TB, ents ...ent) []byte {
+	t.Helper()
+	return zst(t, tarRaw(t, ents...))
+}
+
+// TestUnpackZstd: a zstd bundle unpacks to the same tree, modes and
+// sums as the gzip one of the same tarball.
+func TestUnpackZstd(t *testing.T) {
+	ents := []ent{
+		{name: "config/keter.yaml", body: strings.Repeat("exec: ../bin/app\n", 300)},
+		{name: "bin/app", body: "#!/bin/sh\necho hi\n", mode: 0o4755},
+		{name: "static/big.txt", body: strings.Repeat("0123456789abcdef", 1<<14)},
+		{name: "static/link", typ: tar.TypeSymlink, link: "big.txt"},
+		{name: "static/hard", typ: tar.TypeLink, link: "static/big.txt"},
+	}
+	dir := t.TempDir()
+	unpack := func(kind string, data []byte) (string, Sums, string) {
+		t.Helper()
+		archive := filepath.Join(dir, kind+".keter")
+		if err := os.WriteFile(archive, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dest := filepath.Join(dir, kind)
+		digest, sums, err := UnpackSums(t.Context(), archive, dest, DefaultLimits())
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		if want, _ := Digest(archive); digest != want {
+			t.Errorf("%s: digest %s, want %s", kind, digest, want)
+		}
+		m, err := ManifestWith(dest, sums)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return digest, sums, m
+	}
+	_, gzSums, gzMan := unpack("gzip", tarGz(t, ents...))
+	_, zSums, zMan := unpack("zstd", tarZst(t, ents...))
+	if len(zSums) != len(gzSums) || len(zSums) == 0 {
+		t.Fatalf("sums: zstd %d files, gzip %d", len(zSums), len(gzSums))
+	}
+	for name, s := range gzSums {
+		if zSums[name] != s {
+			t.Errorf("%s: zstd sum differs from gzip's", name)
+		}
+	}
+	if zMan != gzMan || zMan == "" {
+		t.Errorf("manifests differ:\nzstd %s\ngzip %s", zMan, gzMan)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "zstd", "bin", "app"))
+	if err != nil || fi.Mode().Perm() != 0o755 || fi.Mode()&os.ModeSetuid != 0 {
+		t.Errorf("bin/app from zstd: %v %v, want 0755 without setuid", fi.Mode(), err)
+	}
+}
+
+// TestUnpackZstdCorrupt: what would be a corrupt gzip is a corrupt zstd:
+// ErrCorrupt, nothing outside dest touched; a window beyond keter's
+// bound says what to do.
+func TestUnpackZstdCorrupt(t *testing.T) {
+	good := tarZst(t, ent{name: "config/keter.yaml", body: strings.Repeat("exec: ../a\n", 2000)}, ent{name: "a", body: "x", mode: 0o755})
+	tests := []struct {
+		name string
+		data []byte
+		say  string
+	}{
+		{"magic only", zstdMagic, ""},
+		{"truncated in the middle", good[:len(good)/2], ""},
+		{"truncated checksum", good[:len(good)-2], ""},
+		{"bad checksum", func() []byte {
+			b := bytes.Clone(good)
+			b[len(b)-1] ^= 0xff
+			return b
+		}(), ""},
+		{"trailing garbage", append(bytes.Clone(good), "garbage"...), ""},
+		{"zstd of non-tar", zst(t, bytes.Repeat([]byte("hello "), 200)), ""},
+		{"window too large", zst(t, tarRaw(t, ent{name: "a", body: strings.Repeat("y", 1<<20)}),
+			zstd.WithWindowSize(64<<20), zstd.WithSingleSegment(false)), "without --long"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parent, dest, untouched := sandbox(t)
+			err := unpackBytes(t, parent, dest, tt.data, DefaultLimits())
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v, want ErrCorrupt", err)
+			}
+			if !strings.Contains(err.Error(), tt.say) {
+				t.Errorf("error %q does not say %q", err, tt.say)
+			}
+			untouched()
+		})
+	}
+}
+
+// TestZstdBreakouts: the hostile tarballs are refused the same way when
+// they come zstd-compressed.
+func TestZstdBreakouts(t *testing.T) {
+	for _, tt := range breakouts {
+		t.Run(tt.name, func(t *testing.T) {
+			parent, dest, untouched := sandbox(t)
+			lim := tt.lim
+			if lim == (Limits{}) {
+				lim = DefaultLimits()
+			}
+			err := unpackBytes(t, parent, dest, tarZst(t, tt.ents(parent)...), lim)
+			if !errors.Is(err, tt.class) || !strings.Contains(err.Error(), tt.entry) {
+				t.Fatalf("error %v, want %v naming %s", err, tt.class, tt.entry)
+			}
+			untouched()
+		})
+	}
+}
+
+// TestWaitCompleteZstd: a stable zstd bundle is complete; a truncated one
+// is not.
+func TestWaitCompleteZstd(t *testing.T) {
+	data := tarZst(t, ent{name: "config/keter.yaml", body: strings.Repeat("# padding\n", 5000)})
+	p := filepath.Join(t.TempDir(), "app.keter")
+	os.WriteFile(p, data, 0o644)
+	if err := WaitComplete(t.Context(), p, 20*time.Millisecond); err != nil {
+		t.Fatalf("complete: %v", err)
+	}
+	os.WriteFile(p, data[:len(data)-3], 0o644)
+	if err := WaitComplete(t.Context(), p, 20*time.Millisecond); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("truncated: error %v, want ErrCorrupt", err)
+	}
+}
