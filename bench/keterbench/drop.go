@@ -12,7 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
+
+// zstdBundles makes every bundle a zstd-compressed tarball (-zstd).
+var zstdBundles bool
 
 // makeBundle builds a flat-format bundle running the benchmark app with
 // --message msg on host.
@@ -30,7 +35,12 @@ func makeBundleYAML(app []byte, yaml string) ([]byte, error) {
 // as its config/keter.yaml.
 func makeAppBundle(app []byte, name, yaml string) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	var zw io.WriteCloser
+	if zstdBundles {
+		zw, _ = zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	} else {
+		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	}
 	tw := tar.NewWriter(zw)
 	for _, f := range []struct {
 		name string

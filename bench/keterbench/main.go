@@ -47,6 +47,7 @@ func main() {
 	hostsRounds := flag.Int("hosts-rounds", 3, "rounds of the three-host rollout comparison")
 	state := flag.String("state", "", "JSON file that keeps results across runs (one benchmark per sandbox)")
 	table := flag.Bool("table", true, "print the summary table")
+	flag.BoolVar(&zstdBundles, "zstd", false, "compress the benchmark bundles with zstd, not gzip")
 	kenv := flag.String("keter-env", "", "comma-separated VAR=value for keter's unit, e.g. GODEBUG=gctrace=1 (diagnosis only)")
 	flag.Parse()
 	if *kenv != "" {

@@ -15,6 +15,7 @@ import (
 // dropped N times at once, then status, --json and /metrics with all live.
 type thousandResult struct {
 	Apps       int
+	Zstd       bool          // the bundles were zstd-compressed (-zstd), not gzip
 	AllServing time.Duration // first rename → the last app's first 200
 	KeterCPU   time.Duration // keter's CPU from the drop until all served
 	SystemCPU  time.Duration // systemd's (PID 1) over the same span
@@ -55,7 +56,7 @@ func benchThousand(ctx context.Context, e env, n int) (res thousandResult, err e
 	if err := k.waitReady(ctx); err != nil {
 		return res, err
 	}
-	res.Apps = n
+	res.Apps, res.Zstd = n, zstdBundles
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("app%04d", i)
@@ -200,6 +201,13 @@ func benchThousand(ctx context.Context, e env, n int) (res thousandResult, err e
 	return res, nil
 }
 
+func (t thousandResult) compression() string {
+	if t.Zstd {
+		return "zstd"
+	}
+	return "gzip"
+}
+
 func (t thousandResult) reloadRate() float64 { return float64(t.Reloads) / t.AllServing.Seconds() }
 
 func (t thousandResult) rows() []row {
@@ -209,7 +217,7 @@ func (t thousandResult) rows() []row {
 		return fmt.Sprintf("median %s, p90 %s over %d calls", ms(median(ds)), ms(percentile(ds, 90)), len(ds))
 	}
 	return []row{
-		{fmt.Sprintf("17. %d apps dropped at once → all serving", t.Apps),
+		{fmt.Sprintf("17. %d %s bundles dropped at once → all serving", t.Apps, t.compression()),
 			fmt.Sprintf("%s (%.0f apps/s)", secs(t.AllServing), float64(t.Apps)/t.AllServing.Seconds()),
 			"< 60 s", verdict(t.AllServing < goalThousandServing)},
 		{fmt.Sprintf("17. %d apps: CPU per deploy", t.Apps),
