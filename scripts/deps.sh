@@ -17,6 +17,7 @@ PKGS=(
 	nodejs openjdk-17-jre-headless python3 php-cli    # real runtimes the e2e tests deploy
 	ghc libghc-warp-dev                               # builds the GHC Warp test app
 	openssh-client openssh-server                     # keter deploy --hosts and its multi-host e2e test
+	zstd                                              # a bundle made with tar --zstd (e2e)
 )
 missing=()
 for p in "${PKGS[@]}"; do
