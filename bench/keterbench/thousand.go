@@ -24,6 +24,7 @@ type thousandResult struct {
 	IdleRSSKB  int64
 	PeakRSSKB  int64 // VmHWM once all served
 	RSS30KB    int64 // 30 s after all served
+	Anon30KB   int64 // of which anonymous (heap, stacks; the rest is the mapped binary)
 	CLI        []time.Duration
 	JSON       []time.Duration
 	Metrics    []time.Duration
@@ -153,8 +154,8 @@ func benchThousand(ctx context.Context, e env, n int) (res thousandResult, err e
 	if err != nil {
 		return res, err
 	}
-	res.RSS30KB = k2.rssKB
-	e.logf("  keter RSS 30 s after all served: %s (peak %s)", mb(res.RSS30KB), mb(res.PeakRSSKB))
+	res.RSS30KB, res.Anon30KB = k2.rssKB, k2.anonKB
+	e.logf("  keter RSS 30 s after all served: %s, %s of it anonymous (peak %s)", mb(res.RSS30KB), mb(res.Anon30KB), mb(res.PeakRSSKB))
 
 	cfg := filepath.Join(k.root, "keter-config.yaml")
 	cli := func(args ...string) (time.Duration, error) {
@@ -227,7 +228,7 @@ func (t thousandResult) rows() []row {
 			fmt.Sprintf("%d reloads in %s: %.2f per second (shortest gap %s)", t.Reloads, secs(t.AllServing), t.reloadRate(), ms(t.MinGap)),
 			"≤ 1 per second", verdict(t.reloadRate() <= goalReloadsPerSec)},
 		{fmt.Sprintf("17. %d apps: keter RSS", t.Apps),
-			fmt.Sprintf("%s 30 s after all served (peak %s during bring-up; %s before the drop)", mb(t.RSS30KB), mb(t.PeakRSSKB), mb(t.IdleRSSKB)),
+			fmt.Sprintf("%s 30 s after all served, %s of it anonymous (peak %s during bring-up; %s before the drop)", mb(t.RSS30KB), mb(t.Anon30KB), mb(t.PeakRSSKB), mb(t.IdleRSSKB)),
 			"< 40 MB", verdict(t.RSS30KB < goalThousandRSSKB)},
 		{fmt.Sprintf("17. %d apps: `keter status`", t.Apps), lat(t.CLI), "< 300 ms median", verdict(median(t.CLI) < goalThousandStatus)},
 		{fmt.Sprintf("17. %d apps: `keter status --json`", t.Apps), lat(t.JSON), "< 300 ms median", verdict(median(t.JSON) < goalThousandStatus)},

@@ -7,15 +7,18 @@ import (
 )
 
 // profileCPU writes a CPU profile of the whole run to $KETER_CPUPROFILE
-// and a heap profile at its end to $KETER_MEMPROFILE, when set
+// and a heap profile at its end to $KETER_MEMPROFILE (its goroutines to
+// the same path + ".goroutines"), when set
 // (diagnosis only: keterbench passes them with -keter-env); the returned
 // func ends them.
 func profileCPU(log *slog.Logger) func() {
 	heap := func() {
 		if path := os.Getenv("KETER_MEMPROFILE"); path != "" {
-			if f, err := os.Create(path); err == nil {
-				pprof.Lookup("heap").WriteTo(f, 0)
-				f.Close()
+			for name, file := range map[string]string{"heap": path, "goroutine": path + ".goroutines"} {
+				if f, err := os.Create(file); err == nil {
+					pprof.Lookup(name).WriteTo(f, 0)
+					f.Close()
+				}
 			}
 		}
 	}
