@@ -10,6 +10,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compression is how Build compresses the tarball.
+type Compression int
+
+const (
+	Gzip Compression = iota // what Keter's bundles are
+	Zstd                    // unpacks about four times faster (keter only)
 )
 
 // Build writes the bundle NAME.keter at out from the folder dir, which
@@ -18,7 +28,10 @@ import (
 // group cleared; modes and modification times are kept. Symlinks are kept
 // when Unpack would accept them; other special files are refused. out is
 // written to a temporary file in its folder, synced and renamed.
-func Build(dir, out string) error {
+func Build(dir, out string) error { return BuildWith(dir, out, Gzip) }
+
+// BuildWith is Build with the tarball compressed as c.
+func BuildWith(dir, out string, c Compression) error {
 	if _, err := AppName(out); err != nil {
 		return fmt.Errorf("building bundle: %w", err)
 	}
@@ -35,7 +48,7 @@ func Build(dir, out string) error {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := writeBundle(dir, tmp, absOut, tmp.Name()); err != nil {
+	if err := writeBundle(dir, tmp, c, absOut, tmp.Name()); err != nil {
 		return fmt.Errorf("building bundle from %s: %w", dir, err)
 	}
 	if err := tmp.Chmod(0o644); err != nil {
@@ -53,9 +66,18 @@ func Build(dir, out string) error {
 	return nil
 }
 
-func writeBundle(dir string, w io.Writer, skip ...string) error {
+func writeBundle(dir string, w io.Writer, c Compression, skip ...string) error {
 	bw := bufio.NewWriterSize(w, ioBuf)
-	zw := gzip.NewWriter(bw)
+	var zw io.WriteCloser = gzip.NewWriter(bw)
+	if c == Zstd {
+		// One goroutine: the same folder gives the same bytes. The window
+		// stays within what Unpack accepts (maxZstdWindow).
+		z, err := zstd.NewWriter(bw, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(8<<20))
+		if err != nil {
+			return err
+		}
+		zw = z
+	}
 	tw := tar.NewWriter(zw)
 	buf := make([]byte, ioBuf)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

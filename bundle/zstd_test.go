@@ -155,3 +155,52 @@ func TestWaitCompleteZstd(t *testing.T) {
 		t.Fatalf("truncated: error %v, want ErrCorrupt", err)
 	}
 }
+
+// TestBuildZstd: keter bundle -zstd writes a zstd tarball, the same bytes
+// from the same folder, with a window Unpack accepts, and it unpacks to
+// the tree a gzip build gives.
+func TestBuildZstd(t *testing.T) {
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{
+		"config/keter.yaml": loadYAML,
+		"bin/app*":          "#!/bin/sh\necho app\n",
+		"bin/worker*":       "#!/bin/sh\necho worker\n",
+		"public/big.txt":    strings.Repeat("keter ", 1<<20),
+	})
+	out := filepath.Join(t.TempDir(), "myapp.keter")
+	if err := BuildWith(src, out, Zstd); err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(first, zstdMagic) {
+		t.Fatalf("not a zstd stream: % x", first[:8])
+	}
+	if err := BuildWith(src, out, Zstd); err != nil {
+		t.Fatal(err)
+	}
+	if second, _ := os.ReadFile(out); !bytes.Equal(first, second) {
+		t.Error("two zstd builds of the same folder differ")
+	}
+	gz := filepath.Join(t.TempDir(), "myapp.keter")
+	if err := Build(src, gz); err != nil {
+		t.Fatal(err)
+	}
+	var mans []string
+	for _, b := range []string{out, gz} {
+		dest := filepath.Join(t.TempDir(), "v")
+		if err := Unpack(t.Context(), b, dest, DefaultLimits()); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		m, err := Manifest(dest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mans = append(mans, m)
+	}
+	if mans[0] != mans[1] {
+		t.Errorf("zstd and gzip builds unpack differently:\n%s\n%s", mans[0], mans[1])
+	}
+}

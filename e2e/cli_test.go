@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -285,6 +286,16 @@ func TestCLIBundleAndCheck(t *testing.T) {
 	out, _ = mustCLI(t, 0, "check", filepath.Join(root, "goodapp.keter"))
 	if !strings.Contains(out, "ok") || !strings.Contains(out, "good.test") {
 		t.Errorf("check output: %s", out)
+	}
+	// -zstd: a zstd tarball that check (keter's own unpack) accepts.
+	zapp := filepath.Join(root, "goodzst.keter")
+	mustCLI(t, 0, "bundle", "-zstd", "-o", zapp, good)
+	if b, err := os.ReadFile(zapp); err != nil || !bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		t.Errorf("keter bundle -zstd did not write a zstd stream: %v", err)
+	}
+	out, _ = mustCLI(t, 0, "check", zapp)
+	if !strings.Contains(out, "ok") || !strings.Contains(out, "good.test") {
+		t.Errorf("check of the zstd bundle: %s", out)
 	}
 	// Without -o the bundle is named after the folder, in the current folder.
 	cmd := exec.Command(keterBinary(t), "bundle", "goodapp")
