@@ -25,7 +25,7 @@ import (
 var (
 	ErrUnsafeEntry  = errors.New("unsafe entry")
 	ErrLimit        = errors.New("bundle exceeds a limit")
-	ErrCorrupt      = errors.New("bundle is not a complete gzip or zstd compressed tarball")
+	ErrCorrupt      = errors.New("bundle is not a complete gzipped tarball (nor a zstd one)")
 	ErrUnsupported  = errors.New("unsupported entry type")
 	errStopByCancel = errors.New("unpacking cancelled")
 )
