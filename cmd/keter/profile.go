@@ -1,14 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 )
 
 // profileCPU writes a CPU profile of the whole run to $KETER_CPUPROFILE
 // and a heap profile at its end to $KETER_MEMPROFILE (its goroutines to
-// the same path + ".goroutines"), when set
+// the same path + ".goroutines", its runtime.MemStats to + ".memstats"),
+// when set
 // (diagnosis only: keterbench passes them with -keter-env); the returned
 // func ends them.
 func profileCPU(log *slog.Logger) func() {
@@ -19,6 +22,12 @@ func profileCPU(log *slog.Logger) func() {
 					pprof.Lookup(name).WriteTo(f, 0)
 					f.Close()
 				}
+			}
+			// Where the memory beyond the heap goes (stacks, GC metadata).
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if b, err := json.MarshalIndent(ms, "", " "); err == nil {
+				os.WriteFile(path+".memstats", b, 0o644)
 			}
 		}
 	}
