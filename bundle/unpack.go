@@ -222,6 +222,14 @@ func (u *unpacker) run(r io.Reader, bufs *ioBufs) error {
 // zstdMagic starts every zstd frame (RFC 8878).
 var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 
+// isZstd reports whether a stream starting with b is zstd: a frame, or a
+// skippable frame (magic 0x184D2A50 to 0x184D2A5F, which pzstd writes
+// first).
+func isZstd(b []byte) bool {
+	return bytes.Equal(b, zstdMagic) ||
+		len(b) == 4 && b[0]&0xf0 == 0x50 && b[1] == 0x2a && b[2] == 0x4d && b[3] == 0x18
+}
+
 // maxZstdWindow bounds the history a zstd bundle may ask the decoder to
 // keep: zstd's levels up to 19 use at most 8 MB, and a hostile header
 // must not make keter allocate gigabytes.
@@ -233,7 +241,7 @@ const maxZstdWindow = 32 << 20
 // decoders are kept with the buffers for the next bundle.
 func (b *ioBufs) decompressor() (io.Reader, error) {
 	magic, _ := b.br.Peek(len(zstdMagic))
-	if bytes.Equal(magic, zstdMagic) {
+	if isZstd(magic) {
 		var err error
 		if b.zd == nil {
 			// Concurrency 1 decodes in the caller's goroutine: no

@@ -204,3 +204,18 @@ func TestBuildZstd(t *testing.T) {
 		t.Errorf("zstd and gzip builds unpack differently:\n%s\n%s", mans[0], mans[1])
 	}
 }
+
+// TestUnpackZstdSkippableFirst: a zstd stream that opens with a skippable
+// frame (as pzstd writes) is zstd too.
+func TestUnpackZstdSkippableFirst(t *testing.T) {
+	skip := []byte{0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4}
+	data := append(skip, tarZst(t, ent{name: "config/keter.yaml", body: "exec: ../a\n"}, ent{name: "a", body: "x", mode: 0o755})...)
+	parent, dest, untouched := sandbox(t)
+	if err := unpackBytes(t, parent, dest, data, DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	untouched()
+	if b, err := os.ReadFile(filepath.Join(dest, "a")); err != nil || string(b) != "x" {
+		t.Fatalf("a: %q %v", b, err)
+	}
+}
