@@ -120,7 +120,7 @@ func FuzzParse(f *testing.F) {
 
 // FuzzUnpack: no panic, nothing outside dest changes, and what lands in
 // dest has safe modes and no symlink leading out. data is a tarball that
-// the target gzips, or a raw .keter file when raw is set.
+// the target gzips, or a raw .keter file (gzip or zstd) when raw is set.
 func FuzzUnpack(f *testing.F) {
 	for _, s := range unpackSeeds(f) {
 		f.Add(s.data, s.raw)
@@ -179,6 +179,9 @@ func unpackSeeds(t testing.TB) []seed {
 			ent{name: "d/", typ: tar.TypeDir}, ent{name: "d/l", typ: tar.TypeSymlink, link: "../a"}, ent{name: "h", typ: tar.TypeLink, link: "a"}), false},
 		{"truncated", tarGz(t, ent{name: "a", body: strings.Repeat("x", 3000)})[:40], true},
 		{"not-gzip", []byte("PK\x03\x04 not a tarball"), true},
+		{"zstd", tarZst(t, ent{name: "config/keter.yaml", body: "exec: ../a\nhost: a.com\n"}, ent{name: "a", body: "#!/bin/sh\n", mode: 0o755},
+			ent{name: "d/l", typ: tar.TypeSymlink, link: "../a"}), true},
+		{"zstd-truncated", tarZst(t, ent{name: "a", body: strings.Repeat("x", 3000)})[:30], true},
 	}
 	for i, b := range breakouts {
 		seeds = append(seeds, seed{fmt.Sprintf("breakout-%02d", i), tarRaw(t, b.ents("/tmp/fuzz-parent")...), false})
