@@ -162,11 +162,7 @@ func (m *Manager) writeErrorPages(apps []App) error {
 				}
 				continue
 			}
-			if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, page) {
-				continue
-			}
-			// nginx's workers read it: world-readable, as static files are.
-			if err := atomicfile.Write(dst, page, 0o644); err != nil {
+			if err := writePage(dst, page); err != nil {
 				errs = append(errs, fmt.Errorf("writing the error page %d of %s: %w", c, a.Name, err))
 			}
 		}
@@ -181,16 +177,20 @@ func writeDefaultPages(dir string) error {
 		return fmt.Errorf("creating the default error page folder: %w", err)
 	}
 	for _, c := range errorCodes {
-		dst := filepath.Join(dir, strconv.Itoa(c)+".html")
-		page := builtinPage(c)
-		if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, page) {
-			continue
-		}
-		if err := atomicfile.Write(dst, page, 0o644); err != nil {
+		if err := writePage(filepath.Join(dir, strconv.Itoa(c)+".html"), builtinPage(c)); err != nil {
 			return fmt.Errorf("writing the default error page %d: %w", c, err)
 		}
 	}
 	return nil
+}
+
+// writePage writes a page nginx serves unless it holds page already:
+// world-readable, as nginx's workers read it like static files.
+func writePage(path string, page []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, page) {
+		return nil
+	}
+	return atomicfile.Write(path, page, 0o644)
 }
 
 // readErrorPage reads a bundle's page rel from its folder dir: a regular

@@ -288,12 +288,7 @@ func (m *Manager) writePages(apps []App) error {
 		pages[pageName(a.Name)] = page
 	}
 	for name, page := range pages {
-		path := filepath.Join(dir, name)
-		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, page) {
-			continue
-		}
-		// nginx's workers read it: world-readable, as static files are.
-		if err := atomicfile.Write(path, page, 0o644); err != nil {
+		if err := writePage(filepath.Join(dir, name), page); err != nil {
 			return fmt.Errorf("writing the maintenance page of %s: %w", strings.TrimSuffix(name, ".html"), err)
 		}
 	}
