@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/keter-systemd/keter/internal/testkit"
 )
 
@@ -31,6 +33,12 @@ func tarGz(t testing.TB, ents ...ent) []byte {
 	t.Helper()
 	return gz(t, tarRaw(t, ents...))
 }
+
+// compressions are the two a bundle may come in.
+var compressions = []struct {
+	name string
+	pack func(testing.TB, ...ent) []byte
+}{{"gzip", tarGz}, {"zstd", tarZst}}
 
 func gz(t testing.TB, b []byte) []byte {
 	t.Helper()
@@ -184,52 +192,70 @@ var breakouts = []struct {
 // containerd's TestBreakouts): each must be refused with the right class
 // of error naming the entry, and nothing outside dest may change.
 func TestBreakouts(t *testing.T) {
-	for _, tt := range breakouts {
-		t.Run(tt.name, func(t *testing.T) {
-			parent, dest, untouched := sandbox(t)
-			lim := tt.lim
-			if lim == (Limits{}) {
-				lim = DefaultLimits()
-			}
-			err := unpackBytes(t, parent, dest, tarGz(t, tt.ents(parent)...), lim)
-			if !errors.Is(err, tt.class) {
-				t.Fatalf("error %v, want %v", err, tt.class)
-			}
-			t.Log(err)
-			if !strings.Contains(err.Error(), tt.entry) {
-				t.Errorf("error %q does not name the entry %s", err, tt.entry)
-			}
-			untouched()
-			if _, err := os.Lstat(filepath.Join(dest, "l", "pwned")); err == nil {
-				t.Errorf("wrote through a symlink")
-			}
-		})
+	for _, c := range compressions {
+		for _, tt := range breakouts {
+			t.Run(c.name+"/"+tt.name, func(t *testing.T) {
+				parent, dest, untouched := sandbox(t)
+				lim := tt.lim
+				if lim == (Limits{}) {
+					lim = DefaultLimits()
+				}
+				err := unpackBytes(t, parent, dest, c.pack(t, tt.ents(parent)...), lim)
+				if !errors.Is(err, tt.class) {
+					t.Fatalf("error %v, want %v", err, tt.class)
+				}
+				t.Log(err)
+				if !strings.Contains(err.Error(), tt.entry) {
+					t.Errorf("error %q does not name the entry %s", err, tt.entry)
+				}
+				untouched()
+				if _, err := os.Lstat(filepath.Join(dest, "l", "pwned")); err == nil {
+					t.Errorf("wrote through a symlink")
+				}
+			})
+		}
 	}
 }
 
 func TestUnpackCorrupt(t *testing.T) {
 	good := tarGz(t, ent{name: "config/keter.yaml", body: strings.Repeat("exec: ../a\n", 2000)}, ent{name: "a", body: "x", mode: 0o755})
+	goodZst := tarZst(t, ent{name: "config/keter.yaml", body: strings.Repeat("exec: ../a\n", 2000)}, ent{name: "a", body: "x", mode: 0o755})
 	tests := []struct {
 		name string
 		data []byte
+		say  string // the error must say it too
 	}{
-		{"not gzip", []byte("this is not a gzip file at all")},
-		{"empty", nil},
-		{"truncated in the middle", good[:len(good)/2]},
-		{"truncated trailer", good[:len(good)-4]},
+		{"not gzip", []byte("this is not a gzip file at all"), ""},
+		{"empty", nil, ""},
+		{"truncated in the middle", good[:len(good)/2], ""},
+		{"truncated trailer", good[:len(good)-4], ""},
 		{"bad checksum", func() []byte {
 			b := bytes.Clone(good)
 			b[len(b)-8] ^= 0xff
 			return b
-		}()},
-		{"trailing garbage", append(bytes.Clone(good), "garbage"...)},
+		}(), ""},
+		{"trailing garbage", append(bytes.Clone(good), "garbage"...), ""},
 		{"gzip of non-tar", func() []byte {
 			var buf bytes.Buffer
 			zw := gzip.NewWriter(&buf)
 			zw.Write(bytes.Repeat([]byte("hello "), 200))
 			zw.Close()
 			return buf.Bytes()
-		}()},
+		}(), ""},
+		// What would be a corrupt gzip is a corrupt zstd; a window beyond
+		// keter's bound says what to do.
+		{"zstd magic only", zstdMagic, ""},
+		{"zstd truncated in the middle", goodZst[:len(goodZst)/2], ""},
+		{"zstd truncated checksum", goodZst[:len(goodZst)-2], ""},
+		{"zstd bad checksum", func() []byte {
+			b := bytes.Clone(goodZst)
+			b[len(b)-1] ^= 0xff
+			return b
+		}(), ""},
+		{"zstd trailing garbage", append(bytes.Clone(goodZst), "garbage"...), ""},
+		{"zstd of non-tar", zst(t, bytes.Repeat([]byte("hello "), 200)), ""},
+		{"zstd window too large", zst(t, tarRaw(t, ent{name: "a", body: strings.Repeat("y", 1<<20)}),
+			zstd.WithWindowSize(64<<20), zstd.WithSingleSegment(false)), "without --long"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,6 +263,9 @@ func TestUnpackCorrupt(t *testing.T) {
 			err := unpackBytes(t, parent, dest, tt.data, DefaultLimits())
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v, want ErrCorrupt", err)
+			}
+			if !strings.Contains(err.Error(), tt.say) {
+				t.Errorf("error %q does not say %q", err, tt.say)
 			}
 			untouched()
 		})

@@ -84,63 +84,6 @@ func TestUnpackZstd(t *testing.T) {
 	}
 }
 
-// TestUnpackZstdCorrupt: what would be a corrupt gzip is a corrupt zstd:
-// ErrCorrupt, nothing outside dest touched; a window beyond keter's
-// bound says what to do.
-func TestUnpackZstdCorrupt(t *testing.T) {
-	good := tarZst(t, ent{name: "config/keter.yaml", body: strings.Repeat("exec: ../a\n", 2000)}, ent{name: "a", body: "x", mode: 0o755})
-	tests := []struct {
-		name string
-		data []byte
-		say  string
-	}{
-		{"magic only", zstdMagic, ""},
-		{"truncated in the middle", good[:len(good)/2], ""},
-		{"truncated checksum", good[:len(good)-2], ""},
-		{"bad checksum", func() []byte {
-			b := bytes.Clone(good)
-			b[len(b)-1] ^= 0xff
-			return b
-		}(), ""},
-		{"trailing garbage", append(bytes.Clone(good), "garbage"...), ""},
-		{"zstd of non-tar", zst(t, bytes.Repeat([]byte("hello "), 200)), ""},
-		{"window too large", zst(t, tarRaw(t, ent{name: "a", body: strings.Repeat("y", 1<<20)}),
-			zstd.WithWindowSize(64<<20), zstd.WithSingleSegment(false)), "without --long"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			parent, dest, untouched := sandbox(t)
-			err := unpackBytes(t, parent, dest, tt.data, DefaultLimits())
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("error %v, want ErrCorrupt", err)
-			}
-			if !strings.Contains(err.Error(), tt.say) {
-				t.Errorf("error %q does not say %q", err, tt.say)
-			}
-			untouched()
-		})
-	}
-}
-
-// TestZstdBreakouts: the hostile tarballs are refused the same way when
-// they come zstd-compressed.
-func TestZstdBreakouts(t *testing.T) {
-	for _, tt := range breakouts {
-		t.Run(tt.name, func(t *testing.T) {
-			parent, dest, untouched := sandbox(t)
-			lim := tt.lim
-			if lim == (Limits{}) {
-				lim = DefaultLimits()
-			}
-			err := unpackBytes(t, parent, dest, tarZst(t, tt.ents(parent)...), lim)
-			if !errors.Is(err, tt.class) || !strings.Contains(err.Error(), tt.entry) {
-				t.Fatalf("error %v, want %v naming %s", err, tt.class, tt.entry)
-			}
-			untouched()
-		})
-	}
-}
-
 // TestWaitCompleteZstd: a stable zstd bundle is complete; a truncated one
 // is not.
 func TestWaitCompleteZstd(t *testing.T) {
