@@ -72,31 +72,34 @@ func (c *Client) Close() {
 	}
 }
 
-// link is one go-systemd connection and the results of the jobs
-// submitted on it.
+// link is one connection to systemd, go-systemd's calls and every signal
+// keter follows on it.
 type link struct {
 	conn    *sddbus.Conn
-	results *jobResults
+	signals *hub
 }
 
 func (l *link) Close() { l.conn.Close() }
 
-// dialSystemd connects the way sddbus.NewSystemdConnectionContext does
-// and follows job results on the first of go-systemd's two connections:
-// systemd sends every signal to each direct connection, so which one
-// carries them does not matter.
+// dialSystemd connects the way sddbus.NewSystemdConnectionContext does,
+// but on one connection where go-systemd asks for two (one for its
+// signals): systemd sends every signal to each direct connection, and each
+// costs keter a full decode (see hub).
 func dialSystemd(ctx context.Context) (*link, error) {
-	l := &link{results: newJobResults()}
-	following := false
+	l := &link{signals: newHub()}
+	var bus *godbus.Conn
 	conn, err := sddbus.NewConnection(func() (*godbus.Conn, error) {
-		bus, err := dialPrivate(ctx)
-		if err == nil && !following {
-			following = true
-			sigs := make(chan *godbus.Signal, 1024)
-			bus.Signal(sigs)
-			go l.results.follow(sigs) // ends when bus closes
+		if bus != nil {
+			return bus, nil
 		}
-		return bus, err
+		var err error
+		if bus, err = dialPrivate(ctx); err != nil {
+			return nil, err
+		}
+		sigs := make(chan *godbus.Signal, 1024)
+		bus.Signal(sigs)
+		go l.signals.run(sigs) // ends when bus closes
+		return bus, nil
 	})
 	if err != nil {
 		return nil, err
@@ -105,6 +108,13 @@ func dialSystemd(ctx context.Context) (*link, error) {
 		_, err := conn.SystemStateContext(ctx)
 		return err
 	}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	// systemd sends unit changes to direct connections whether or not they
+	// subscribed; subscribing costs nothing and does not rely on it.
+	if err := bus.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").
+		CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -252,8 +262,8 @@ func (c *Client) jobWithin(ctx context.Context, what, name string, timeout time.
 	if err != nil {
 		return err
 	}
-	ch := conn.results.wait(uint32(id))
-	defer conn.results.forget(uint32(id))
+	ch := conn.signals.results.wait(uint32(id))
+	defer conn.signals.results.forget(uint32(id))
 	var expired <-chan time.Time
 	if timeout > 0 {
 		timer := time.NewTimer(timeout)

@@ -636,3 +636,47 @@ func TestStateByName(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriptionsFollowAfterDrop: Subscribe and SubscribeStates share
+// the client's one connection; when it drops (systemd re-executing) both
+// redial and go on reporting units, and jobs still get their results.
+func TestSubscriptionsFollowAfterDrop(t *testing.T) {
+	c := newClient(t)
+	prefix := "keter-test-subdrop-" + testkit.Token()
+	full, err := c.Subscribe(t.Context(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := c.SubscribeStates(t.Context(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		if round == 1 {
+			c.mu.Lock()
+			c.conn.Close()
+			c.mu.Unlock()
+		}
+		name := fmt.Sprintf("%s-%d.service", prefix, round)
+		if err := c.StartTransient(t.Context(), name, []sddbus.Property{sddbus.PropExecStart([]string{"/bin/sleep", "600"}, false)}); err != nil {
+			t.Fatalf("round %d: starting: %v", round, err)
+		}
+		for kind, ch := range map[string]<-chan unitgen.Status{"Subscribe": full, "SubscribeStates": raw} {
+			deadline := time.After(30 * time.Second)
+			for seen := false; !seen; {
+				select {
+				case s, ok := <-ch:
+					if !ok {
+						t.Fatalf("round %d: %s ended", round, kind)
+					}
+					seen = s.Name == name && s.ActiveState == "active"
+				case <-deadline:
+					t.Fatalf("round %d: %s never reported %s active", round, kind, name)
+				}
+			}
+		}
+		if err := c.Stop(t.Context(), name); err != nil {
+			t.Fatalf("round %d: stopping: %v", round, err)
+		}
+	}
+}

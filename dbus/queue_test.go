@@ -9,34 +9,71 @@ import (
 	"github.com/keter-systemd/keter/unitgen"
 )
 
-func TestSignalQueueKeepsOrderAndEnds(t *testing.T) {
+// TestHubFansOutInOrderAndEnds: every subscription that joined gets every
+// later signal in order, a job's result is recorded, a subscription that
+// left gets nothing more, and all end when the connection's channel closes.
+func TestHubFansOutInOrderAndEnds(t *testing.T) {
+	h := newHub()
 	sigs := make(chan *godbus.Signal)
-	q := &signalQueue{ready: make(chan struct{}, 1)}
 	done := make(chan struct{})
-	go func() { q.fill(t.Context(), sigs); close(done) }()
+	go func() { h.run(sigs); close(done) }()
+	a, _ := h.join()
+	b, leaveB := h.join()
+	result := h.results.wait(42)
 	var sent []*godbus.Signal
 	for i := range 5 {
 		s := &godbus.Signal{Name: string(rune('a' + i))}
 		sent = append(sent, s)
-		sigs <- s // fill never makes the sender wait on follow
+		sigs <- s // run never makes the sender wait on a subscriber
 	}
-	var got []*godbus.Signal
-	for len(got) < len(sent) {
-		batch, ok := q.take(t.Context())
-		if !ok {
-			t.Fatal("queue ended early")
+	sigs <- removedSignal(42, "done")
+	takeN := func(q *signalQueue, n int) []*godbus.Signal {
+		var got []*godbus.Signal
+		for len(got) < n {
+			batch, ok := q.take(t.Context())
+			if !ok {
+				t.Fatal("queue ended early")
+			}
+			got = append(got, batch...)
 		}
-		got = append(got, batch...)
+		return got
 	}
-	for i := range sent {
-		if got[i] != sent[i] {
-			t.Fatalf("signal %d is %q, want %q", i, got[i].Name, sent[i].Name)
+	gotB := takeN(b, len(sent)+1)
+	leaveB()
+	sigs <- &godbus.Signal{Name: "after b left"}
+	gotA := takeN(a, len(sent)+2)
+	for _, got := range [][]*godbus.Signal{gotA, gotB} {
+		for i := range sent {
+			if got[i] != sent[i] {
+				t.Fatalf("signal %d is %q, want %q", i, got[i].Name, sent[i].Name)
+			}
 		}
+	}
+	if len(gotA) != len(sent)+2 || gotA[len(sent)+1].Name != "after b left" {
+		t.Errorf("the subscription that stayed got %d signals, not the last one", len(gotA))
+	}
+	b.mu.Lock()
+	extra := len(b.sigs)
+	b.mu.Unlock()
+	if len(gotB) != len(sent)+1 || extra != 0 {
+		t.Errorf("a subscription that left got %d more signals", len(gotB)-len(sent)-1+extra)
+	}
+	select {
+	case r := <-result:
+		if r != "done" {
+			t.Errorf("job result %q, want done", r)
+		}
+	default:
+		t.Error("the JobRemoved signal's result was not recorded")
 	}
 	close(sigs)
 	<-done
-	if _, ok := q.take(t.Context()); ok {
+	if _, ok := a.take(t.Context()); ok {
 		t.Error("take after the connection closed returned a batch")
+	}
+	late, _ := h.join()
+	if _, ok := late.take(t.Context()); ok {
+		t.Error("a subscription that joined a closed connection got a batch")
 	}
 }
 

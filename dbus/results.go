@@ -3,8 +3,6 @@ package dbus
 import (
 	"sync"
 	"time"
-
-	godbus "github.com/godbus/dbus/v5"
 )
 
 const jobRemoved = "org.freedesktop.systemd1.Manager.JobRemoved"
@@ -79,22 +77,6 @@ func (r *jobResults) removed(id uint32, result string, now time.Time) {
 	for k, e := range r.early {
 		if now.Sub(e.at) > earlyFor {
 			delete(r.early, k)
-		}
-	}
-}
-
-// follow records every JobRemoved signal until sigs closes (the
-// connection closed). It does nothing else per signal, so godbus never
-// finds the channel full.
-func (r *jobResults) follow(sigs <-chan *godbus.Signal) {
-	for sig := range sigs {
-		if sig.Name != jobRemoved || len(sig.Body) < 4 {
-			continue
-		}
-		id, ok := sig.Body[0].(uint32)
-		result, _ := sig.Body[3].(string)
-		if ok {
-			r.removed(id, result, time.Now())
 		}
 	}
 }

@@ -66,23 +66,25 @@ func TestJobResults(t *testing.T) {
 	})
 }
 
-// TestJobResultsFollow: follow takes JobRemoved signals apart and skips
+// TestJobResultsTake: take takes JobRemoved signals apart and skips
 // every other signal.
-func TestJobResultsFollow(t *testing.T) {
+func TestJobResultsTake(t *testing.T) {
 	r := newJobResults()
 	ch := r.wait(42)
-	sigs := make(chan *godbus.Signal, 3)
-	sigs <- &godbus.Signal{Name: propsChanged, Body: []any{uint32(42)}}
-	sigs <- &godbus.Signal{Name: jobRemoved, Body: []any{uint32(42)}} // short body
-	sigs <- removedSignal(42, "timeout")
-	close(sigs)
-	r.follow(sigs)
+	r.take(&godbus.Signal{Name: propsChanged, Body: []any{uint32(42)}})
+	r.take(&godbus.Signal{Name: jobRemoved, Body: []any{uint32(42)}}) // short body
+	select {
+	case got := <-ch:
+		t.Fatalf("a result %q from a signal that carries none", got)
+	default:
+	}
+	r.take(removedSignal(42, "timeout"))
 	select {
 	case got := <-ch:
 		if got != "timeout" {
 			t.Errorf("result %q, want timeout", got)
 		}
 	default:
-		t.Fatal("no result after follow ended")
+		t.Fatal("no result after the JobRemoved signal")
 	}
 }

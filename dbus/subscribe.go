@@ -2,13 +2,11 @@ package dbus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
@@ -46,68 +44,32 @@ func (c *Client) SubscribeStates(ctx context.Context, prefix string) (<-chan uni
 }
 
 func (c *Client) subscribe(ctx context.Context, prefix string, raw bool) (<-chan unitgen.Status, error) {
-	conn, sigs, err := subscribeConn(ctx)
+	l, err := c.current(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to systemd: %w", err)
 	}
+	q, leave := l.signals.join()
 	out := make(chan unitgen.Status, 256)
 	go func() {
 		defer close(out)
 		w := watcher{c: c, prefix: prefix, raw: raw, out: out, known: map[string]unitgen.Status{}, sent: map[string]unitgen.Status{}}
 		for {
+			// Joined before the snapshot: no change falls between the two.
 			w.snapshot(ctx)
-			w.follow(ctx, sigs)
-			conn.Close()
+			w.follow(ctx, q)
+			leave()
 			if ctx.Err() != nil {
 				return
 			}
 			slog.Debug("systemd subscription dropped; redialling")
-			if conn, sigs, err = redialSubscription(ctx); err != nil {
+			if l, err = c.redial(ctx, l); err != nil {
 				slog.Warn("systemd subscription ended", "err", err)
 				return
 			}
+			q, leave = l.signals.join()
 		}
 	}()
 	return out, nil
-}
-
-// subscribeConn opens a connection of its own, so signal traffic never
-// competes with method calls.
-func subscribeConn(ctx context.Context) (*godbus.Conn, chan *godbus.Signal, error) {
-	conn, err := dialPrivate(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	sigs := make(chan *godbus.Signal, 1024)
-	conn.Signal(sigs)
-	// systemd sends every signal to direct connections; Subscribe also
-	// makes it emit them while no other client listens.
-	obj := conn.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
-	if err := warmUp(ctx, func(ctx context.Context) error {
-		return obj.CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err
-	}); err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	return conn, sigs, nil
-}
-
-func redialSubscription(ctx context.Context) (*godbus.Conn, chan *godbus.Signal, error) {
-	deadline := time.Now().Add(redialFor)
-	for {
-		conn, sigs, err := subscribeConn(ctx)
-		if err == nil {
-			return conn, sigs, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, errors.Join(err, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 type watcher struct {
@@ -180,16 +142,13 @@ func (w *watcher) resync(ctx context.Context) {
 	}
 }
 
-// follow applies signals until ctx ends or the connection drops. Signals
-// are taken off the connection as they come and handled in batches: while
-// its channel is full godbus starts a goroutine per signal (and the
-// runtime keeps a goroutine's memory for good), which a thousand units
-// starting at once did by the ten thousand while each signal waited for
-// its unit to be read back. In a batch a unit that changed several times
-// is read back once.
-func (w *watcher) follow(ctx context.Context, sigs <-chan *godbus.Signal) {
-	q := &signalQueue{ready: make(chan struct{}, 1)}
-	go q.fill(ctx, sigs)
+// follow applies signals until ctx ends or the connection drops. The hub
+// queues signals as they come (while a channel is full godbus starts a
+// goroutine per signal, and the runtime keeps a goroutine's memory for
+// good: a thousand units starting at once did that by the ten thousand)
+// and follow handles them in batches, where a unit that changed several
+// times is read back once.
+func (w *watcher) follow(ctx context.Context, q *signalQueue) {
 	for {
 		batch, ok := q.take(ctx)
 		if !ok {
@@ -259,8 +218,8 @@ func (w *watcher) handle(ctx context.Context, batch []*godbus.Signal) {
 	flush()
 }
 
-// signalQueue holds the signals read off a connection until follow takes
-// them; it grows as needed.
+// signalQueue holds the signals the hub gave a subscription until follow
+// takes them; it grows as needed.
 type signalQueue struct {
 	mu     sync.Mutex
 	sigs   []*godbus.Signal
@@ -268,29 +227,23 @@ type signalQueue struct {
 	ready  chan struct{} // a token when sigs is not empty or closed
 }
 
-// fill moves signals into the queue until the connection's channel
-// closes or ctx ends.
-func (q *signalQueue) fill(ctx context.Context, sigs <-chan *godbus.Signal) {
-	defer func() {
-		q.mu.Lock()
-		q.closed = true
-		q.mu.Unlock()
-		q.wake()
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case sig, ok := <-sigs:
-			if !ok {
-				return
-			}
-			q.mu.Lock()
-			q.sigs = append(q.sigs, sig)
-			q.mu.Unlock()
-			q.wake()
-		}
-	}
+func newSignalQueue() *signalQueue {
+	return &signalQueue{ready: make(chan struct{}, 1)}
+}
+
+func (q *signalQueue) push(sig *godbus.Signal) {
+	q.mu.Lock()
+	q.sigs = append(q.sigs, sig)
+	q.mu.Unlock()
+	q.wake()
+}
+
+// close ends the queue once what it holds is taken.
+func (q *signalQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.wake()
 }
 
 func (q *signalQueue) wake() {
