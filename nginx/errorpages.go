@@ -137,6 +137,9 @@ func (m *Manager) writeErrorPages(apps []App) error {
 	if m.paths.ErrorDir == "" {
 		return nil
 	}
+	if m.errorPagesOf == nil {
+		m.errorPagesOf = map[string]string{}
+	}
 	var errs []error
 	if err := writeDefaultPages(filepath.Join(m.paths.ErrorDir, defaultPages)); err != nil {
 		errs = append(errs, err)
@@ -145,11 +148,15 @@ func (m *Manager) writeErrorPages(apps []App) error {
 		if a.Dir == "" || bundle.ValidAppName(a.Name) != nil {
 			continue
 		}
+		if m.errorPagesOf[a.Name] == a.Dir {
+			continue
+		}
 		dir := filepath.Join(m.paths.ErrorDir, a.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			errs = append(errs, fmt.Errorf("creating the error page folder of %s: %w", a.Name, err))
 			continue
 		}
+		before := len(errs)
 		for _, c := range errorCodes {
 			dst := filepath.Join(dir, strconv.Itoa(c)+".html")
 			page, err := readErrorPage(a.Dir, bundle.ErrorPages[c])
@@ -165,6 +172,9 @@ func (m *Manager) writeErrorPages(apps []App) error {
 			if err := writePage(dst, page); err != nil {
 				errs = append(errs, fmt.Errorf("writing the error page %d of %s: %w", c, a.Name, err))
 			}
+		}
+		if len(errs) == before {
+			m.errorPagesOf[a.Name] = a.Dir
 		}
 	}
 	return errors.Join(errs...)
@@ -259,6 +269,11 @@ func (m *Manager) cleanErrorPages(apps []App) {
 	keep := map[string]bool{}
 	for _, a := range apps {
 		keep[a.Name] = true
+	}
+	for name := range m.errorPagesOf {
+		if !keep[name] {
+			delete(m.errorPagesOf, name)
+		}
 	}
 	entries, err := os.ReadDir(m.paths.ErrorDir)
 	if err != nil {

@@ -2,6 +2,7 @@ package nginx
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -140,18 +141,31 @@ func TestWriteErrorPages(t *testing.T) {
 		}
 	}
 
-	// A folder on the way that is a link; a page larger than allowed.
-	must(os.RemoveAll(filepath.Join(bundleDir, "config", "errors")))
+	// The pages of a version are copied once: the app writing into its
+	// own folder later changes nothing nginx serves.
+	must(os.WriteFile(filepath.Join(bundleDir, "config", "errors", "502.html"), []byte("<p>written by the app</p>"), 0o644))
+	must(m.writeErrorPages(apps))
+	if b, err := os.ReadFile(filepath.Join(dst, "502.html")); err != nil || string(b) != "<p>down</p>" {
+		t.Fatalf("502.html after the app rewrote its copy: %q %v", b, err)
+	}
+
+	// New versions: a folder on the way that is a link; a page larger than allowed.
+	version := func(n int) string {
+		d := filepath.Join(root, fmt.Sprintf("bundle-%d", n))
+		must(os.MkdirAll(filepath.Join(d, "config"), 0o755))
+		return d
+	}
 	must(os.MkdirAll(filepath.Join(root, "elsewhere"), 0o755))
 	must(os.WriteFile(filepath.Join(root, "elsewhere", "502.html"), []byte("outside"), 0o644))
-	must(os.Symlink(filepath.Join(root, "elsewhere"), filepath.Join(bundleDir, "config", "errors")))
+	apps[0].Dir = version(2)
+	must(os.Symlink(filepath.Join(root, "elsewhere"), filepath.Join(apps[0].Dir, "config", "errors")))
 	must(m.writeErrorPages(apps))
 	if _, err := os.Stat(filepath.Join(dst, "502.html")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("502.html through a linked folder: %v", err)
 	}
-	must(os.Remove(filepath.Join(bundleDir, "config", "errors")))
-	must(os.MkdirAll(filepath.Join(bundleDir, "config", "errors"), 0o755))
-	must(os.WriteFile(filepath.Join(bundleDir, "config", "errors", "504.html"), make([]byte, bundle.MaxErrorPage+1), 0o644))
+	apps[0].Dir = version(3)
+	must(os.MkdirAll(filepath.Join(apps[0].Dir, "config", "errors"), 0o755))
+	must(os.WriteFile(filepath.Join(apps[0].Dir, "config", "errors", "504.html"), make([]byte, bundle.MaxErrorPage+1), 0o644))
 	must(m.writeErrorPages(apps))
 	if _, err := os.Stat(filepath.Join(dst, "504.html")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("an oversized 504.html was copied: %v", err)

@@ -110,8 +110,12 @@ type Manager struct {
 	switches atomic.Uint64
 	restarts atomic.Uint64
 
-	reloaded time.Time     // the last reload's signal (see pace.go); guarded by mu
-	parseCPU time.Duration // CPU the last `nginx -t` took; guarded by mu
+	reloaded time.Time // the last reload's signal (see pace.go); guarded by mu
+	// errorPagesOf is each app's version folder whose error pages are in
+	// ErrorDir: a version's pages are copied once, not at every apply
+	// (1000 apps: 1.8 s of keter's CPU in 75 applies). Used by apply.
+	errorPagesOf map[string]string
+	parseCPU     time.Duration // CPU the last `nginx -t` took; guarded by mu
 }
 
 // New makes a Manager for g's nginx mode. It touches nothing until Start.
