@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -678,5 +679,38 @@ func TestSubscriptionsFollowAfterDrop(t *testing.T) {
 		if err := c.Stop(t.Context(), name); err != nil {
 			t.Fatalf("round %d: stopping: %v", round, err)
 		}
+	}
+}
+
+// TestListensOwnsThePort: Listens accepts the unit's own listener among
+// others, and tells a port held by a program outside the unit, and one
+// nothing listens on, from it.
+func TestListensOwnsThePort(t *testing.T) {
+	c := newClient(t)
+	a := newApp(t)
+	port := testkit.FreePort(t)
+	u, err := start(t, c, webInput(a, port, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHTTP(t, port, "/")
+	var others []net.Listener
+	for range 3 { // listeners of other ports around it
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		others = append(others, l)
+	}
+	if err := c.Listens(t.Context(), u.Name, port); err != nil {
+		t.Errorf("the unit's own port: %v", err)
+	}
+	foreign := others[0].Addr().(*net.TCPAddr).Port
+	if err := c.Listens(t.Context(), u.Name, foreign); !errors.Is(err, ErrForeignListener) {
+		t.Errorf("a port the test process holds: %v, want ErrForeignListener", err)
+	}
+	if err := c.Listens(t.Context(), u.Name, testkit.FreePort(t)); !errors.Is(err, ErrNotListening) {
+		t.Errorf("a port no one holds: %v, want ErrNotListening", err)
 	}
 }

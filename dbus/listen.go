@@ -44,7 +44,7 @@ func (c *Client) Listens(ctx context.Context, unit string, port int) error {
 	}
 	seen := false
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		socks, err := sockdiag.Dump(family, 1<<sockdiag.StateListen)
+		socks, err := sockdiag.DumpPort(family, 1<<sockdiag.StateListen, uint16(port))
 		if err != nil {
 			return err
 		}

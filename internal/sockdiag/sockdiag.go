@@ -45,15 +45,22 @@ type Socket struct {
 // Dump lists the TCP sockets of family in any of states (a bit mask of
 // 1<<state; 0 means all).
 func Dump(family uint8, states uint32) ([]Socket, error) {
+	return dump(request(family, states))
+}
+
+// DumpPort is Dump of the sockets whose local port is port, filtered by
+// the kernel: a host with a thousand apps has a thousand listeners, and a
+// readiness check wants one.
+func DumpPort(family uint8, states uint32, port uint16) ([]Socket, error) {
+	return dump(append(request(family, states), portFilter(port)...))
+}
+
+func dump(req []byte) ([]Socket, error) {
 	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sock_diag: %w", err)
 	}
 	defer c.Close()
-	if states == 0 {
-		states = ^uint32(0)
-	}
-	req := request(family, states)
 	msgs, err := c.Execute(netlink.Message{
 		Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
 		Data:   req,
@@ -97,10 +104,33 @@ func Serving(ports ...int) (int, error) {
 
 // request is a struct inet_diag_req_v2 for a dump.
 func request(family uint8, states uint32) []byte {
+	if states == 0 {
+		states = ^uint32(0)
+	}
 	b := make([]byte, reqLen)
 	b[0] = family
 	b[1] = unix.IPPROTO_TCP
 	binary.NativeEndian.PutUint32(b[4:], states)
+	return b
+}
+
+// portFilter is an INET_DIAG_REQ_BYTECODE attribute that keeps the
+// sockets whose local port is port: one INET_DIAG_BC_S_EQ op (its
+// operand in the next op's "no"), which jumps to the program's end (keep)
+// when it holds and past it (drop) when not, as ss builds it.
+func portFilter(port uint16) []byte {
+	const (
+		attrBytecode = 1  // INET_DIAG_REQ_BYTECODE
+		bcSrcEq      = 11 // INET_DIAG_BC_S_EQ
+		progLen      = 8  // two struct inet_diag_bc_op
+	)
+	b := make([]byte, 4+progLen)
+	binary.NativeEndian.PutUint16(b[0:], uint16(len(b))) // nla_len
+	binary.NativeEndian.PutUint16(b[2:], attrBytecode)   // nla_type
+	op := b[4:]
+	op[0], op[1] = bcSrcEq, progLen                  // code, yes
+	binary.NativeEndian.PutUint16(op[2:], progLen+4) // no
+	binary.NativeEndian.PutUint16(op[6:], port)      // the operand
 	return b
 }
 

@@ -129,3 +129,33 @@ func TestServingCountsExactly(t *testing.T) {
 	srv.Close()
 	count(1)
 }
+
+// TestDumpPortFilters: the kernel returns the listeners of the port asked
+// for, and no other.
+func TestDumpPortFilters(t *testing.T) {
+	var ports []uint16
+	for range 3 {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, uint16(l.Addr().(*net.TCPAddr).Port))
+	}
+	all, err := Dump(unix.AF_INET, 1<<StateListen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < len(ports) {
+		t.Fatalf("Dump saw %d listeners, fewer than the %d opened", len(all), len(ports))
+	}
+	for _, p := range ports {
+		socks, err := DumpPort(unix.AF_INET, 1<<StateListen, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(socks) != 1 || socks[0].Local.Port() != p || socks[0].State != StateListen {
+			t.Errorf("DumpPort(%d) = %+v, want its one listener", p, socks)
+		}
+	}
+}
