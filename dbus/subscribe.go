@@ -324,28 +324,38 @@ func (w *watcher) apply(name, iface string, changed map[string]godbus.Variant) (
 // through "failed" on every crash before "auto-restart"; reading the state
 // back hides that blip, so "failed" means the unit gave up. A unit that is
 // already collected keeps the signal's state, its last.
+//
+// It reads the unit by name and three service properties one by one: a
+// GetAll of the Unit and Service interfaces made systemd serialise some
+// 250 properties (dependency lists, exec commands) for these six, several
+// times per deploy.
 func (w *watcher) refresh(ctx context.Context, s unitgen.Status) (unitgen.Status, bool) {
 	last, seen := w.sent[s.Name]
-	var unit, svc map[string]any
-	err := w.c.do(ctx, func(conn *sddbus.Conn) error {
-		var err error
-		if unit, err = conn.GetUnitPropertiesContext(ctx, s.Name); err != nil {
-			return err
-		}
-		if strings.HasSuffix(s.Name, ".service") {
-			svc, err = conn.GetUnitTypePropertiesContext(ctx, s.Name, "Service")
-		}
-		return err
-	})
-	if err == nil && unit["LoadState"] != "not-found" {
-		s.ActiveState, _ = unit["ActiveState"].(string)
-		s.SubState, _ = unit["SubState"].(string)
-		if m, ok := unitgen.ParseMeta(fmt.Sprint(unit["Description"])); ok {
-			s.Meta = m
-		}
-		s.NRestarts, _ = svc["NRestarts"].(uint32)
-		s.MainPID, _ = svc["MainPID"].(uint32)
-		s.Result, _ = svc["Result"].(string)
+	cur, found, err := w.c.State(ctx, s.Name)
+	var restarts, pid uint32
+	var result string
+	if err == nil && found && strings.HasSuffix(s.Name, ".service") {
+		err = w.c.do(ctx, func(conn *sddbus.Conn) error {
+			for _, p := range []struct {
+				name string
+				set  func(any)
+			}{
+				{"NRestarts", func(v any) { restarts, _ = v.(uint32) }},
+				{"MainPID", func(v any) { pid, _ = v.(uint32) }},
+				{"Result", func(v any) { result, _ = v.(string) }},
+			} {
+				prop, err := conn.GetUnitTypePropertyContext(ctx, s.Name, "Service", p.name)
+				if err != nil {
+					return err
+				}
+				p.set(prop.Value.Value())
+			}
+			return nil
+		})
+	}
+	if err == nil && found {
+		s.ActiveState, s.SubState, s.Meta = cur.ActiveState, cur.SubState, cur.Meta
+		s.NRestarts, s.MainPID, s.Result = restarts, pid, result
 		s = owned(s)
 		w.known[s.Name] = s
 	}
