@@ -4,7 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/keter-systemd/keter/bundle"
 )
 
 // TestRebootStartsKeptFolder: after a "reboot" (keter stopped, every unit
@@ -35,6 +38,20 @@ func TestRebootStartsKeptFolder(t *testing.T) {
 			}
 			os.Remove(bundle)
 			if err := os.WriteFile(bundle, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"hashed by an older keter", func(t *testing.T, _, bundlePath string) {
+			state := filepath.Join(filepath.Dir(filepath.Dir(bundlePath)), "etc", "state.json")
+			b, err := os.ReadFile(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			older := strings.Replace(string(b), `"manifest":"`+bundle.ManifestVersion, `"manifest":"m2-`, 1)
+			if older == string(b) {
+				t.Fatalf("no manifest in %s", b)
+			}
+			if err := os.WriteFile(state, []byte(older), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}, false},

@@ -81,7 +81,7 @@ func UnpackDigest(ctx context.Context, archive, dest string, lim Limits) (string
 	return unpackFile(ctx, archive, dest, lim, h, nil)
 }
 
-// UnpackSums is UnpackDigest that also returns the sha256 of each file it
+// UnpackSums is UnpackDigest that also returns the BLAKE3 of each file it
 // wrote, hashed as it wrote it, for ManifestWith.
 func UnpackSums(ctx context.Context, archive, dest string, lim Limits) (string, Sums, error) {
 	sums := Sums{}
@@ -180,7 +180,7 @@ type unpacker struct {
 	buf     []byte
 	total   int64
 	entries int
-	// sums, when not nil, gets each regular file's sha256 by its name.
+	// sums, when not nil, gets each regular file's BLAKE3 by its name.
 	sums Sums
 }
 
@@ -402,7 +402,7 @@ func (u *unpacker) file(tr *tar.Reader, h *tar.Header, name string) error {
 	var w io.Writer = f
 	var sum hash.Hash
 	if u.sums != nil {
-		sum = sha256.New()
+		sum = newSum()
 		w = io.MultiWriter(f, sum)
 	}
 	n, err := io.CopyBuffer(onlyWriter{w}, tr, u.buf)
@@ -425,7 +425,7 @@ func (u *unpacker) file(tr *tar.Reader, h *tar.Header, name string) error {
 		return fmt.Errorf("writing file: %w", err)
 	}
 	if sum != nil {
-		u.sums[name] = [sha256.Size]byte(sum.Sum(nil))
+		u.sums[name] = [sumSize]byte(sum.Sum(nil))
 	}
 	return nil
 }
