@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -412,4 +413,21 @@ func one(ports map[int]int) map[int][]int {
 		out[i] = []int{p}
 	}
 	return out
+}
+
+// BenchmarkRender1000: the config keter renders at each nginx update
+// with 1000 webapps live (bench/keterbench's thousand).
+func BenchmarkRender1000(b *testing.B) {
+	g := globalConfig(b, "")
+	apps := make([]App, 1000)
+	for i := range apps {
+		name := fmt.Sprintf("app%04d", i)
+		apps[i] = app(name, map[int][]int{0: {20000 + i}}, webapp(name+".example.com"))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Render(g, apps, goldenPaths()); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
