@@ -105,6 +105,27 @@ func (c *Cache) List(ctx context.Context, prefix string) ([]unitgen.Status, erro
 	if stale {
 		c.readCgroups()
 	}
+	return c.snapshot(prefix), nil
+}
+
+// Cached is List without reading any cgroup first: the figures as the
+// cache holds them, at most Interval old; false before the first full
+// read. For BeforeRead, which comes before every batch of changed
+// units: a List there read every unit's cgroup each second while units
+// changed (1000 bundles dropped at once: 2.4 s of keter's CPU).
+func (c *Cache) Cached(prefix string) ([]unitgen.Status, bool) {
+	select {
+	case <-c.loaded:
+	default:
+		return nil, false
+	}
+	if !strings.HasPrefix(prefix, c.prefix) || c.bypass.Load() {
+		return nil, false
+	}
+	return c.snapshot(prefix), true
+}
+
+func (c *Cache) snapshot(prefix string) []unitgen.Status {
 	c.mu.Lock()
 	out := make([]unitgen.Status, 0, len(c.units))
 	for name, s := range c.units {
@@ -114,7 +135,7 @@ func (c *Cache) List(ctx context.Context, prefix string) ([]unitgen.Status, erro
 	}
 	c.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return out
 }
 
 // Run subscribes, reads every unit, then keeps the cache current until

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keter-systemd/keter/unitgen"
 )
@@ -322,4 +323,29 @@ type literalSource struct{ *fakeSource }
 func (l literalSource) List(ctx context.Context, prefix string) ([]unitgen.Status, error) {
 	escaped := strings.ReplaceAll(prefix, `\`, `\\`) // as dbus.List's globEscape sends it
 	return l.fakeSource.List(ctx, escaped)
+}
+
+// TestCachedReadsNoCgroup: Cached gives the figures the cache holds
+// without reading any cgroup (List reads them when older than Fresh),
+// and nothing before the first full read.
+func TestCachedReadsNoCgroup(t *testing.T) {
+	c, _, cg := newTestCache(t, unit("keter-app-a.service", "active", 1, 10, 20))
+	if _, ok := c.Cached("keter-app-"); ok {
+		t.Fatal("Cached answered before the first full read")
+	}
+	reads := 0
+	c.Cgroups = func(n string) (unitgen.Figures, bool) { reads++; return cg.read(n) }
+	c.full(t.Context())
+	c.Fresh = time.Nanosecond
+	before := reads
+	list, ok := c.Cached("keter-app-")
+	if !ok || len(list) != 1 || list[0].Name != "keter-app-a.service" {
+		t.Fatalf("Cached = %v, %v; want the one unit", list, ok)
+	}
+	if reads != before {
+		t.Errorf("Cached read %d cgroups; want none", reads-before)
+	}
+	if _, err := c.List(t.Context(), "keter-app-"); err != nil || reads == before {
+		t.Errorf("List with stale figures read %d cgroups (%v); the test's reader is not in use", reads-before, err)
+	}
 }

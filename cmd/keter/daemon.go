@@ -167,7 +167,11 @@ func daemonMain(ctx context.Context, path string, log *slog.Logger) error {
 	units := unitcache.New(bus, unitgen.Prefix, log.With("part", "unitcache"))
 	cached := cachedBus{bus, units}
 	use := appusage.New(cached, unitgen.Prefix, log.With("part", "usage"))
-	units.BeforeRead = func(ctx context.Context) { use.Refresh(ctx) }
+	units.BeforeRead = func(ctx context.Context) {
+		if list, ok := units.Cached(unitgen.Prefix); ok {
+			use.Observe(ctx, list, time.Now())
+		}
+	}
 	// The operators' group reads the apps' log lines on the page as on the socket.
 	var operators string
 	if gid > 0 {
