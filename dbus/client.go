@@ -92,23 +92,26 @@ func dialSystemd(ctx context.Context) (*link, error) {
 		if bus != nil {
 			return bus, nil
 		}
-		var err error
-		if bus, err = dialPrivate(ctx); err != nil {
+		b, err := dialPrivate(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// The first call, before go-systemd's own (an AddMatch it
+		// waits for with no timeout), is one that is repeated.
+		obj := b.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
+		if err := warmUp(ctx, func(ctx context.Context) error {
+			return obj.CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, "org.freedesktop.systemd1.Manager", "SystemState").Err
+		}); err != nil {
+			b.Close()
 			return nil, err
 		}
 		sigs := make(chan *godbus.Signal, 1024)
-		bus.Signal(sigs)
-		go l.signals.run(sigs) // ends when bus closes
+		b.Signal(sigs)
+		go l.signals.run(sigs) // ends when b closes
+		bus = b
 		return bus, nil
 	})
 	if err != nil {
-		return nil, err
-	}
-	if err := warmUp(ctx, func(ctx context.Context) error {
-		_, err := conn.SystemStateContext(ctx)
-		return err
-	}); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	// systemd sends unit changes to direct connections whether or not they

@@ -2,6 +2,7 @@ package dbus
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -106,5 +107,53 @@ func TestHandleBatch(t *testing.T) {
 			t.Errorf("sent %v, want %v", got, want)
 			break
 		}
+	}
+}
+
+// TestHandleReadsBackOnlyWhatNeedsIt: a full (not raw) watcher sends a
+// known unit's ordinary changes as the signals say; it reads back (here a
+// nil client, so a read would panic) only a unit seen first, or one that
+// seems to stop or fail.
+func TestHandleReadsBackOnlyWhatNeedsIt(t *testing.T) {
+	out := make(chan unitgen.Status, 10)
+	name := "keter-app-web-v1-web0.service"
+	w := watcher{prefix: "keter-app-", out: out, known: map[string]unitgen.Status{name: {Name: name, ActiveState: "inactive"}}, sent: map[string]unitgen.Status{}}
+	path := godbus.ObjectPath(unitPathPrefix + "keter_2dapp_2dweb_2dv1_2dweb0_2eservice")
+	props := func(iface string, kv map[string]godbus.Variant) *godbus.Signal {
+		return &godbus.Signal{Name: propsChanged, Path: path, Body: []any{iface, kv}}
+	}
+	w.handle(context.Background(), []*godbus.Signal{
+		props(ifaceUnit, map[string]godbus.Variant{"ActiveState": godbus.MakeVariant("activating")}),
+		props(ifaceService, map[string]godbus.Variant{"MainPID": godbus.MakeVariant(uint32(42))}),
+		props(ifaceUnit, map[string]godbus.Variant{"ActiveState": godbus.MakeVariant("active")}),
+	})
+	close(out)
+	var got []string
+	for s := range out {
+		got = append(got, fmt.Sprintf("%s %d", s.ActiveState, s.MainPID))
+	}
+	want := []string{"activating 0", "activating 42", "active 42"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent %v, want %v", got, want)
+	}
+	for _, c := range []struct {
+		known map[string]unitgen.Status
+		state string
+	}{
+		{map[string]unitgen.Status{}, "active"},
+		{map[string]unitgen.Status{name: {Name: name, ActiveState: "active"}}, "failed"},
+		{map[string]unitgen.Status{name: {Name: name, ActiveState: "active"}}, "inactive"},
+		{map[string]unitgen.Status{name: {Name: name, ActiveState: "active"}}, "deactivating"},
+	} {
+		first, state := c.known, c.state
+		w := watcher{prefix: "keter-app-", out: make(chan unitgen.Status, 10), known: first, sent: map[string]unitgen.Status{}}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("a %s unit (known: %v) was not read back", state, len(first) > 0)
+				}
+			}()
+			w.handle(context.Background(), []*godbus.Signal{props(ifaceUnit, map[string]godbus.Variant{"ActiveState": godbus.MakeVariant(state)})})
+		}()
 	}
 }

@@ -204,10 +204,16 @@ func (w *watcher) handle(ctx context.Context, batch []*godbus.Signal) {
 		case sig.Name == propsChanged && isUnit && strings.HasPrefix(name, w.prefix) && len(sig.Body) >= 2:
 			iface, _ := sig.Body[0].(string)
 			changed, _ := sig.Body[1].(map[string]godbus.Variant)
+			_, seen := w.known[name]
 			s, ok := w.apply(name, iface, changed)
 			switch {
 			case !ok || want[name]: // the read back sends it
-			case iface == ifaceUnit && !w.raw:
+			case iface == ifaceUnit && !w.raw && (!seen || !upward(s.ActiveState)):
+				// Read back a unit seen first (its metadata is in its
+				// Description) and one that seems to stop or fail: a crash
+				// passes through "failed" and "inactive" on its way to an
+				// automatic restart (see refresh). A unit starting is as
+				// its signals say.
 				want[name] = true
 				pending = append(pending, name)
 			default:
@@ -216,6 +222,12 @@ func (w *watcher) handle(ctx context.Context, batch []*godbus.Signal) {
 		}
 	}
 	flush()
+}
+
+// upward states are those a unit passes through only while it starts or
+// runs, never on the way to a stop.
+func upward(state string) bool {
+	return state == "active" || state == "activating" || state == "reloading"
 }
 
 // signalQueue holds the signals the hub gave a subscription until follow

@@ -197,3 +197,37 @@ func nginxReloads(t *testing.T, k *keter) int {
 func unitProp(t *testing.T, unit, prop string) string {
 	return strings.TrimSpace(run(t, "systemctl", "show", "--value", "-p", prop, unit))
 }
+
+// TestSystemdReexecKeepsFollowing: systemd re-executing drops every
+// connection to its private socket, the one keter's calls, job results
+// and unit signals share. keter redials: a deploy after it goes live, and
+// status sees the switch within seconds (its unit copy follows signals;
+// without them only a full read every 2 minutes would).
+func TestSystemdReexecKeepsFollowing(t *testing.T) {
+	k := startKeter(t, "")
+	host := "reexec-" + testkit.Token() + ".test"
+	k.deployDemo("reexec.keter", host, "one")
+	run(t, "systemctl", "daemon-reexec")
+	eventually(t, 60*time.Second, func() error {
+		out, err := exec.Command("systemctl", "is-system-running").Output()
+		if s := strings.TrimSpace(string(out)); s != "running" && s != "degraded" {
+			return fmt.Errorf("systemd is %q (%v)", s, err)
+		}
+		return nil
+	})
+	k.deployDemo("reexec.keter", host, "two")
+	k.waitSettled(1, 60*time.Second)
+	eventually(t, 10*time.Second, func() error {
+		a := statusOf(t, k).app("reexec")
+		if a == nil || a.Live == nil {
+			return fmt.Errorf("no live app in status: %+v", a)
+		}
+		if len(a.Units) != 1 || a.Units[0].Active != "active" || !strings.Contains(a.Units[0].Name, a.Live.Version) {
+			return fmt.Errorf("status units %+v, want the one of version %s", a.Units, a.Live.Version)
+		}
+		return nil
+	})
+	if strings.Contains(k.Log(), "systemd subscription ended") {
+		t.Fatal("a subscription ended after the re-exec")
+	}
+}
