@@ -107,6 +107,18 @@ func start(t *testing.T, c *Client, in unitgen.Input) (unitgen.Unit, error) {
 	return u, c.Start(t.Context(), u)
 }
 
+// startDemo starts the demo app as a plain webapp unit on a free port.
+func startDemo(t *testing.T, c *Client) (unitgen.Unit, int) {
+	t.Helper()
+	a := newApp(t)
+	port := testkit.FreePort(t)
+	u, err := start(t, c, webInput(a, port, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, port
+}
+
 func webInput(a app, port int, mut func(*bundle.WebApp), args ...string) unitgen.Input {
 	w := &bundle.WebApp{Exec: bundle.Exec{Path: "bin/demoapp", Args: args}, Hosts: []string{a.name + ".example"}}
 	if mut != nil {
@@ -358,12 +370,7 @@ func startSystemBus() error {
 
 func TestSIGKILLedAppIsRestarted(t *testing.T) {
 	c := newClient(t)
-	a := newApp(t)
-	port := testkit.FreePort(t)
-	u, err := start(t, c, webInput(a, port, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u, port := startDemo(t, c)
 	pid, err := strconv.Atoi(waitHTTP(t, port, "/pid"))
 	if err != nil {
 		t.Fatal(err)
@@ -687,12 +694,7 @@ func TestSubscriptionsFollowAfterDrop(t *testing.T) {
 // nothing listens on, from it.
 func TestListensOwnsThePort(t *testing.T) {
 	c := newClient(t)
-	a := newApp(t)
-	port := testkit.FreePort(t)
-	u, err := start(t, c, webInput(a, port, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u, port := startDemo(t, c)
 	waitHTTP(t, port, "/")
 	var others []net.Listener
 	for range 3 { // listeners of other ports around it

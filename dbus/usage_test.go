@@ -36,12 +36,7 @@ func near(a, b, slack uint64) bool { return max(a, b)-min(a, b) <= slack }
 // with what systemctl show prints for the same unit.
 func TestUsageAgreesWithSystemctl(t *testing.T) {
 	c := newClient(t)
-	a := newApp(t)
-	port := testkit.FreePort(t)
-	u, err := start(t, c, webInput(a, port, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u, port := startDemo(t, c)
 	waitHTTP(t, port, "/")
 	const mb, burn = 64, 1500 * time.Millisecond
 	waitHTTP(t, port, fmt.Sprintf("/alloc?mb=%d", mb))
