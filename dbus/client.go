@@ -105,6 +105,13 @@ func dialSystemd(ctx context.Context) (*link, error) {
 			b.Close()
 			return nil, err
 		}
+		// systemd sends unit changes to direct connections whether or
+		// not they subscribed; subscribing costs nothing and does not
+		// rely on it.
+		if err := obj.CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
+			b.Close()
+			return nil, err
+		}
 		sigs := make(chan *godbus.Signal, 1024)
 		b.Signal(sigs)
 		go l.signals.run(sigs) // ends when b closes
@@ -112,13 +119,6 @@ func dialSystemd(ctx context.Context) (*link, error) {
 		return bus, nil
 	})
 	if err != nil {
-		return nil, err
-	}
-	// systemd sends unit changes to direct connections whether or not they
-	// subscribed; subscribing costs nothing and does not rely on it.
-	if err := bus.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").
-		CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
-		conn.Close()
 		return nil, err
 	}
 	l.conn = conn

@@ -2,7 +2,6 @@ package dbus
 
 import (
 	"sync"
-	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 )
@@ -61,17 +60,5 @@ func (h *hub) join() (*signalQueue, func()) {
 		h.mu.Lock()
 		delete(h.subs, q)
 		h.mu.Unlock()
-	}
-}
-
-// take records a JobRemoved signal's result and ignores any other signal.
-func (r *jobResults) take(sig *godbus.Signal) {
-	if sig.Name != jobRemoved || len(sig.Body) < 4 {
-		return
-	}
-	id, ok := sig.Body[0].(uint32)
-	result, _ := sig.Body[3].(string)
-	if ok {
-		r.removed(id, result, time.Now())
 	}
 }

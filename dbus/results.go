@@ -3,6 +3,8 @@ package dbus
 import (
 	"sync"
 	"time"
+
+	godbus "github.com/godbus/dbus/v5"
 )
 
 const jobRemoved = "org.freedesktop.systemd1.Manager.JobRemoved"
@@ -78,5 +80,17 @@ func (r *jobResults) removed(id uint32, result string, now time.Time) {
 		if now.Sub(e.at) > earlyFor {
 			delete(r.early, k)
 		}
+	}
+}
+
+// take records a JobRemoved signal's result and ignores any other signal.
+func (r *jobResults) take(sig *godbus.Signal) {
+	if sig.Name != jobRemoved || len(sig.Body) < 4 {
+		return
+	}
+	id, ok := sig.Body[0].(uint32)
+	result, _ := sig.Body[3].(string)
+	if ok {
+		r.removed(id, result, time.Now())
 	}
 }
