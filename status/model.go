@@ -88,6 +88,7 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 	if err == nil && s.o.Usage != nil {
 		totals = s.o.Usage.Observe(ctx, units, listedAt)
 	}
+	usageOf := stanzaUsage(totals)
 	byApp := map[string][]unitgen.Status{}
 	for _, u := range units {
 		byApp[u.Meta.App] = append(byApp[u.Meta.App], u)
@@ -102,7 +103,7 @@ func (s *Server) apps(ctx context.Context, logLines int) []App {
 	for _, st := range s.o.Core.Status() {
 		known[st.Name] = true
 		st.Jobs = jobs[st.Name]
-		a := App{AppStatus: st, Units: []Unit{}, Usage: stanzaUsage(totals, st.Name)}
+		a := App{AppStatus: st, Units: []Unit{}, Usage: usageOf[st.Name]}
 		if st.Live != nil {
 			a.Certs = certsOf(certs, st.Live.Hosts)
 		}

@@ -19,15 +19,17 @@ type Usage interface {
 	Observe(ctx context.Context, list []unitgen.Status, listedAt time.Time) map[usage.Key]usage.Stanza
 }
 
-// stanzaUsage is one app's stanzas, sorted.
-func stanzaUsage(totals map[usage.Key]usage.Stanza, app string) []usage.Stanza {
-	var out []usage.Stanza
+// stanzaUsage is every app's stanzas, sorted, by app: grouped in one
+// pass, since looking each app up in the totals was a pass over every
+// stanza per app (a third of a status request's CPU at 1000 apps).
+func stanzaUsage(totals map[usage.Key]usage.Stanza) map[string][]usage.Stanza {
+	out := map[string][]usage.Stanza{}
 	for k, s := range totals {
-		if k.App == app {
-			out = append(out, s)
-		}
+		out[k.App] = append(out[k.App], s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Stanza < out[j].Stanza })
+	for _, ss := range out {
+		sort.Slice(ss, func(i, j int) bool { return ss[i].Stanza < ss[j].Stanza })
+	}
 	return out
 }
 

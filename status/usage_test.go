@@ -1,6 +1,11 @@
 package status
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/keter-systemd/keter/usage"
+)
 
 func TestBytesAndCPU(t *testing.T) {
 	for _, tt := range []struct {
@@ -13,5 +18,22 @@ func TestBytesAndCPU(t *testing.T) {
 	}
 	if got := CPU(1_234_567_890); got != "1.23 s" {
 		t.Errorf("CPU = %q", got)
+	}
+}
+
+func TestStanzaUsageGroupsByApp(t *testing.T) {
+	totals := map[usage.Key]usage.Stanza{
+		{App: "a", Stanza: "web1"}:    {Stanza: "web1"},
+		{App: "b", Stanza: "web0"}:    {Stanza: "web0"},
+		{App: "a", Stanza: "web0"}:    {Stanza: "web0"},
+		{App: "a", Stanza: "worker0"}: {Stanza: "worker0"},
+	}
+	got := stanzaUsage(totals)
+	var names []string
+	for _, s := range got["a"] {
+		names = append(names, s.Stanza)
+	}
+	if strings.Join(names, " ") != "web0 web1 worker0" || len(got["b"]) != 1 || len(got) != 2 {
+		t.Fatalf("app a has %v, all %v: want a's three stanzas sorted, b's one", names, got)
 	}
 }
