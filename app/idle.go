@@ -230,7 +230,7 @@ func (m *Manager) watchIdle(ctx context.Context) {
 				continue
 			}
 			lastBusy[w.in.unit] = now
-			st, found, err := m.unitStatus(ctx, w.in.unit)
+			st, found, err := m.unitHealth(ctx, w.in.unit)
 			if err != nil || !found || st.ActiveState != "active" {
 				continue
 			}

@@ -463,6 +463,39 @@ func (c *Client) Status(ctx context.Context, name string) (st unitgen.Status, fo
 	return st, err == nil, err
 }
 
+// Health is State with the three service properties that say whether a
+// unit gave up or crash-loops (NRestarts, MainPID, Result), read one by
+// one: a GetAll of the Service interface makes systemd serialise some 200
+// properties (exec commands, sandbox settings), and a deploy waiting for
+// its app asks this five times a second. Figures are not read.
+func (c *Client) Health(ctx context.Context, name string) (st unitgen.Status, found bool, err error) {
+	st, found, err = c.State(ctx, name)
+	if err != nil || !found || !strings.HasSuffix(name, ".service") {
+		return st, found, err
+	}
+	err = c.do(ctx, func(conn *sddbus.Conn) error {
+		for _, p := range []struct {
+			name string
+			set  func(any)
+		}{
+			{"NRestarts", func(v any) { st.NRestarts, _ = v.(uint32) }},
+			{"MainPID", func(v any) { st.MainPID, _ = v.(uint32) }},
+			{"Result", func(v any) { st.Result, _ = v.(string) }},
+		} {
+			prop, err := conn.GetUnitTypePropertyContext(ctx, name, "Service", p.name)
+			if err != nil {
+				return err
+			}
+			p.set(prop.Value.Value())
+		}
+		return nil
+	})
+	if err != nil {
+		return st, false, fmt.Errorf("reading unit %s: %w", name, err)
+	}
+	return owned(st), true, nil
+}
+
 // State is one unit's name, metadata, ActiveState and SubState; found
 // is false for a unit that is not loaded. systemd looks the unit up by
 // name (ListUnitsByNames), where List's pattern makes it match every

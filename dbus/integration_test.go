@@ -389,6 +389,9 @@ func TestSIGKILLedAppIsRestarted(t *testing.T) {
 	if s.NRestarts < 1 || s.MainPID == uint32(pid) || s.ActiveState != "active" {
 		t.Errorf("after SIGKILL: %+v", s)
 	}
+	if h, found, err := c.Health(t.Context(), u.Name); err != nil || !found || h.NRestarts != s.NRestarts || h.MainPID != s.MainPID || h.ActiveState != "active" {
+		t.Errorf("Health after SIGKILL: %+v %v %v; Status %+v", h, found, err, s)
+	}
 }
 
 func TestCrashLoopEndsFailed(t *testing.T) {
@@ -635,12 +638,21 @@ func TestStateByName(t *testing.T) {
 	if full != want || full.MainPID == 0 {
 		t.Errorf("Status %+v, List %+v", full, listed[0])
 	}
+	// Health is Status without figures and exit status.
+	health, found, err := c.Health(t.Context(), name)
+	full.ExecMainCode, full.ExecMainStatus = 0, 0
+	if err != nil || !found || health != full {
+		t.Errorf("Health(%s) = %+v, %v, %v; Status %+v", name, health, found, err, full)
+	}
 	for _, missing := range []string{"keter-test-state-none-" + testkit.Token() + ".service", strings.TrimSuffix(name, ".service")} {
 		if _, found, err := c.State(t.Context(), missing); err != nil || found {
 			t.Errorf("State(%s) = found %v, %v; want not found", missing, found, err)
 		}
 		if _, found, err := c.Status(t.Context(), missing); err != nil || found {
 			t.Errorf("Status(%s) = found %v, %v; want not found", missing, found, err)
+		}
+		if _, found, err := c.Health(t.Context(), missing); err != nil || found {
+			t.Errorf("Health(%s) = found %v, %v; want not found", missing, found, err)
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/keter-systemd/keter/unitgen"
@@ -337,37 +336,15 @@ func (w *watcher) apply(name, iface string, changed map[string]godbus.Variant) (
 // back hides that blip, so "failed" means the unit gave up. A unit that is
 // already collected keeps the signal's state, its last.
 //
-// It reads the unit by name and three service properties one by one: a
-// GetAll of the Unit and Service interfaces made systemd serialise some
-// 250 properties (dependency lists, exec commands) for these six, several
-// times per deploy.
+// It reads the unit with Health: a GetAll of the Unit and Service
+// interfaces made systemd serialise some 250 properties (dependency
+// lists, exec commands) for these six, several times per deploy.
 func (w *watcher) refresh(ctx context.Context, s unitgen.Status) (unitgen.Status, bool) {
 	last, seen := w.sent[s.Name]
-	cur, found, err := w.c.State(ctx, s.Name)
-	var restarts, pid uint32
-	var result string
-	if err == nil && found && strings.HasSuffix(s.Name, ".service") {
-		err = w.c.do(ctx, func(conn *sddbus.Conn) error {
-			for _, p := range []struct {
-				name string
-				set  func(any)
-			}{
-				{"NRestarts", func(v any) { restarts, _ = v.(uint32) }},
-				{"MainPID", func(v any) { pid, _ = v.(uint32) }},
-				{"Result", func(v any) { result, _ = v.(string) }},
-			} {
-				prop, err := conn.GetUnitTypePropertyContext(ctx, s.Name, "Service", p.name)
-				if err != nil {
-					return err
-				}
-				p.set(prop.Value.Value())
-			}
-			return nil
-		})
-	}
+	cur, found, err := w.c.Health(ctx, s.Name)
 	if err == nil && found {
 		s.ActiveState, s.SubState, s.Meta = cur.ActiveState, cur.SubState, cur.Meta
-		s.NRestarts, s.MainPID, s.Result = restarts, pid, result
+		s.NRestarts, s.MainPID, s.Result = cur.NRestarts, cur.MainPID, cur.Result
 		s = owned(s)
 		w.known[s.Name] = s
 	}
