@@ -121,7 +121,8 @@ type Manager struct {
 	stateWant  uint64
 	saveMu     sync.Mutex
 	stateSaved uint64
-	savedAt    time.Time // when the last write ended (by saveMu)
+	savedAt    time.Time     // when the last write ended (by saveMu)
+	saveTook   time.Duration // how long it took (by saveMu)
 
 	// workCtx is Run's context, guarded by mu: an app's worker goroutine
 	// starts on demand, often for an API request (keter restart, env),
@@ -349,8 +350,14 @@ func (m *Manager) statePath() string { return filepath.Join(m.cfg.Etc(), "state.
 // stateSaveGap bounds state writes in a burst to four a second: each
 // writes every app (1000 bundles dropped at once: 4.5 s of keter's CPU in
 // about a thousand saves), and a switch waits for its save at most this
-// long more.
-const stateSaveGap = 250 * time.Millisecond
+// long more. With many apps the gap is stateSaveFactor times the last
+// write's duration when that is longer, up to stateSaveMaxGap, so that
+// writing takes a fortieth of a burst.
+const (
+	stateSaveGap    = 250 * time.Millisecond
+	stateSaveMaxGap = time.Second
+	stateSaveFactor = 40
+)
 
 // saveState writes the live table; failures are logged, since the units
 // keep running and the next save will catch up.
@@ -372,9 +379,11 @@ func (m *Manager) saveState() {
 	}
 	// Back-to-back saves wait for the gap; those that come meanwhile
 	// share the write.
-	if wait := stateSaveGap - time.Since(m.savedAt); wait > 0 {
+	gap := min(max(stateSaveGap, stateSaveFactor*m.saveTook), stateSaveMaxGap)
+	if wait := gap - time.Since(m.savedAt); wait > 0 {
 		time.Sleep(wait)
 	}
+	began := time.Now()
 	m.mu.Lock()
 	s := stateFile{Apps: map[string]liveRecord{}}
 	for name, v := range m.live {
@@ -394,6 +403,7 @@ func (m *Manager) saveState() {
 	}
 	m.stateSaved = seq
 	m.savedAt = time.Now()
+	m.saveTook = m.savedAt.Sub(began)
 }
 
 func isBundleFile(name string) bool {
