@@ -270,7 +270,14 @@ func (c *Cache) readDirty(ctx context.Context) {
 	c.mu.Lock()
 	names := make([]string, 0, len(c.dirty))
 	for n := range c.dirty {
-		names = append(names, n)
+		// A unit starting is read once it is up or has failed (its next
+		// signal makes it dirty again): a read is systemd's whole Service
+		// interface, and a start passes through a state for each
+		// ExecStartPre and the start itself. A crashed unit waiting to
+		// restart (auto-restart) is read: its run ended.
+		if !starting(c.units[n]) {
+			names = append(names, n)
+		}
 	}
 	clear(c.dirty)
 	c.mu.Unlock()
@@ -289,6 +296,14 @@ func (c *Cache) readDirty(ctx context.Context) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+func starting(s unitgen.Status) bool {
+	switch s.SubState {
+	case "condition", "start-pre", "start", "start-post":
+		return s.ActiveState == "activating"
+	}
+	return false
 }
 
 // statusReader is what a Source may also do: read one unit by name, where

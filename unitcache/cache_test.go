@@ -349,3 +349,24 @@ func TestCachedReadsNoCgroup(t *testing.T) {
 		t.Errorf("List with stale figures read %d cgroups (%v); the test's reader is not in use", reads-before, err)
 	}
 }
+
+// TestReadDirtyWaitsForStart: a unit seen starting is read back once it
+// is up, not at each step of its start.
+func TestReadDirtyWaitsForStart(t *testing.T) {
+	c, src, _ := newTestCache(t)
+	c.full(t.Context())
+	before := src.calls()
+	src.set(unit("keter-app-a.service", "active", 5, 10, 20))
+	for _, sub := range []string{"start-pre", "start"} {
+		c.apply(unitgen.Status{Name: "keter-app-a.service", ActiveState: "activating", SubState: sub})
+		c.readDirty(t.Context())
+		if n := src.calls(); n != before {
+			t.Fatalf("a unit in activating/%s was read back (%d reads)", sub, n-before)
+		}
+	}
+	c.apply(unitgen.Status{Name: "keter-app-a.service", ActiveState: "active", SubState: "running"})
+	c.readDirty(t.Context())
+	if s, ok := get(t, c, "keter-app-a.service"); src.calls() != before+1 || !ok || s.Usage.Started != 5 {
+		t.Errorf("active unit: %d reads, %+v; want one read bringing its run's start", src.calls()-before, s)
+	}
+}
