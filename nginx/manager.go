@@ -104,6 +104,7 @@ type Manager struct {
 	mu       sync.Mutex
 	mapped   map[int]int // what pm holds; nil until read
 	missing  map[int]int // elements of mapped the kernel lacked at the last check
+	cleanAt  *uint32     // the nftables generation of the last check that found mapped whole
 	gen      string      // the generation of the config nginx was last seen serving
 	pid      uint32      // nginx's main process when last looked at
 	reloads  atomic.Uint64

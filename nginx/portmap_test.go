@@ -148,6 +148,22 @@ func TestMappedSwitchWithoutReload(t *testing.T) {
 		t.Fatalf("map = %v %v, want {%d: %d}", cur, err, front, portOf(t, b))
 	}
 
+	// A check that finds the map whole skips the next read-back until
+	// nftables changes; someone else changing an element is such a change.
+	f.m.checkMap(ctx)
+	if f.m.cleanAt == nil {
+		t.Fatal("a check of a whole map noted no generation")
+	}
+	script := fmt.Sprintf("delete element ip %[1]s fronts { %[2]d }; add element ip %[1]s fronts { %[2]d : %[3]d }", pm.Table(), front, portOf(t, a))
+	if out, err := exec.Command("nft", script).CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	f.m.checkMap(ctx)
+	if cur, err := pm.Current(ctx); err != nil || len(cur) != 1 || cur[front] != portOf(t, b) {
+		t.Fatalf("after nft pointed the front at the old version and a check: %v %v, want {%d: %d}", cur, err, front, portOf(t, b))
+	}
+	f.m.checkMap(ctx)
+
 	// Someone flushes the ruleset: the guard puts keter's map back.
 	if err := pm.Remove(ctx); err != nil {
 		t.Fatal(err)

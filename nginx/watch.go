@@ -95,6 +95,20 @@ func (m *Manager) checkMap(ctx context.Context) {
 	if m.mapped == nil {
 		return // not applied yet
 	}
+	// The map is read back only when nftables changed since it was last
+	// read back and found right: keter's own updates change the
+	// generation too, and mapped changes only with one of them.
+	var gen uint32
+	known := false
+	if g, ok := m.pm.(generations); ok {
+		var err error
+		gen, err = g.Generation()
+		known = err == nil
+		if known && m.cleanAt != nil && *m.cleanAt == gen {
+			return
+		}
+	}
+	m.cleanAt = nil
 	cur, err := m.pm.Current(ctx)
 	if err != nil {
 		m.log.Warn("the nftables port map is gone (nft flush ruleset? nftables.service restarted?); restoring it", "err", err)
@@ -122,7 +136,17 @@ func (m *Manager) checkMap(ctx context.Context) {
 	if restore {
 		m.log.Warn("the nftables port map was changed outside keter; restoring it", "read", cur)
 		m.restoreMap(ctx, false)
+		return
 	}
+	if known && len(missing) == 0 {
+		m.cleanAt = &gen
+	}
+}
+
+// generations is what a PortMap may also do: tell the kernel's nftables
+// generation (the portmap package does).
+type generations interface {
+	Generation() (uint32, error)
 }
 
 func (m *Manager) restoreMap(ctx context.Context, whole bool) {

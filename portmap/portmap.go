@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 
 	"github.com/keter-systemd/keter/internal/cgroup"
 )
@@ -38,6 +39,7 @@ type Map struct {
 
 	mu   sync.Mutex
 	conn *nftables.Conn
+	gen  *netlink.Conn // for Generation
 }
 
 // New names the table; nothing is touched until Setup.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -191,5 +192,33 @@ func TestApplyRefusesNonPorts(t *testing.T) {
 		if err := m.Apply(context.Background(), want); err == nil {
 			t.Errorf("Apply(%v) = nil, want an error", want)
 		}
+	}
+}
+
+// TestGenerationMovesWithEveryChange: the generation stays while nothing
+// changes and moves with keter's own updates and with nft's, to any table.
+func TestGenerationMovesWithEveryChange(t *testing.T) {
+	m := needTable(t)
+	ctx := context.Background()
+	g0, err := m.Generation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := m.Generation(); err != nil || g != g0 {
+		t.Fatalf("Generation again with nothing changed = %d, %v; want %d", g, err, g0)
+	}
+	if err := m.Apply(ctx, map[int]int{testkit.FreePort(t): testkit.FreePort(t)}); err != nil {
+		t.Fatal(err)
+	}
+	g1, err := m.Generation()
+	if err != nil || g1 == g0 {
+		t.Fatalf("Generation after Apply = %d, %v; want it moved from %d", g1, err, g0)
+	}
+	other := "ktest_" + testkit.Token()
+	if out, err := exec.Command("nft", "add table ip "+other+"; delete table ip "+other).CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	if g, err := m.Generation(); err != nil || g == g1 {
+		t.Fatalf("Generation after nft changed another table = %d, %v; want it moved from %d", g, err, g1)
 	}
 }
