@@ -370,3 +370,19 @@ func TestReadDirtyWaitsForStart(t *testing.T) {
 		t.Errorf("active unit: %d reads, %+v; want one read bringing its run's start", src.calls()-before, s)
 	}
 }
+
+// TestFileReaderGrows: a file longer than the reader's buffer (an io.stat
+// with many devices) is read whole, and the next read sees its own file.
+func TestFileReaderGrows(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("8:0 rbytes=1 wbytes=2\n", 300)
+	os.WriteFile(filepath.Join(dir, "long"), []byte(long), 0o644)
+	os.WriteFile(filepath.Join(dir, "short"), []byte("42\n"), 0o644)
+	r := readers.Get().(*fileReader)
+	if b, err := r.read(filepath.Join(dir, "long")); err != nil || string(b) != long {
+		t.Fatalf("read %d bytes, %v; want %d", len(b), err, len(long))
+	}
+	if v, ok := r.single(filepath.Join(dir, "short")); !ok || v != 42 {
+		t.Fatalf("single after a long read = %d, %v; want 42", v, ok)
+	}
+}
