@@ -258,24 +258,25 @@ func TestReadCgroupFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f, ok := readCgroupAt(dir, false)
+	r := new(fileReader) // one reader for every read, as ReadCgroup's
+	f, ok := r.cgroupAt(dir, false)
 	want := unitgen.NoFigures()
 	want[unitgen.CPU], want[unitgen.Memory], want[unitgen.Tasks], want[unitgen.IORead], want[unitgen.IOWrite] = 1500000, 4096, 3, 105, 21
 	if !ok || f != want {
-		t.Errorf("readCgroupAt = %v, %v; want %v", f, ok, want)
+		t.Errorf("cgroupAt = %v, %v; want %v", f, ok, want)
 	}
-	if f, _ := readCgroupAt(dir, true); f[unitgen.CPU] != 1500000 || f[unitgen.Memory] != unitgen.Unset {
-		t.Errorf("readCgroupAt, CPU only = %v; want CPU alone", f)
+	if f, _ := r.cgroupAt(dir, true); f[unitgen.CPU] != 1500000 || f[unitgen.Memory] != unitgen.Unset {
+		t.Errorf("cgroupAt, CPU only = %v; want CPU alone", f)
 	}
 	// A hybrid host's v2 tree: cpu.stat only.
 	os.Remove(filepath.Join(dir, "memory.current"))
 	os.Remove(filepath.Join(dir, "pids.current"))
 	os.Remove(filepath.Join(dir, "io.stat"))
-	f, _ = readCgroupAt(dir, false)
+	f, _ = r.cgroupAt(dir, false)
 	if f[unitgen.Memory] != unitgen.Unset || f[unitgen.CPU] != 1500000 {
 		t.Errorf("without memory.current: %v; want memory unset, CPU read", f)
 	}
-	if _, ok := readCgroupAt(filepath.Join(dir, "nope"), false); ok {
+	if _, ok := r.cgroupAt(filepath.Join(dir, "nope"), false); ok {
 		t.Error("a missing cgroup read as ok")
 	}
 }

@@ -124,10 +124,6 @@ func (r *fileReader) read(path string) ([]byte, error) {
 	}
 }
 
-func readCgroupAt(dir string, cpuOnly bool) (unitgen.Figures, bool) {
-	return (&fileReader{}).cgroupAt(dir, cpuOnly)
-}
-
 func (r *fileReader) cgroupAt(dir string, cpuOnly bool) (unitgen.Figures, bool) {
 	f := unitgen.NoFigures()
 	stat, err := r.read(filepath.Join(dir, "cpu.stat"))
