@@ -256,11 +256,24 @@ func (m *Manager) goCanary(ctx context.Context, r *rollout) error {
 // PromoteCanary makes name's canary its live version; the version it
 // replaces drains as after a deploy. It returns once nginx serves it.
 func (m *Manager) PromoteCanary(ctx context.Context, name string) error {
+	// A deploy running now decided from the canary as it was (canary or
+	// live, the same bundle or not): promote between its steps and it
+	// would replace what was promoted. Wait for it, and promote only the
+	// canary the operator asked for.
+	asked := m.canaryVersion(name)
+	w := m.workerOf(name)
+	if !w.hold(ctx) {
+		return fmt.Errorf("promoting the canary of %s: waiting for its deploy to end: %w", name, ctx.Err())
+	}
+	defer w.release()
 	m.canary.op.Lock()
 	defer m.canary.op.Unlock()
 	m.mu.Lock()
 	c := m.canary.apps[name]
 	switch {
+	case asked != nil && (c == nil || c.v != asked):
+		m.mu.Unlock()
+		return fmt.Errorf("promoting the canary of %s: %w: version %s was replaced or dropped by a deploy that ended as you asked (see keter status, then promote again)", name, ErrCanaryRefused, asked.id)
 	case c == nil:
 		m.mu.Unlock()
 		return fmt.Errorf("promoting the canary of %s: %w", name, ErrNoCanary)

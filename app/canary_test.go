@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keter-systemd/keter/unitgen"
 )
@@ -145,6 +146,68 @@ func TestCanaryLifecycle(t *testing.T) {
 	}
 	if s1.Live.Version == s.Live.Version {
 		t.Fatal("the promoted version is the first one")
+	}
+}
+
+// TestPromoteWaitsForADeploy: a promote asked while a deploy of the app
+// runs waits for it; when that deploy replaced the canary the operator
+// asked to promote, the promote is refused rather than making live a
+// version nobody watched, and the canary and live versions are as the
+// deploy left them. A keter restart's scan of the canary's own bundle
+// does not race a promote into a fresh live version either.
+func TestPromoteWaitsForADeploy(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := t.Context()
+	h.drop("web.keter", "web.test")
+	s := h.waitStatus("web", func(s AppStatus) bool { return s.Live != nil })
+	live := s.Live.Version
+	if err := h.m.SetCanary(ctx, "web", 20); err != nil {
+		t.Fatal(err)
+	}
+	h.drop("web.keter", "web.test")
+	waitFor(t, func() bool { return h.proxy.app("web").Canary != nil })
+	first := h.proxy.app("web").Canary.Version
+
+	h.units.mu.Lock()
+	h.units.gate, h.units.entered = make(chan struct{}), make(chan string, 8)
+	h.units.mu.Unlock()
+	h.drop("web.keter", "web.test")
+	<-h.units.entered // the next canary's unit is starting
+	promoted := make(chan error, 1)
+	go func() {
+		promoted <- asRequest(t, func(ctx context.Context) error { return h.m.PromoteCanary(ctx, "web") })
+	}()
+	select {
+	case err := <-promoted:
+		t.Fatalf("promote did not wait for the running deploy: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	h.units.mu.Lock()
+	close(h.units.gate)
+	h.units.gate = nil
+	h.units.mu.Unlock()
+	err := <-promoted
+	if !errors.Is(err, ErrCanaryRefused) || !strings.Contains(err.Error(), first) {
+		t.Fatalf("promote of a canary replaced meanwhile: %v", err)
+	}
+	p := h.proxy.app("web")
+	if p.Version != live || p.Canary == nil || p.Canary.Version == first {
+		t.Fatalf("after the refused promote: live %s (want %s), canary %+v (not %s)", p.Version, live, p.Canary, first)
+	}
+	second := p.Canary.Version
+
+	// keter restarts and the operator promotes at once: the start-up scan
+	// finds the canary's bundle in incoming, which is no new version.
+	h.stop()
+	h.proxy = &fakeProxy{}
+	h.start()
+	if err := asRequest(t, func(ctx context.Context) error { return h.m.PromoteCanary(ctx, "web") }); err != nil {
+		t.Fatal(err)
+	}
+	h.m.Rescan()
+	s = h.waitStatus("web", func(s AppStatus) bool { return !s.Deploying })
+	if p := h.proxy.app("web"); p.Version != second || p.Canary != nil || s.Live == nil || s.Live.Version != second {
+		t.Fatalf("after a restart and a promote: proxy %s status %+v, want %s live and no canary", p.Version, s.Live, second)
 	}
 }
 

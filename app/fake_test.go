@@ -25,6 +25,10 @@ type fakeUnits struct {
 	runs    []unitgen.Unit      // every unit Run got
 	journal map[string][]string // app → its last lines, when set
 	subs    []chan unitgen.Status
+	// gate, when set, holds each Start until it is closed; entered
+	// hears of each Start it holds.
+	gate    chan struct{}
+	entered chan string
 }
 
 type fakeUnit struct {
@@ -39,6 +43,13 @@ func newFakeUnits() *fakeUnits {
 }
 
 func (f *fakeUnits) Start(ctx context.Context, u unitgen.Unit) error {
+	f.mu.Lock()
+	gate, entered := f.gate, f.entered
+	f.mu.Unlock()
+	if gate != nil {
+		entered <- u.Name
+		<-gate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.started = append(f.started, u.Name)

@@ -35,7 +35,24 @@ type worker struct {
 	mu      sync.Mutex
 	pending *request
 	running bool // a goroutine is taking pending
+	// busy is held while a request runs, and by an operator step that
+	// must not interleave with one (canary promote): a deploy decides
+	// canary or live, changed or not, from what it sees as it begins.
+	busy chan struct{}
 }
+
+// hold waits until no request of the app runs and keeps the next from
+// starting until release is called; false when ctx ends first.
+func (w *worker) hold(ctx context.Context) bool {
+	select {
+	case w.busy <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (w *worker) release() { <-w.busy }
 
 // superseded reports whether a newer bundle (or a removal) is waiting,
 // so a slow deploy can give way to it. A waiting restart does not cut a
@@ -75,12 +92,8 @@ func (w *worker) fold(r *request) bool {
 
 // enqueue hands a request to the app's worker, starting it if needed.
 func (m *Manager) enqueue(ctx context.Context, name string, r request) {
+	w := m.workerOf(name)
 	m.mu.Lock()
-	w := m.workers[name]
-	if w == nil {
-		w = &worker{}
-		m.workers[name] = w
-	}
 	if m.workCtx != nil {
 		ctx = m.workCtx
 	}
@@ -113,9 +126,21 @@ func (m *Manager) enqueue(ctx context.Context, name string, r request) {
 	}
 }
 
+// workerOf is name's worker, made on first use.
+func (m *Manager) workerOf(name string) *worker {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := m.workers[name]
+	if w == nil {
+		w = &worker{busy: make(chan struct{}, 1)}
+		m.workers[name] = w
+	}
+	return w
+}
+
 func (m *Manager) runWorker(ctx context.Context, name string, w *worker) {
 	for {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !w.hold(ctx) {
 			w.mu.Lock()
 			w.running = false
 			w.mu.Unlock()
@@ -123,33 +148,40 @@ func (m *Manager) runWorker(ctx context.Context, name string, w *worker) {
 		}
 		r := w.take()
 		if r == nil {
+			w.release()
 			return
 		}
-		var err error
-		if r.remove {
-			err = m.remove(ctx, name)
-		} else {
-			before := m.liveVersion(name)
-			if r.path != "" {
-				err = m.deploy(ctx, name, r.path, w)
+		m.runRequest(ctx, name, w, r)
+		w.release()
+	}
+}
+
+// runRequest runs one request and tells its waiters the outcome.
+func (m *Manager) runRequest(ctx context.Context, name string, w *worker, r *request) {
+	var err error
+	if r.remove {
+		err = m.remove(ctx, name)
+	} else {
+		before := m.liveVersion(name)
+		if r.path != "" {
+			err = m.deploy(ctx, name, r.path, w)
+		}
+		if r.restart && ctx.Err() == nil {
+			switch {
+			case errors.Is(err, errSuperseded):
+			case err != nil:
+				err = fmt.Errorf("a newer bundle was deployed first and failed, so nothing was restarted: %w", err)
+			case r.path != "" && m.liveVersion(name) != before:
+				// The new version is the replacement.
+			default:
+				err = m.restart(ctx, name, w, r.replace)
 			}
-			if r.restart && ctx.Err() == nil {
-				switch {
-				case errors.Is(err, errSuperseded):
-				case err != nil:
-					err = fmt.Errorf("a newer bundle was deployed first and failed, so nothing was restarted: %w", err)
-				case r.path != "" && m.liveVersion(name) != before:
-					// The new version is the replacement.
-				default:
-					err = m.restart(ctx, name, w, r.replace)
-				}
-				if errors.Is(err, errSuperseded) && w.fold(r) {
-					continue
-				}
+			if errors.Is(err, errSuperseded) && w.fold(r) {
+				return // the request now waiting tells them
 			}
 		}
-		for _, d := range r.done {
-			d <- err
-		}
+	}
+	for _, d := range r.done {
+		d <- err
 	}
 }
