@@ -261,11 +261,11 @@ func (m *Manager) PromoteCanary(ctx context.Context, name string) error {
 	// would replace what was promoted. Wait for it, and promote only the
 	// canary the operator asked for.
 	asked := m.canaryVersion(name)
-	w := m.workerOf(name)
-	if !w.hold(ctx) {
-		return fmt.Errorf("promoting the canary of %s: waiting for its deploy to end: %w", name, ctx.Err())
+	release, err := m.holdApp(ctx, name)
+	if err != nil {
+		return fmt.Errorf("promoting the canary of %s: %w", name, err)
 	}
-	defer w.release()
+	defer release()
 	m.canary.op.Lock()
 	defer m.canary.op.Unlock()
 	m.mu.Lock()
@@ -335,6 +335,13 @@ func (m *Manager) detached(ctx context.Context) context.Context {
 // version, it drains, and the live version's bundle goes back to
 // incoming/ (a rescan must not deploy the aborted bundle).
 func (m *Manager) AbortCanary(ctx context.Context, name string) error {
+	// A deploy running now may have decided before the abort that its
+	// bundle is no canary, and would make the aborted bundle live.
+	release, err := m.holdApp(ctx, name)
+	if err != nil {
+		return fmt.Errorf("aborting the canary of %s: %w", name, err)
+	}
+	defer release()
 	m.canary.op.Lock()
 	defer m.canary.op.Unlock()
 	m.mu.Lock()

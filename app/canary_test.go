@@ -211,6 +211,54 @@ func TestPromoteWaitsForADeploy(t *testing.T) {
 	}
 }
 
+// TestAbortWaitsForADeploy: an abort asked while a canary bundle is being
+// deployed waits for that deploy, then drops the canary it made: its
+// clients go back to the live version, its units stop and the live
+// bundle is back in incoming.
+func TestAbortWaitsForADeploy(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := t.Context()
+	h.drop("web.keter", "web.test")
+	s := h.waitStatus("web", func(s AppStatus) bool { return s.Live != nil })
+	live := s.Live.Version
+	if err := h.m.SetCanary(ctx, "web", 30); err != nil {
+		t.Fatal(err)
+	}
+	h.units.mu.Lock()
+	h.units.gate, h.units.entered = make(chan struct{}), make(chan string, 8)
+	h.units.mu.Unlock()
+	h.drop("web.keter", "web.test")
+	<-h.units.entered
+	aborted := make(chan error, 1)
+	go func() {
+		aborted <- asRequest(t, func(ctx context.Context) error { return h.m.AbortCanary(ctx, "web") })
+	}()
+	select {
+	case err := <-aborted:
+		t.Fatalf("abort did not wait for the running deploy: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	h.units.mu.Lock()
+	close(h.units.gate)
+	h.units.gate = nil
+	h.units.mu.Unlock()
+	if err := <-aborted; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(h.units.names()) == 1 })
+	s = h.waitStatus("web", func(s AppStatus) bool { return !s.Deploying })
+	if p := h.proxy.app("web"); p.Version != live || p.Canary != nil || s.Canary != nil {
+		t.Fatalf("after an abort during the canary's deploy: proxy %s canary %+v, status canary %+v; want %s and none", p.Version, p.Canary, s.Canary, live)
+	}
+	data, err := os.ReadFile(filepath.Join(h.cfg.Incoming(), "web.keter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != s.Live.Digest {
+		t.Fatal("incoming/web.keter is not the live bundle after the abort")
+	}
+}
+
 // digest is the live version's bundle digest.
 func (l Live) digest(h *harness) string {
 	for _, s := range h.m.Status() {

@@ -138,6 +138,16 @@ func (m *Manager) workerOf(name string) *worker {
 	return w
 }
 
+// holdApp waits until no request of name runs and keeps the next from
+// starting until release is called.
+func (m *Manager) holdApp(ctx context.Context, name string) (release func(), err error) {
+	w := m.workerOf(name)
+	if !w.hold(ctx) {
+		return nil, fmt.Errorf("waiting for the deploy of %s that is running: %w", name, ctx.Err())
+	}
+	return w.release, nil
+}
+
 func (m *Manager) runWorker(ctx context.Context, name string, w *worker) {
 	for {
 		if ctx.Err() != nil || !w.hold(ctx) {
