@@ -168,25 +168,7 @@ func TestPromoteWaitsForADeploy(t *testing.T) {
 	waitFor(t, func() bool { return h.proxy.app("web").Canary != nil })
 	first := h.proxy.app("web").Canary.Version
 
-	h.units.mu.Lock()
-	h.units.gate, h.units.entered = make(chan struct{}), make(chan string, 8)
-	h.units.mu.Unlock()
-	h.drop("web.keter", "web.test")
-	<-h.units.entered // the next canary's unit is starting
-	promoted := make(chan error, 1)
-	go func() {
-		promoted <- asRequest(t, func(ctx context.Context) error { return h.m.PromoteCanary(ctx, "web") })
-	}()
-	select {
-	case err := <-promoted:
-		t.Fatalf("promote did not wait for the running deploy: %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
-	h.units.mu.Lock()
-	close(h.units.gate)
-	h.units.gate = nil
-	h.units.mu.Unlock()
-	err := <-promoted
+	err := h.whileDeploying("promote", func(ctx context.Context) error { return h.m.PromoteCanary(ctx, "web") })
 	if !errors.Is(err, ErrCanaryRefused) || !strings.Contains(err.Error(), first) {
 		t.Fatalf("promote of a canary replaced meanwhile: %v", err)
 	}
@@ -224,25 +206,7 @@ func TestAbortWaitsForADeploy(t *testing.T) {
 	if err := h.m.SetCanary(ctx, "web", 30); err != nil {
 		t.Fatal(err)
 	}
-	h.units.mu.Lock()
-	h.units.gate, h.units.entered = make(chan struct{}), make(chan string, 8)
-	h.units.mu.Unlock()
-	h.drop("web.keter", "web.test")
-	<-h.units.entered
-	aborted := make(chan error, 1)
-	go func() {
-		aborted <- asRequest(t, func(ctx context.Context) error { return h.m.AbortCanary(ctx, "web") })
-	}()
-	select {
-	case err := <-aborted:
-		t.Fatalf("abort did not wait for the running deploy: %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
-	h.units.mu.Lock()
-	close(h.units.gate)
-	h.units.gate = nil
-	h.units.mu.Unlock()
-	if err := <-aborted; err != nil {
+	if err := h.whileDeploying("abort", func(ctx context.Context) error { return h.m.AbortCanary(ctx, "web") }); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return len(h.units.names()) == 1 })
@@ -257,6 +221,30 @@ func TestAbortWaitsForADeploy(t *testing.T) {
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != s.Live.Digest {
 		t.Fatal("incoming/web.keter is not the live bundle after the abort")
 	}
+}
+
+// whileDeploying drops a web.test bundle, holds its unit's start, asks
+// op as a request would and checks op waits for the deploy; then lets
+// the deploy go on and returns op's outcome.
+func (h *harness) whileDeploying(what string, op func(context.Context) error) error {
+	h.t.Helper()
+	h.units.mu.Lock()
+	h.units.gate, h.units.entered = make(chan struct{}), make(chan string, 8)
+	h.units.mu.Unlock()
+	h.drop("web.keter", "web.test")
+	<-h.units.entered // the deploy's unit is starting
+	done := make(chan error, 1)
+	go func() { done <- asRequest(h.t, op) }()
+	select {
+	case err := <-done:
+		h.t.Fatalf("%s did not wait for the running deploy: %v", what, err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	h.units.mu.Lock()
+	close(h.units.gate)
+	h.units.gate = nil
+	h.units.mu.Unlock()
+	return <-done
 }
 
 // digest is the live version's bundle digest.
