@@ -36,7 +36,7 @@ type worker struct {
 	pending *request
 	running bool // a goroutine is taking pending
 	// busy is held while a request runs, and by an operator step that
-	// must not interleave with one (canary promote): a deploy decides
+	// must not interleave with one (canary promote, abort): a deploy decides
 	// canary or live, changed or not, from what it sees as it begins.
 	busy chan struct{}
 }
